@@ -1,0 +1,238 @@
+//! Reading the file: YAML → a JSON tree, `include`s merged, `environment_variables` and `os.environ/VAR`
+//! references resolved. Validation of the tree is `validate`'s job.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{validate, Config, Diagnostics};
+
+/// Environment variables llmux never takes from a config file (as LiteLLM's blocklist).
+const BLOCKED_ENV: &[&str] = &[
+    "PATH",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "HOME",
+    "USER",
+    "SHELL",
+    "LOGNAME",
+];
+
+/// Loads and validates the config at `path`. On success the config comes with its warnings; on failure every
+/// problem found is returned.
+pub fn load(path: &Path) -> Result<(Config, Diagnostics), Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut seen = HashSet::new();
+    let tree = read_tree(path, &mut seen, &mut diags, "");
+    finish(tree, &mut diags, &|name| std::env::var(name).ok()).map(|c| (c, diags.clone())).map_err(|()| diags)
+}
+
+/// Loads a config from YAML text (no `include` support: paths need a file), with `env` as the environment.
+pub fn load_str(
+    yaml: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Diagnostics), Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let tree = parse_yaml(yaml, "<config>", &mut diags);
+    finish(tree, &mut diags, env).map(|c| (c, diags.clone())).map_err(|()| diags)
+}
+
+fn finish(
+    tree: Option<Map<String, Value>>,
+    diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ()> {
+    let Some(mut tree) = tree else { return Err(()) };
+    let overlay = environment_overlay(&mut tree, diags, env);
+    let lookup = |name: &str| overlay.get(name).cloned().or_else(|| env(name));
+    for (key, value) in tree.iter_mut() {
+        if key != "environment_variables" {
+            resolve_env_refs(value, key, &lookup, diags);
+        }
+    }
+    let config = validate::validate(&tree, diags, &lookup);
+    if diags.has_errors() {
+        Err(())
+    } else {
+        config.ok_or(())
+    }
+}
+
+/// `environment_variables` as a map the rest of the load reads before the process environment (llmux does not
+/// mutate its own environment).
+fn environment_overlay(
+    tree: &mut Map<String, Value>,
+    diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> HashMap<String, String> {
+    let mut overlay = HashMap::new();
+    let Some(value) = tree.get_mut("environment_variables") else { return overlay };
+    let Some(map) = value.as_object_mut() else {
+        if !value.is_null() {
+            diags.error("environment_variables", "must be a mapping of NAME: value");
+        }
+        return overlay;
+    };
+    for (name, value) in map.iter_mut() {
+        let path = format!("environment_variables.{name}");
+        if BLOCKED_ENV.contains(&name.as_str()) || name.starts_with("DYLD_") {
+            diags.warn(&path, "this variable cannot be set from a config file; ignored");
+            continue;
+        }
+        resolve_env_refs(value, &path, &|n| env(n), diags);
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                diags.error(&path, "must be a string, number or boolean");
+                continue;
+            }
+        };
+        overlay.insert(name.clone(), text);
+    }
+    overlay
+}
+
+/// Replaces every string `os.environ/VAR` in `value` by the variable's value; an unset variable is an error.
+fn resolve_env_refs(
+    value: &mut Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Diagnostics,
+) {
+    match value {
+        Value::String(s) => {
+            if let Some(name) = s.strip_prefix("os.environ/") {
+                match env(name) {
+                    Some(v) => *s = v,
+                    None => diags.error(path, format!("environment variable {name} is not set")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve_env_refs(item, &format!("{path}[{i}]"), env, diags);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                resolve_env_refs(v, &format!("{path}.{k}"), env, diags);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn parse_yaml(text: &str, origin: &str, diags: &mut Diagnostics) -> Option<Map<String, Value>> {
+    let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.error("", format!("{origin}: invalid YAML: {e}"));
+            return None;
+        }
+    };
+    if yaml.is_null() {
+        return Some(Map::new());
+    }
+    match serde_json::to_value(&yaml) {
+        Ok(Value::Object(map)) => Some(map),
+        Ok(_) => {
+            diags.error("", format!("{origin}: the top level must be a mapping (model_list, router_settings, …)"));
+            None
+        }
+        Err(e) => {
+            diags.error("", format!("{origin}: unsupported YAML (mapping keys must be strings): {e}"));
+            None
+        }
+    }
+}
+
+/// Reads `path` and merges its `include`s (resolved relative to the including file; top-level lists are
+/// concatenated, other values replaced; a file already read is skipped, so cycles end).
+fn read_tree(
+    path: &Path,
+    seen: &mut HashSet<PathBuf>,
+    diags: &mut Diagnostics,
+    from: &str,
+) -> Option<Map<String, Value>> {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if !seen.insert(canonical) {
+        return Some(Map::new());
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.error(from, format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    let mut tree = parse_yaml(&text, &path.display().to_string(), diags)?;
+    let Some(includes) = tree.remove("include") else { return Some(tree) };
+    let Some(list) = includes.as_array() else {
+        diags.error("include", "must be a list of file paths");
+        return Some(tree);
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("include[{i}]");
+        let Some(name) = entry.as_str() else {
+            diags.error(&at, "must be a file path (string)");
+            continue;
+        };
+        let Some(included) = read_tree(&dir.join(name), seen, diags, &at) else { continue };
+        for (key, value) in included {
+            match (tree.get_mut(&key), value) {
+                (Some(Value::Array(base)), Value::Array(more)) => base.extend(more),
+                (_, value) => {
+                    tree.insert(key, value);
+                }
+            }
+        }
+    }
+    Some(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includes_concatenate_lists_and_replace_other_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("main.yaml"),
+            "include: [more.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: ollama/a}\nrouter_settings: {num_retries: 1}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("more.yaml"),
+            "include: [main.yaml]\nmodel_list:\n  - model_name: b\n    litellm_params: {model: ollama/b}\nrouter_settings: {num_retries: 4}\n",
+        )
+        .unwrap();
+        let (config, _) = load(&dir.path().join("main.yaml")).unwrap();
+        assert_eq!(config.group_order, ["a", "b"]);
+        assert_eq!(config.router.num_retries, 4);
+    }
+
+    #[test]
+    fn environment_variables_feed_os_environ_references() {
+        let yaml = "environment_variables:\n  KEY: os.environ/REAL\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_base: 'http://h:1/v1', api_key: os.environ/KEY}\n";
+        let env = |n: &str| (n == "REAL").then(|| "sk-secret".to_owned());
+        let (config, _) = load_str(yaml, &env).unwrap();
+        let key = config.deployments[0].engine().unwrap().api_key.clone().unwrap();
+        assert_eq!(key.expose(), "sk-secret");
+    }
+
+    #[test]
+    fn unset_variable_is_an_error_with_its_path() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_base: 'http://h:1', api_key: os.environ/NOPE_X}\n";
+        let diags = load_str(yaml, &|_| None).unwrap_err();
+        let first = diags.errors().next().unwrap();
+        assert_eq!(first.path, "model_list[0].litellm_params.api_key");
+        assert!(first.message.contains("NOPE_X"));
+    }
+}

@@ -1,0 +1,42 @@
+//! The resolved routing table `llmux check` prints: alias → group → deployments with order, weight and host.
+
+use std::fmt::Write;
+
+use super::{Config, Target};
+
+/// Renders the routing table, one group at a time, deployments in the order the router considers them.
+pub fn routing_table(config: &Config) -> String {
+    let mut out = String::new();
+    for group in &config.group_order {
+        let aliases: Vec<&str> = config
+            .alias_order
+            .iter()
+            .filter(|a| config.aliases.get(*a).is_some_and(|x| &x.target == group))
+            .map(String::as_str)
+            .collect();
+        let via = if aliases.is_empty() { String::new() } else { format!("  (aliases: {})", aliases.join(", ")) };
+        let _ = writeln!(out, "{group}{via}");
+        let mut members: Vec<usize> = config.groups.get(group).cloned().unwrap_or_default();
+        members.sort_by_key(|&i| config.deployments[i].order.unwrap_or(u32::MAX));
+        for i in members {
+            let d = &config.deployments[i];
+            let order = d.order.map_or("-".to_owned(), |o| o.to_string());
+            let weight = d.weight.or(d.rpm).or(d.tpm).map_or("-".to_owned(), |w| w.to_string());
+            let (engine, host) = match &d.target {
+                Target::Engine(e) => (d.model.as_str(), e.api_base.as_str()),
+                Target::AutoRouter { .. } => (d.model.as_str(), "(strategy router: not implemented yet)"),
+            };
+            let _ = writeln!(out, "  order {order:<3} weight {weight:<5} model_list[{i}]  {engine}  {host}");
+        }
+    }
+    if !config.router.fallbacks.is_empty() || !config.router.default_fallbacks.is_empty() {
+        let _ = writeln!(out, "fallbacks");
+        for (from, to) in &config.router.fallbacks {
+            let _ = writeln!(out, "  {from} -> {}", to.join(", "));
+        }
+        if !config.router.default_fallbacks.is_empty() {
+            let _ = writeln!(out, "  (default) -> {}", config.router.default_fallbacks.join(", "));
+        }
+    }
+    out
+}

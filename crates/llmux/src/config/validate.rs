@@ -1,0 +1,656 @@
+//! Turns the resolved JSON tree into a [`Config`], collecting every problem with its YAML path.
+//!
+//! Each section lists the keys llmux acts on; keys LiteLLM knows but llmux does not act on yet are reported as
+//! warnings (never silently ignored), and keys LiteLLM reads from another section are honoured where they are
+//! and pointed out.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{Alias, Config, Deployment, Diagnostics, EngineTarget, GeneralSettings, RouterSettings, Secret, Target};
+use crate::providers;
+
+const TOP_LEVEL: &[&str] =
+    &["model_list", "litellm_settings", "router_settings", "general_settings", "environment_variables"];
+
+/// `litellm_params` keys llmux reads itself; everything not here and not in [`PARAMS_NOT_FORWARDED`] is an engine
+/// option forwarded with each request.
+const PARAMS_ACTED_ON: &[&str] = &[
+    "model",
+    "api_base",
+    "base_url",
+    "api_key",
+    "order",
+    "weight",
+    "rpm",
+    "tpm",
+    "timeout",
+    "stream_timeout",
+    "keep_alive",
+    "custom_llm_provider",
+];
+
+/// `litellm_params` keys that LiteLLM's router interprets (so they must not reach an engine) but llmux does not act
+/// on yet.
+const PARAMS_NOT_FORWARDED: &[&str] = &[
+    "max_retries",
+    "num_retries",
+    "cooldown_time",
+    "max_parallel_requests",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "input_cost_per_second",
+    "output_cost_per_second",
+    "tags",
+    "api_version",
+    "region_name",
+    "mock_response",
+    "use_in_pass_through",
+    "merge_reasoning_content_in_choices",
+    "organization",
+    "complexity_router_config",
+    "complexity_router_default_model",
+    "auto_router_config_path",
+    "auto_router_config",
+    "auto_router_default_model",
+    "auto_router_embedding_model",
+    "health_check_model",
+    "health_check_timeout",
+];
+
+/// `model_info` keys that change behaviour in LiteLLM but not yet in llmux.
+const MODEL_INFO_NOT_ACTED_ON: &[&str] = &[
+    "allowed_fails",
+    "allowed_fails_policy",
+    "cooldown_time",
+    "health_check_model",
+    "health_check_timeout",
+    "health_check_max_tokens",
+    "health_check_params",
+    "disable_background_health_check",
+    "blocked",
+];
+
+const ROUTER_ACTED_ON: &[&str] =
+    &["routing_strategy", "model_group_alias", "fallbacks", "default_fallbacks", "num_retries", "max_fallbacks", "timeout", "stream_timeout"];
+
+const LITELLM_ACTED_ON: &[&str] = &["default_fallbacks", "fallbacks", "num_retries", "request_timeout"];
+
+const GENERAL_ACTED_ON: &[&str] =
+    &["master_key", "max_request_size_mb", "background_health_checks", "health_check_interval"];
+
+pub(super) fn validate(
+    tree: &Map<String, Value>,
+    diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Config> {
+    for key in tree.keys() {
+        if !TOP_LEVEL.contains(&key.as_str()) {
+            diags.warn(key, "section not supported by llmux yet; ignored");
+        }
+    }
+    let empty = Map::new();
+    let litellm = section(tree, "litellm_settings", diags).unwrap_or(&empty);
+    let router_map = section(tree, "router_settings", diags).unwrap_or(&empty);
+    let general_map = section(tree, "general_settings", diags).unwrap_or(&empty);
+
+    let deployments = model_list(tree.get("model_list"), diags, env);
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut group_order = Vec::new();
+    for d in &deployments {
+        let members = groups.entry(d.model_name.clone()).or_default();
+        if members.is_empty() {
+            group_order.push(d.model_name.clone());
+        }
+        members.push(d.index);
+    }
+    let known = |name: &str| groups.contains_key(name) || deployments.iter().any(|d| d.id == name);
+
+    let (aliases, alias_order) = aliases(router_map.get("model_group_alias"), &known, diags);
+    let is_name = |name: &str| known(name) || aliases.contains_key(name);
+    let router = router_settings(router_map, litellm, &is_name, diags);
+    let general = general_settings(general_map, litellm, router_map, diags);
+    litellm_warnings(litellm, diags);
+
+    Some(Config { deployments, groups, group_order, aliases, alias_order, router, general })
+}
+
+fn section<'a>(tree: &'a Map<String, Value>, key: &str, diags: &mut Diagnostics) -> Option<&'a Map<String, Value>> {
+    match tree.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => {
+            diags.error(key, "must be a mapping");
+            None
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn get_str(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<String> {
+    match map.get(key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        other => {
+            diags.error(format!("{path}.{key}"), format!("must be a string, found {}", type_name(other)));
+            None
+        }
+    }
+}
+
+/// A non-negative number; numeric strings are accepted as LiteLLM (Python) code often gets them from env vars.
+fn get_num(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<f64> {
+    let value = map.get(key)?;
+    let parsed = match value {
+        Value::Null => return None,
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(v) if v.is_finite() && v >= 0.0 => Some(v),
+        _ => {
+            diags.error(format!("{path}.{key}"), format!("must be a non-negative number, found {value}"));
+            None
+        }
+    }
+}
+
+fn get_uint(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<u64> {
+    let value = map.get(key)?;
+    let parsed = match value {
+        Value::Null => return None,
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    if parsed.is_none() {
+        diags.error(format!("{path}.{key}"), format!("must be a non-negative integer, found {value}"));
+    }
+    parsed
+}
+
+fn get_bool(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<bool> {
+    match map.get(key)? {
+        Value::Null => None,
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        other => {
+            diags.error(format!("{path}.{key}"), format!("must be true or false, found {other}"));
+            None
+        }
+    }
+}
+
+fn seconds(v: f64) -> Duration {
+    Duration::from_secs_f64(v.min(1e9))
+}
+
+fn model_list(value: Option<&Value>, diags: &mut Diagnostics, env: &dyn Fn(&str) -> Option<String>) -> Vec<Deployment> {
+    let items = match value {
+        None | Some(Value::Null) => {
+            diags.warn("model_list", "no models configured: every request will fail with 400");
+            return Vec::new();
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            diags.error("model_list", format!("must be a list of deployments, found {}", type_name(other)));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("model_list[{i}]");
+        let Some(entry) = item.as_object() else {
+            diags.error(&path, format!("must be a mapping with model_name and litellm_params, found {}", type_name(item)));
+            continue;
+        };
+        if let Some(d) = deployment(entry, i, &path, diags, env) {
+            if let Some(first) = ids.insert(d.id.clone(), i) {
+                diags.error(format!("{path}.model_info.id"), format!("duplicate deployment id {:?} (also model_list[{first}])", d.id));
+            }
+            out.push(d);
+        }
+    }
+    for (index, d) in out.iter_mut().enumerate() {
+        d.index = index;
+    }
+    out
+}
+
+fn deployment(
+    entry: &Map<String, Value>,
+    position: usize,
+    path: &str,
+    diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Deployment> {
+    for key in entry.keys() {
+        if !["model_name", "litellm_params", "model_info", "rpm", "tpm"].contains(&key.as_str()) {
+            diags.warn(format!("{path}.{key}"), "unknown deployment key; ignored");
+        }
+    }
+    let model_name = match entry.get("model_name") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            diags.error(format!("{path}.model_name"), format!("must be a non-empty string, found {}", type_name(other)));
+            None
+        }
+        None => {
+            diags.error(format!("{path}.model_name"), "missing: every deployment needs the name clients call it by");
+            None
+        }
+    };
+    if model_name.as_deref().is_some_and(|n| n.contains('*')) {
+        diags.error(format!("{path}.model_name"), "wildcard model names are not supported by llmux yet");
+    }
+    let params_path = format!("{path}.litellm_params");
+    let params = match entry.get("litellm_params") {
+        Some(Value::Object(p)) => p,
+        Some(other) => {
+            diags.error(&params_path, format!("must be a mapping, found {}", type_name(other)));
+            return None;
+        }
+        None => {
+            diags.error(&params_path, "missing: every deployment needs litellm_params with at least `model`");
+            return None;
+        }
+    };
+    let empty = Map::new();
+    let info_path = format!("{path}.model_info");
+    let info = match entry.get("model_info") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            diags.error(&info_path, format!("must be a mapping, found {}", type_name(other)));
+            &empty
+        }
+    };
+    for key in info.keys() {
+        if MODEL_INFO_NOT_ACTED_ON.contains(&key.as_str()) {
+            diags.warn(format!("{info_path}.{key}"), "not acted on by llmux yet; ignored");
+        }
+    }
+    for key in params.keys() {
+        if PARAMS_NOT_FORWARDED.contains(&key.as_str()) {
+            diags.warn(format!("{params_path}.{key}"), "not acted on by llmux yet; ignored");
+        }
+    }
+
+    let model = match params.get("model") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(other) => {
+            diags.error(format!("{params_path}.model"), format!("must be a string like ollama_chat/llama3, found {}", type_name(other)));
+            return None;
+        }
+        None => {
+            diags.error(format!("{params_path}.model"), "missing: set it to <provider>/<model>, e.g. ollama_chat/qwen3:8b");
+            return None;
+        }
+    };
+
+    // Top-level rpm/tpm win over litellm_params, which win over model_info (LiteLLM's lookup order).
+    let limit = |key: &str, diags: &mut Diagnostics| {
+        get_num(entry, key, path, diags)
+            .or_else(|| get_num(params, key, &params_path, diags))
+            .or_else(|| get_num(info, key, &info_path, diags))
+    };
+    let rpm = limit("rpm", diags);
+    let tpm = limit("tpm", diags);
+    let order = match get_uint(params, "order", &params_path, diags).or_else(|| get_uint(info, "order", &info_path, diags)) {
+        Some(0) => {
+            diags.error(format!("{params_path}.order"), "must be 1 or more (1 = preferred)");
+            None
+        }
+        Some(o) => Some(u32::try_from(o).unwrap_or(u32::MAX)),
+        None => None,
+    };
+    let weight = get_num(params, "weight", &params_path, diags);
+    let timeout = get_num(params, "timeout", &params_path, diags).map(seconds);
+    let stream_timeout = get_num(params, "stream_timeout", &params_path, diags).map(seconds);
+    let mode = get_str(info, "mode", &info_path, diags);
+    let id = match get_str(info, "id", &info_path, diags) {
+        Some(id) => id,
+        None => deployment_id(model_name.as_deref().unwrap_or(""), params),
+    };
+
+    let target = target(&model, params, &params_path, diags, env)?;
+    let public_params = params
+        .iter()
+        .filter(|(k, _)| !is_secret_key(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(Deployment {
+        id,
+        index: position,
+        model_name: model_name?,
+        model,
+        target,
+        order,
+        weight,
+        rpm,
+        tpm,
+        timeout,
+        stream_timeout,
+        mode,
+        model_info: info.clone(),
+        public_params,
+    })
+}
+
+fn target(
+    model: &str,
+    params: &Map<String, Value>,
+    path: &str,
+    diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Target> {
+    let explicit = get_str(params, "custom_llm_provider", path, diags);
+    let (prefix, upstream_model) = match (&explicit, model.split_once('/')) {
+        (Some(p), _) => (p.as_str(), model.strip_prefix(&format!("{p}/")).unwrap_or(model)),
+        (None, Some((p, rest))) => (p, rest),
+        (None, None) => {
+            diags.error(
+                format!("{path}.model"),
+                format!("{model:?} has no provider prefix; write it as <provider>/<model>, e.g. openai/{model} or ollama_chat/{model}"),
+            );
+            return None;
+        }
+    };
+    if prefix == "auto_router" {
+        return Some(Target::AutoRouter { kind: upstream_model.to_owned() });
+    }
+    let Some(engine) = providers::engine(prefix) else {
+        let known: Vec<&str> = providers::ENGINES.iter().map(|e| e.prefix).collect();
+        diags.error(
+            format!("{path}.model"),
+            format!("unknown provider prefix {prefix:?} in {model:?}; llmux supports {}", known.join(", ")),
+        );
+        return None;
+    };
+    if upstream_model.is_empty() {
+        diags.error(format!("{path}.model"), "the model name after the provider prefix is empty");
+        return None;
+    }
+    let api_base = get_str(params, "api_base", path, diags)
+        .or_else(|| get_str(params, "base_url", path, diags))
+        .or_else(|| engine.api_base_env.and_then(env))
+        .or_else(|| engine.default_api_base.map(str::to_owned));
+    let Some(api_base) = api_base else {
+        let var = engine.api_base_env.unwrap_or("the provider's base URL variable");
+        diags.error(format!("{path}.api_base"), format!("missing: {prefix}/ has no default endpoint; set api_base or {var}"));
+        return None;
+    };
+    if !(api_base.starts_with("http://") || api_base.starts_with("https://")) || api_base.parse::<http::Uri>().is_err() {
+        diags.error(format!("{path}.api_base"), format!("{api_base:?} is not an http:// or https:// URL"));
+        return None;
+    }
+    let api_key = get_str(params, "api_key", path, diags)
+        .or_else(|| engine.api_key_env.and_then(env))
+        .or_else(|| engine.default_api_key.map(str::to_owned))
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+    let keep_alive = params.get("keep_alive").cloned();
+    let extra_params = params
+        .iter()
+        .filter(|(k, _)| !PARAMS_ACTED_ON.contains(&k.as_str()) && !PARAMS_NOT_FORWARDED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(Target::Engine(EngineTarget {
+        engine,
+        upstream_model: upstream_model.to_owned(),
+        api_base: api_base.trim_end_matches('/').to_owned(),
+        api_key,
+        keep_alive,
+        extra_params,
+    }))
+}
+
+/// Parameter names whose values are credentials and never leave llmux (`/model/info`, logs).
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["key", "secret", "token", "password", "credential"].iter().any(|w| k.contains(w))
+}
+
+/// LiteLLM's id for a deployment without `model_info.id`: sha256 over the model name and each
+/// `litellm_params` key and value in file order.
+fn deployment_id(model_name: &str, params: &Map<String, Value>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(model_name.as_bytes());
+    for (k, v) in params {
+        hasher.update(k.as_bytes());
+        match v {
+            Value::String(s) => hasher.update(s.as_bytes()),
+            Value::Bool(true) => hasher.update(b"True"),
+            Value::Bool(false) => hasher.update(b"False"),
+            Value::Null => hasher.update(b"None"),
+            other => hasher.update(other.to_string().as_bytes()),
+        }
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn aliases(
+    value: Option<&Value>,
+    known: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) -> (HashMap<String, Alias>, Vec<String>) {
+    let mut out = HashMap::new();
+    let mut order = Vec::new();
+    let map = match value {
+        None | Some(Value::Null) => return (out, order),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            diags.error("router_settings.model_group_alias", format!("must be a mapping of alias: group, found {}", type_name(other)));
+            return (out, order);
+        }
+    };
+    for (alias, target) in map {
+        let path = format!("router_settings.model_group_alias.{alias}");
+        let (target, hidden) = match target {
+            Value::String(s) => (s.clone(), false),
+            Value::Object(m) => match m.get("model") {
+                Some(Value::String(s)) => {
+                    let hidden = get_bool(m, "hidden", &path, diags).unwrap_or(false);
+                    (s.clone(), hidden)
+                }
+                _ => {
+                    diags.error(&path, "must be a group name or {model: <group>, hidden: <bool>}");
+                    continue;
+                }
+            },
+            other => {
+                diags.error(&path, format!("must be a group name, found {}", type_name(other)));
+                continue;
+            }
+        };
+        if !known(&target) {
+            diags.error(&path, format!("alias points to {target:?}, which is not a model_name in model_list"));
+            continue;
+        }
+        order.push(alias.clone());
+        out.insert(alias.clone(), Alias { target, hidden });
+    }
+    (out, order)
+}
+
+fn name_list(value: &Value, path: &str, is_name: &dyn Fn(&str) -> bool, diags: &mut Diagnostics) -> Vec<String> {
+    let Some(items) = value.as_array() else {
+        let hint = if value.is_string() { format!(" (write [{value}])") } else { String::new() };
+        diags.error(path, format!("must be a list of model names{hint}"));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(name) if is_name(name) => out.push(name.to_owned()),
+            Some(name) => diags.error(format!("{path}[{i}]"), format!("{name:?} is not a model_name or alias")),
+            None => diags.error(format!("{path}[{i}]"), "must be a model name (string)"),
+        }
+    }
+    out
+}
+
+fn fallbacks(value: &Value, path: &str, is_name: &dyn Fn(&str) -> bool, diags: &mut Diagnostics) -> Vec<(String, Vec<String>)> {
+    let Some(items) = value.as_array() else {
+        diags.error(path, "must be a list like [{\"group\": [\"fallback\"]}]");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        match item.as_object() {
+            Some(map) if map.len() == 1 => {
+                for (key, targets) in map {
+                    if key != "*" && !is_name(key) {
+                        diags.warn(format!("{at}.{key}"), "no model_name or alias has this name; the entry never fires");
+                    }
+                    out.push((key.clone(), name_list(targets, &format!("{at}.{key}"), is_name, diags)));
+                }
+            }
+            _ => diags.error(&at, "each entry must be a mapping with exactly one key: {\"group\": [\"fallback\", …]}"),
+        }
+    }
+    out
+}
+
+fn router_settings(
+    router: &Map<String, Value>,
+    litellm: &Map<String, Value>,
+    is_name: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) -> RouterSettings {
+    const R: &str = "router_settings";
+    const L: &str = "litellm_settings";
+    for key in router.keys() {
+        match key.as_str() {
+            k if ROUTER_ACTED_ON.contains(&k) => {}
+            "health_check_interval" | "health_check_concurrency" => diags.warn(
+                format!("{R}.{key}"),
+                "belongs in general_settings (LiteLLM refuses to start with it here); llmux honours it",
+            ),
+            _ => diags.warn(format!("{R}.{key}"), "not acted on by llmux yet; ignored"),
+        }
+    }
+    let routing_strategy = get_str(router, "routing_strategy", R, diags).unwrap_or_else(|| "simple-shuffle".to_owned());
+    if routing_strategy != "simple-shuffle" {
+        diags.warn(
+            format!("{R}.routing_strategy"),
+            format!("{routing_strategy:?} is not implemented by llmux yet; using simple-shuffle"),
+        );
+    }
+    let num_retries = get_uint(router, "num_retries", R, diags)
+        .or_else(|| get_uint(litellm, "num_retries", L, diags))
+        .unwrap_or(2);
+    let mut fb = Vec::new();
+    if let Some(v) = litellm.get("fallbacks").filter(|v| !v.is_null()) {
+        fb.extend(fallbacks(v, &format!("{L}.fallbacks"), is_name, diags));
+    }
+    if let Some(v) = router.get("fallbacks").filter(|v| !v.is_null()) {
+        fb = fallbacks(v, &format!("{R}.fallbacks"), is_name, diags);
+    }
+    let default_fallbacks = match (router.get("default_fallbacks"), litellm.get("default_fallbacks")) {
+        (Some(v), _) if !v.is_null() => name_list(v, &format!("{R}.default_fallbacks"), is_name, diags),
+        (_, Some(v)) if !v.is_null() => name_list(v, &format!("{L}.default_fallbacks"), is_name, diags),
+        _ => Vec::new(),
+    };
+    let max_fallbacks = get_uint(router, "max_fallbacks", R, diags).unwrap_or(5);
+    RouterSettings {
+        routing_strategy,
+        num_retries: u32::try_from(num_retries).unwrap_or(u32::MAX),
+        fallbacks: fb,
+        default_fallbacks,
+        max_fallbacks: u32::try_from(max_fallbacks).unwrap_or(u32::MAX),
+        timeout: get_num(router, "timeout", R, diags)
+            .or_else(|| get_num(litellm, "request_timeout", L, diags))
+            .map(seconds),
+        stream_timeout: get_num(router, "stream_timeout", R, diags).map(seconds),
+    }
+}
+
+fn general_settings(
+    general: &Map<String, Value>,
+    litellm: &Map<String, Value>,
+    router: &Map<String, Value>,
+    diags: &mut Diagnostics,
+) -> GeneralSettings {
+    const G: &str = "general_settings";
+    for key in general.keys() {
+        if !GENERAL_ACTED_ON.contains(&key.as_str()) {
+            diags.warn(format!("{G}.{key}"), "not acted on by llmux yet; ignored");
+        }
+    }
+    let master_key = get_str(general, "master_key", G, diags).filter(|k| !k.is_empty()).map(Secret::new);
+    let max_mb = get_num(general, "max_request_size_mb", G, diags).unwrap_or(32.0);
+    // LiteLLM reads these only from general_settings; the seed config (and many users) put them in
+    // litellm_settings, where LiteLLM silently ignores them. llmux honours them there and says so.
+    let misplaced = |key: &str, diags: &mut Diagnostics| {
+        diags.warn(
+            format!("litellm_settings.{key}"),
+            format!("misplaced: LiteLLM reads this only from general_settings (and ignores it here); llmux honours it — move it to general_settings.{}", key.trim_start_matches("enable_")),
+        );
+    };
+    let background_health_checks = match get_bool(general, "background_health_checks", G, diags) {
+        Some(v) => Some(v),
+        None if litellm.contains_key("enable_background_health_checks") => {
+            misplaced("enable_background_health_checks", diags);
+            get_bool(litellm, "enable_background_health_checks", "litellm_settings", diags)
+        }
+        None if litellm.contains_key("background_health_checks") => {
+            misplaced("background_health_checks", diags);
+            get_bool(litellm, "background_health_checks", "litellm_settings", diags)
+        }
+        None => None,
+    }
+    .unwrap_or(false);
+    let interval = match get_uint(general, "health_check_interval", G, diags) {
+        Some(v) => Some(v),
+        None if litellm.contains_key("health_check_interval") => {
+            misplaced("health_check_interval", diags);
+            get_uint(litellm, "health_check_interval", "litellm_settings", diags)
+        }
+        None => get_uint(router, "health_check_interval", "router_settings", diags),
+    }
+    .unwrap_or(300);
+    if background_health_checks {
+        diags.warn(
+            "general_settings.background_health_checks",
+            format!("background health checks (every {interval} s) are not implemented by llmux yet; a deployment whose connection fails is skipped per request instead"),
+        );
+    }
+    GeneralSettings {
+        master_key,
+        max_request_body_bytes: (max_mb * 1024.0 * 1024.0) as usize,
+        background_health_checks,
+        health_check_interval: interval,
+    }
+}
+
+fn litellm_warnings(litellm: &Map<String, Value>, diags: &mut Diagnostics) {
+    for key in litellm.keys() {
+        let k = key.as_str();
+        if LITELLM_ACTED_ON.contains(&k)
+            || ["enable_background_health_checks", "background_health_checks", "health_check_interval"].contains(&k)
+        {
+            continue;
+        }
+        diags.warn(format!("litellm_settings.{key}"), "not acted on by llmux yet; ignored");
+    }
+}

@@ -1,0 +1,199 @@
+//! The one error type of the request path, and its mapping to an HTTP status and an OpenAI-style body.
+//!
+//! Every failure a client can see is a variant here; `into_response` is the only place that turns one into
+//! bytes on the wire, so status codes and body shapes stay consistent across endpoints.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// A failure on the request path, mapped to one status and one OpenAI-style error body.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request body or a parameter is invalid (400).
+    #[error("{message}")]
+    InvalidRequest {
+        /// Human-readable explanation.
+        message: String,
+        /// The offending parameter, when known.
+        param: Option<String>,
+    },
+    /// The body exceeds the configured size limit (413).
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Missing or wrong API key (401). The message never contains the key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The requested model is neither a group, an alias nor a deployment id (400, LiteLLM's wording).
+    #[error("{route}: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key.")]
+    UnknownModel {
+        /// The API route the client called, e.g. `/chat/completions`.
+        route: String,
+        /// The name the client sent.
+        model: String,
+    },
+    /// The model exists but cannot serve this endpoint or feature yet (400 or 501).
+    #[error("{message}")]
+    Unsupported {
+        /// What is not supported, and what to do instead.
+        message: String,
+        /// 501 when llmux lacks the feature, 400 when the model cannot do it.
+        not_implemented: bool,
+    },
+    /// An upstream engine answered with an error status; status and message are kept.
+    #[error("{message}")]
+    Upstream {
+        /// The engine's status code.
+        status: StatusCode,
+        /// The engine's message, secrets removed.
+        message: String,
+        /// The engine's error type when it gave one.
+        kind: Option<String>,
+        /// Seconds from the engine's `retry-after` header, when present.
+        retry_after: Option<u64>,
+    },
+    /// The engine could not be reached (refused, reset, DNS, TLS) or dropped the connection (502).
+    #[error("{0}")]
+    Connect(String),
+    /// The engine did not answer in time (408, as LiteLLM's `Timeout`).
+    #[error("{0}")]
+    Timeout(String),
+    /// The engine answered 2xx with a body llmux could not understand (502).
+    #[error("{0}")]
+    BadUpstreamResponse(String),
+    /// No such route (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists for other methods (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A bug or an unexpected state inside llmux (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A 400 for a bad request parameter.
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Error::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::InvalidRequest { .. } | Error::UnknownModel { .. } => StatusCode::BAD_REQUEST,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Unsupported { not_implemented: true, .. } => StatusCode::NOT_IMPLEMENTED,
+            Error::Unsupported { not_implemented: false, .. } => StatusCode::BAD_REQUEST,
+            Error::Upstream { status, .. } => *status,
+            Error::Connect(_) | Error::BadUpstreamResponse(_) => StatusCode::BAD_GATEWAY,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The OpenAI error `type` field.
+    pub fn kind(&self) -> &str {
+        match self {
+            Error::InvalidRequest { .. } | Error::UnknownModel { .. } | Error::BodyTooLarge { .. } => {
+                "invalid_request_error"
+            }
+            Error::Unsupported { .. } => "not_supported_error",
+            Error::Unauthorized(_) => "auth_error",
+            Error::Upstream { kind: Some(kind), .. } => kind,
+            Error::Upstream { status, .. } => upstream_kind(*status),
+            Error::Connect(_) => "api_connection_error",
+            Error::Timeout(_) => "timeout",
+            Error::BadUpstreamResponse(_) => "bad_response_error",
+            Error::NotFound(_) => "not_found_error",
+            Error::MethodNotAllowed(_) => "invalid_request_error",
+            Error::Internal(_) => "internal_server_error",
+        }
+    }
+
+    /// Whether another deployment might succeed where this one failed before any byte reached the client.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(self, Error::Connect(_))
+    }
+
+    /// The body `{"error":{"message","type","param","code"}}`; `code` is the status as a string, as LiteLLM sends.
+    pub fn body(&self) -> ErrorBody<'_> {
+        let param = match self {
+            Error::InvalidRequest { param, .. } => param.as_deref(),
+            _ => None,
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind: self.kind(),
+                param,
+                code: self.status().as_u16().to_string(),
+            },
+        }
+    }
+
+    /// The SSE event sent when a stream fails after its first byte: `data: {"error":…}` then `[DONE]`.
+    pub fn sse_event(&self) -> bytes::Bytes {
+        let json = serde_json::to_string(&self.body()).unwrap_or_else(|_| "{}".to_owned());
+        bytes::Bytes::from(format!("data: {json}\n\ndata: [DONE]\n\n"))
+    }
+}
+
+fn upstream_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 404 | 422 => "invalid_request_error",
+        401 | 403 => "auth_error",
+        408 => "timeout",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
+}
+
+/// The serialised error envelope.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// The error itself.
+    pub error: ErrorDetail<'a>,
+}
+
+/// OpenAI's error object.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    /// Human-readable explanation.
+    pub message: String,
+    /// Error class, e.g. `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// The offending parameter, or null.
+    pub param: Option<&'a str>,
+    /// The HTTP status as a string.
+    pub code: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Error::Upstream { retry_after: Some(secs), .. } = self {
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Result alias for the request path.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,20 @@
+//! llmux: one OpenAI-compatible endpoint in front of many inference engines, configured with LiteLLM's proxy
+//! `config.yaml`.
+//!
+//! The request path runs one way: [`server`] decodes the client's request, [`router::plan`] decides (a pure
+//! function), the [`executor::Executor`] walks the plan through [`providers`] (one adapter per engine family),
+//! and the answer streams back. [`config`] turns the YAML into an immutable snapshot; [`state`] holds what
+//! traffic taught the router.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod executor;
+pub mod protocol;
+pub mod providers;
+pub mod redact;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod upstream;

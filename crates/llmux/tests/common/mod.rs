@@ -1,0 +1,126 @@
+//! Test harness: llmux served in-process on a loopback port, in front of in-process mock engines.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use llmux::executor::Executor;
+use llmux::server::{app, AppState};
+use llmux_mock::{MockConfig, MockHandle, MockServer};
+
+/// A running llmux.
+pub struct Llmux {
+    pub addr: SocketAddr,
+    client: llmux::upstream::HttpClient,
+}
+
+/// A response read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> String {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    }
+}
+
+pub async fn mock(name: &str, models: &[&str]) -> MockHandle {
+    mock_with(MockConfig::new(name, models)).await
+}
+
+pub async fn mock_with(config: MockConfig) -> MockHandle {
+    MockServer::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("mock starts")
+}
+
+impl Llmux {
+    pub async fn start(yaml: &str) -> Llmux {
+        let (config, _) = llmux::config::load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("config:\n{d}"));
+        let executor = Executor::new(Arc::new(config), llmux::upstream::client().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(AppState { executor: Arc::new(executor) });
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Llmux { addr, client: llmux::upstream::client().unwrap() }
+    }
+
+    fn request(&self, path: &str, body: &str, key: Option<&str>) -> Request<Full<Bytes>> {
+        let mut builder = Request::post(format!("http://{}{path}", self.addr)).header("content-type", "application/json");
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        builder.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.post_key(path, body, None).await
+    }
+
+    pub async fn post_key(&self, path: &str, body: &str, key: Option<&str>) -> Reply {
+        let response = self.client.request(self.request(path, body, key)).await.expect("llmux answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply { status: parts.status, headers: parts.headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let req = Request::get(format!("http://{}{path}", self.addr)).body(Full::new(Bytes::new())).unwrap();
+        let response = self.client.request(req).await.expect("llmux answers");
+        let (parts, body) = response.into_parts();
+        Reply { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+
+    /// Streams a request, returning the headers and each body frame with its arrival time.
+    pub async fn stream(&self, path: &str, body: &str) -> (StatusCode, HeaderMap, Vec<(Instant, Bytes)>) {
+        let response = self.client.request(self.request(path, body, None)).await.expect("llmux answers");
+        let (parts, mut body) = response.into_parts();
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("stream frame").into_data() {
+                frames.push((Instant::now(), data));
+            }
+        }
+        (parts.status, parts.headers, frames)
+    }
+}
+
+/// The `data:` payloads of an SSE byte stream.
+pub fn sse_events(frames: &[(Instant, Bytes)]) -> Vec<String> {
+    let all: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    String::from_utf8_lossy(&all)
+        .split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: ").map(str::to_owned))
+        .collect()
+}
+
+/// The concatenated `delta.content` of SSE chat chunks.
+pub fn stream_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
+pub fn chat_body(model: &str, stream: bool) -> String {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+    .to_string()
+}

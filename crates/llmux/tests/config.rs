@@ -1,0 +1,98 @@
+//! The config loader against the real home-lab file and broken copies of it.
+
+use llmux::config::{load, load_str, routing_table, Severity};
+
+const HOMELAB: &str = include_str!("../../../examples/homelab.yaml");
+
+#[test]
+fn homelab_loads_unchanged_with_its_groups_aliases_and_orders() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/homelab.yaml");
+    let (config, diags) = load(&path).expect("homelab.yaml must load");
+    assert_eq!(config.deployments.len(), 8);
+    assert_eq!(
+        config.group_order,
+        ["nemotron-3-nano:4b", "nemotron-cascade-2:30b", "qwen3.5:9b", "embeddinggemma", "smart-router"]
+    );
+    let fast = config.resolve("reasoning_fast").unwrap();
+    assert_eq!(fast.group, "nemotron-3-nano:4b");
+    assert_eq!(fast.deployments, vec![0, 1]);
+    assert_eq!(config.deployments[3].order, Some(1));
+    assert_eq!(config.router.default_fallbacks, ["nemotron-cascade-2:30b"]);
+    assert_eq!(config.router.fallbacks.len(), 5);
+    // The misplaced health-check keys are honoured and pointed out.
+    assert!(config.general.background_health_checks);
+    assert_eq!(config.general.health_check_interval, 900);
+    let warned = |path: &str| diags.warnings().any(|d| d.path == path);
+    assert!(warned("litellm_settings.enable_background_health_checks"));
+    assert!(warned("litellm_settings.health_check_interval"));
+    assert!(warned("litellm_settings.check_provider_endpoint"));
+    assert!(warned("model_list[7].litellm_params.complexity_router_config"));
+    assert!(diags.errors().next().is_none());
+}
+
+#[test]
+fn routing_table_shows_each_group_with_aliases_and_tiers() {
+    let (config, _) = load_str(HOMELAB, &|_| None).unwrap();
+    let table = routing_table(&config);
+    assert!(table.contains("nemotron-3-nano:4b  (aliases: reasoning_fast, tools_fast)"), "{table}");
+    let star = table.find("http://star:11434").unwrap();
+    let cranberry = table.find("https://ollama").unwrap();
+    assert!(star < cranberry, "order 1 is listed before order 2:\n{table}");
+    assert!(table.contains("reasoning_fast -> reasoning_slow, coding"));
+}
+
+#[test]
+fn every_problem_is_listed_with_its_path() {
+    let broken = r#"
+general_settings:
+  master_key: os.environ/LLMUX_TEST_UNSET_KEY
+router_settings:
+  num_retries: many
+  model_group_alias:
+    fast: no-such-group
+  fallbacks:
+    - "a": ["ghost"]
+    - "a": "b"
+model_list:
+  - model_name: a
+    litellm_params:
+      api_base: http://h:1
+  - model_name: b
+    litellm_params:
+      model: ollamma/llama3
+  - model_name: c
+    litellm_params:
+      model: ollama_chat/llama3
+      order: first
+      api_base: ftp://x
+  - litellm_params: {model: openai/x, api_base: "http://h:1/v1"}
+"#;
+    let diags = load_str(broken, &|_| None).unwrap_err();
+    let errors: Vec<(String, String)> = diags.errors().map(|d| (d.path.clone(), d.message.clone())).collect();
+    let has = |path: &str, needle: &str| errors.iter().any(|(p, m)| p == path && m.contains(needle));
+    assert!(has("general_settings.master_key", "LLMUX_TEST_UNSET_KEY"), "{errors:#?}");
+    assert!(has("router_settings.num_retries", "integer"), "{errors:#?}");
+    assert!(has("router_settings.model_group_alias.fast", "no-such-group"), "{errors:#?}");
+    assert!(has("router_settings.fallbacks[0].a[0]", "ghost"), "{errors:#?}");
+    assert!(has("router_settings.fallbacks[1].a", "list"), "{errors:#?}");
+    assert!(has("model_list[0].litellm_params.model", "missing"), "{errors:#?}");
+    assert!(has("model_list[1].litellm_params.model", "ollamma"), "{errors:#?}");
+    assert!(has("model_list[2].litellm_params.order", "integer"), "{errors:#?}");
+    assert!(has("model_list[2].litellm_params.api_base", "ftp://x"), "{errors:#?}");
+    assert!(has("model_list[3].model_name", "missing"), "{errors:#?}");
+    assert!(diags.iter().all(|d| d.severity == Severity::Warning || !d.message.is_empty()));
+}
+
+#[test]
+fn garbage_yaml_is_an_error_not_a_panic() {
+    for text in ["model_list: [", "- just\n- a list\n", "model_list: 5", "{1: 2}", "\u{0}\u{1}"] {
+        assert!(load_str(text, &|_| None).is_err(), "{text:?} should not load");
+    }
+}
+
+#[test]
+fn empty_file_loads_with_a_warning() {
+    let (config, diags) = load_str("", &|_| None).unwrap();
+    assert!(config.deployments.is_empty());
+    assert!(diags.warnings().any(|d| d.path == "model_list"));
+}
