@@ -23,13 +23,7 @@ pub const DEFAULT_REPLY: &str = "Hello from {name} ({model}).";
 /// [`MockConfig::fault_paths`] is empty: the inference endpoints only, so that
 /// model listing and the `/mock/*` control endpoints keep working while a
 /// fault is active.
-pub const DEFAULT_FAULT_PATHS: &[&str] = &[
-    "/api/chat",
-    "/api/generate",
-    "/api/embed",
-    "/api/embeddings",
-    "/v1/",
-];
+pub const DEFAULT_FAULT_PATHS: &[&str] = &["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/"];
 
 /// Every knob of one mock engine.
 ///
@@ -109,11 +103,7 @@ impl Default for MockConfig {
 impl MockConfig {
     /// A config with default knobs for host `name` serving `models`.
     pub fn new(name: &str, models: &[&str]) -> Self {
-        Self {
-            name: name.to_owned(),
-            models: models.iter().map(|m| (*m).to_owned()).collect(),
-            ..Self::default()
-        }
+        Self { name: name.to_owned(), models: models.iter().map(|m| (*m).to_owned()).collect(), ..Self::default() }
     }
 
     /// Whether this host serves `model`.
@@ -167,11 +157,7 @@ impl MockConfig {
             fields.insert("fault_times".to_owned(), Value::Null);
         }
         for (key, value) in patch {
-            let value = if value.is_null() {
-                defaults.get(key).cloned().unwrap_or(Value::Null)
-            } else {
-                value.clone()
-            };
+            let value = if value.is_null() { defaults.get(key).cloned().unwrap_or(Value::Null) } else { value.clone() };
             fields.insert(key.clone(), value);
         }
         *self = serde_json::from_value(current)?;
@@ -205,10 +191,7 @@ pub struct ToolCallSpec {
 impl ToolCallSpec {
     /// A tool call of `name` with `arguments`.
     pub fn new(name: &str, arguments: Value) -> Self {
-        Self {
-            name: name.to_owned(),
-            arguments,
-        }
+        Self { name: name.to_owned(), arguments }
     }
 }
 
@@ -236,8 +219,7 @@ mod tests {
         let mut cfg = MockConfig::new("h", &["m"]);
         cfg.latency_ms = 5;
         cfg.fault_times = Some(3);
-        cfg.merge_json(&json!({"fault": {"status": 503}, "latency_ms": null, "ttft_ms": 7}))
-            .unwrap();
+        cfg.merge_json(&json!({"fault": {"status": 503}, "latency_ms": null, "ttft_ms": 7})).unwrap();
         assert_eq!(cfg.latency_ms, 0);
         assert_eq!(cfg.ttft_ms, 7);
         assert_eq!(cfg.fault_times, None);

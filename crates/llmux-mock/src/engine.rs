@@ -13,16 +13,7 @@ use crate::state::Ctx;
 use crate::util::{fnv1a, splitmix64};
 
 /// Words cycled through for `reply_tokens` filler replies.
-const FILLER: &[&str] = &[
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "consectetur",
-    "adipiscing",
-    "elit",
-];
+const FILLER: &[&str] = &["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"];
 
 /// What a generation request asks for, in protocol-neutral terms.
 #[derive(Debug, Default)]
@@ -99,20 +90,14 @@ impl Plan {
 
     /// Tokens "generated": reasoning, content and the tool call's JSON.
     pub(crate) fn completion_tokens(&self) -> u64 {
-        let tool = self
-            .tool_call
-            .as_ref()
-            .map_or(0, |t| estimate_tokens(t.name.len() + tool_args_string(t).len()));
+        let tool = self.tool_call.as_ref().map_or(0, |t| estimate_tokens(t.name.len() + tool_args_string(t).len()));
         self.thinking.len() as u64 + self.content.len() as u64 + tool
     }
 
     /// How many paced steps a stream of this plan has; a tool call counts as
     /// one step per argument piece (OpenAI streams it that way).
     pub(crate) fn steps(&self) -> u64 {
-        let tool = self
-            .tool_call
-            .as_ref()
-            .map_or(0, |t| split_args(&tool_args_string(t)).len());
+        let tool = self.tool_call.as_ref().map_or(0, |t| split_args(&tool_args_string(t)).len());
         (self.thinking.len() + self.content.len() + tool) as u64
     }
 }
@@ -120,11 +105,7 @@ impl Plan {
 /// Plans the answer to `input` under knobs `cfg`.
 pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
     let prompt_tokens = estimate_tokens(input.prompt_chars);
-    let thinking = cfg
-        .thinking
-        .as_deref()
-        .map(|t| tokenize(&render(t, cfg, input)))
-        .unwrap_or_default();
+    let thinking = cfg.thinking.as_deref().map(|t| tokenize(&render(t, cfg, input))).unwrap_or_default();
     if let (true, Some(call)) = (input.has_tools, &cfg.tool_call) {
         return Plan {
             thinking,
@@ -140,13 +121,7 @@ pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
     };
     let mut finish = Finish::Stop;
     let text = content.concat();
-    if let Some(cut) = input
-        .stop
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
-    {
+    if let Some(cut) = input.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
         content = tokenize(&text[..cut]);
     }
     if let Some(max) = input.max_tokens {
@@ -156,21 +131,12 @@ pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
             finish = Finish::Length;
         }
     }
-    Plan {
-        thinking,
-        content,
-        tool_call: None,
-        finish,
-        prompt_tokens,
-    }
+    Plan { thinking, content, tool_call: None, finish, prompt_tokens }
 }
 
 /// Fills the reply placeholders.
 fn render(template: &str, cfg: &MockConfig, input: &GenInput) -> String {
-    template
-        .replace("{name}", &cfg.name)
-        .replace("{model}", &input.model)
-        .replace("{input}", &input.input)
+    template.replace("{name}", &cfg.name).replace("{model}", &input.model).replace("{input}", &input.input)
 }
 
 /// `n` deterministic filler tokens.
@@ -236,11 +202,9 @@ pub(crate) fn split_args(args: &str) -> Vec<String> {
 pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+        }
         _ => String::new(),
     }
 }
@@ -249,11 +213,7 @@ pub(crate) fn content_text(content: Option<&Value>) -> String {
 pub(crate) fn stop_list(stop: Option<&Value>) -> Vec<String> {
     match stop {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     }
 }
@@ -295,8 +255,7 @@ pub(crate) struct Timing {
 impl Timing {
     /// Time spent "generating" `steps` tokens after the first-token delay.
     pub(crate) fn generation(&self, steps: u64) -> Duration {
-        self.interval
-            .saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX))
+        self.interval.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX))
     }
 }
 
@@ -336,12 +295,7 @@ mod tests {
     use serde_json::json;
 
     fn input(model: &str) -> GenInput {
-        GenInput {
-            model: model.into(),
-            input: "hi".into(),
-            prompt_chars: 12,
-            ..GenInput::default()
-        }
+        GenInput { model: model.into(), input: "hi".into(), prompt_chars: 12, ..GenInput::default() }
     }
 
     #[test]

@@ -63,11 +63,7 @@ pub enum Fault {
 impl Fault {
     /// An error-status fault with the engine's default error body.
     pub fn status(status: u16) -> Self {
-        Fault::Status {
-            status,
-            body: None,
-            retry_after: None,
-        }
+        Fault::Status { status, body: None, retry_after: None }
     }
 
     /// Whether this is [`Fault::None`].
@@ -108,10 +104,7 @@ impl TryFrom<Value> for Fault {
                     .and_then(|s| u16::try_from(s).ok())
                     .filter(|s| (100..=999).contains(s))
                     .ok_or_else(|| format!("fault object needs a valid \"status\": {EXPECTED}"))?;
-                if let Some(key) = map
-                    .keys()
-                    .find(|k| !matches!(k.as_str(), "status" | "body" | "retry_after"))
-                {
+                if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "status" | "body" | "retry_after")) {
                     return Err(format!("unknown key {key:?} in status fault: {EXPECTED}"));
                 }
                 let body = map.get("body").filter(|b| !b.is_null()).cloned();
@@ -119,11 +112,7 @@ impl TryFrom<Value> for Fault {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(v.as_u64().ok_or("retry_after must be whole seconds")?),
                 };
-                Ok(Fault::Status {
-                    status,
-                    body,
-                    retry_after,
-                })
+                Ok(Fault::Status { status, body, retry_after })
             }
             other => Err(format!("invalid fault {other}: {EXPECTED}")),
         }
@@ -138,11 +127,7 @@ impl From<Fault> for Value {
             Fault::Refuse => json!("refuse"),
             Fault::Malformed => json!("malformed"),
             Fault::DropAfterChunks(n) => json!({ "drop_after_chunks": n }),
-            Fault::Status {
-                status,
-                body,
-                retry_after,
-            } => {
+            Fault::Status { status, body, retry_after } => {
                 let mut obj = json!({ "status": status });
                 if let Some(body) = body {
                     obj["body"] = body;
@@ -197,19 +182,9 @@ impl Ctx {
         }
         match &self.fault {
             Fault::None => None,
-            Fault::Status {
-                status,
-                body,
-                retry_after,
-            } => {
+            Fault::Status { status, body, retry_after } => {
                 self.track.mark_faulted();
-                Some(status_response(
-                    proto,
-                    &self.cfg.name,
-                    *status,
-                    body.as_ref(),
-                    *retry_after,
-                ))
+                Some(status_response(proto, &self.cfg.name, *status, body.as_ref(), *retry_after))
             }
             Fault::Hang => {
                 // Left unmarked on purpose: when the client gives up, the
@@ -243,33 +218,20 @@ impl Ctx {
 }
 
 /// The response for a [`Fault::Status`].
-fn status_response(
-    proto: Proto,
-    host: &str,
-    status: u16,
-    body: Option<&Value>,
-    retry_after: Option<u64>,
-) -> Response {
+fn status_response(proto: Proto, host: &str, status: u16, body: Option<&Value>, retry_after: Option<u64>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match body {
         Some(Value::String(text)) => {
             let mut r = Response::new(Body::from(text.clone()));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
             r
         }
         Some(value) => axum::Json(value.clone()).into_response(),
-        None => proto.error(
-            code,
-            &format!("mock {host}: injected fault (HTTP {status})"),
-        ),
+        None => proto.error(code, &format!("mock {host}: injected fault (HTTP {status})")),
     };
     *resp.status_mut() = code;
     if let Some(secs) = retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
@@ -277,10 +239,7 @@ fn status_response(
 /// A 200 whose JSON body is cut off mid-object.
 fn malformed_body() -> Response {
     let mut resp = Response::new(Body::from(r#"{"model": "mock", "message": {"role": "assist"#));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     resp
 }
 
@@ -300,11 +259,7 @@ mod tests {
             (r#"{"status":503}"#, Fault::status(503)),
             (
                 r#"{"status":429,"body":"slow down","retry_after":3}"#,
-                Fault::Status {
-                    status: 429,
-                    body: Some(json!("slow down")),
-                    retry_after: Some(3),
-                },
+                Fault::Status { status: 429, body: Some(json!("slow down")), retry_after: Some(3) },
             ),
         ] {
             let parsed: Fault = serde_json::from_str(text).unwrap();

@@ -1,1 +1,178 @@
-fn main() {}
+//! `llmux-mock`: run a mock inference engine from the command line.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context as _;
+use clap::Parser;
+use llmux_mock::{Fault, MockConfig, MockServer};
+use tracing_subscriber::EnvFilter;
+
+/// A fault-injecting mock inference engine speaking the Ollama and OpenAI APIs.
+///
+/// Knobs are applied in order: defaults, then `--config-json`, then the
+/// individual flags. All of them can be changed at run time with
+/// `POST /mock/config`.
+#[derive(Debug, Parser)]
+#[command(name = "llmux-mock", version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0 = pick a free one; the log line shows which).
+    #[arg(long, default_value_t = 11434)]
+    port: u16,
+    /// Host name, shown in the default reply.
+    #[arg(long)]
+    name: Option<String>,
+    /// Comma-separated models to serve (empty = any).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Comma-separated models reported as loaded by /api/ps.
+    #[arg(long, value_delimiter = ',')]
+    loaded: Option<Vec<String>>,
+    /// Delay before response headers, in milliseconds.
+    #[arg(long)]
+    latency_ms: Option<u64>,
+    /// Extra delay before the first streamed token, in milliseconds.
+    #[arg(long)]
+    ttft_ms: Option<u64>,
+    /// Streaming speed (0 = as fast as possible).
+    #[arg(long)]
+    tokens_per_sec: Option<f64>,
+    /// Reply template; {name}, {model} and {input} are filled in.
+    #[arg(long)]
+    reply: Option<String>,
+    /// Reply with this many deterministic filler tokens instead.
+    #[arg(long)]
+    reply_tokens: Option<u32>,
+    /// Reasoning text sent before the reply.
+    #[arg(long)]
+    thinking: Option<String>,
+    /// Context length reported by /api/show.
+    #[arg(long)]
+    context_length: Option<u64>,
+    /// Default embedding size.
+    #[arg(long)]
+    embedding_dims: Option<usize>,
+    /// Fault to inject: none, hang, refuse, malformed, or JSON such as
+    /// '{"status":503}' or '{"drop_after_chunks":2}'.
+    #[arg(long)]
+    fault: Option<String>,
+    /// Apply the fault to the next N requests only.
+    #[arg(long)]
+    fault_times: Option<u32>,
+    /// JSON object of knobs (same keys as POST /mock/config), or @FILE to read it from a file.
+    #[arg(long)]
+    config_json: Option<String>,
+}
+
+impl Cli {
+    fn config(&self) -> anyhow::Result<MockConfig> {
+        let mut cfg = MockConfig::default();
+        if let Some(json) = &self.config_json {
+            let text = match json.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+                None => json.clone(),
+            };
+            cfg.merge_json_str(&text).context("--config-json")?;
+        }
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field {
+                    cfg.$field = v.clone();
+                }
+            )*};
+        }
+        set!(name, models, loaded, latency_ms, ttft_ms, tokens_per_sec, reply);
+        set!(context_length, embedding_dims);
+        if let Some(n) = self.reply_tokens {
+            cfg.reply_tokens = Some(n);
+        }
+        if let Some(text) = &self.thinking {
+            cfg.thinking = Some(text.clone());
+        }
+        if let Some(fault) = &self.fault {
+            // Bare words are accepted without JSON quotes for convenience.
+            let value = serde_json::from_str(fault).unwrap_or_else(|_| serde_json::Value::String(fault.clone()));
+            cfg.fault = serde_json::from_value::<Fault>(value).context("--fault")?;
+        }
+        if let Some(n) = self.fault_times {
+            cfg.fault_times = Some(n);
+        }
+        cfg.models.retain(|m| !m.is_empty());
+        Ok(cfg)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = cli.config()?;
+    let name = config.name.clone();
+    let handle = MockServer::start(config, SocketAddr::new(cli.host, cli.port)).await?;
+    // Printed to stdout (not the log) so scripts can wait for it and read the
+    // port when started with --port 0.
+    let mut out = std::io::stdout();
+    writeln!(out, "llmux-mock {name} listening on {}", handle.base_url())?;
+    out.flush()?;
+    shutdown_signal().await?;
+    handle.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT, or SIGTERM on Unix.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_config_json() {
+        let cli = Cli::parse_from([
+            "llmux-mock",
+            "--config-json",
+            r#"{"name":"json","latency_ms":5,"fault":"hang"}"#,
+            "--name",
+            "flag",
+            "--models",
+            "a,b",
+            "--fault",
+            "{\"status\":503}",
+            "--fault-times",
+            "2",
+        ]);
+        let cfg = cli.config().unwrap();
+        assert_eq!(cfg.name, "flag");
+        assert_eq!(cfg.latency_ms, 5);
+        assert_eq!(cfg.models, vec!["a", "b"]);
+        assert_eq!(cfg.fault, Fault::status(503));
+        assert_eq!(cfg.fault_times, Some(2));
+    }
+
+    #[test]
+    fn bare_fault_words() {
+        let cli = Cli::parse_from(["llmux-mock", "--fault", "refuse"]);
+        assert_eq!(cli.config().unwrap().fault, Fault::Refuse);
+        let cli = Cli::parse_from(["llmux-mock", "--fault", "explode"]);
+        assert!(cli.config().is_err());
+    }
+}

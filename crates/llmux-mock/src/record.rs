@@ -39,10 +39,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The `model` field of a JSON body, if there is one.
@@ -99,9 +96,7 @@ impl Track {
     }
 
     fn finish(&self, to: u8) {
-        let _ = self
-            .state
-            .compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.state.compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -121,12 +116,7 @@ impl TrackGuard {
             s.total += 1;
             s.in_flight += 1;
         }
-        Self {
-            track: Arc::new(Track {
-                state: AtomicU8::new(RUNNING),
-            }),
-            stats: Arc::clone(stats),
-        }
+        Self { track: Arc::new(Track { state: AtomicU8::new(RUNNING) }), stats: Arc::clone(stats) }
     }
 
     /// The shared progress marker.
@@ -175,9 +165,7 @@ impl http_body::Body for TrackedBody {
         match &polled {
             Poll::Ready(None) => self.guard.track.mark_completed(),
             Poll::Ready(Some(Err(_))) => self.guard.track.mark_faulted(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
-                self.guard.track.mark_completed()
-            }
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.guard.track.mark_completed(),
             _ => {}
         }
         polled

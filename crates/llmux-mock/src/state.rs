@@ -66,10 +66,7 @@ impl Shared {
         *lock(&self.config) = self.initial.clone();
         self.clear_requests();
         let mut stats = lock(&self.stats);
-        *stats = MockStats {
-            in_flight: stats.in_flight,
-            ..MockStats::default()
-        };
+        *stats = MockStats { in_flight: stats.in_flight, ..MockStats::default() };
     }
 
     /// Snapshots the knobs for a request to `path` and decides its fault,
@@ -211,10 +208,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Ctx>().cloned().ok_or_else(|| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "request context missing (engine middleware not installed)",
-            )
+            (StatusCode::INTERNAL_SERVER_ERROR, "request context missing (engine middleware not installed)")
                 .into_response()
         })
     }
@@ -228,13 +222,7 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
     // The body is buffered whole so it can be recorded and then handed on.
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(err) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read request body: {err}"),
-            )
-                .into_response()
-        }
+        Err(err) => return (StatusCode::PAYLOAD_TOO_LARGE, format!("cannot read request body: {err}")).into_response(),
     };
     let path = parts.uri.path().to_owned();
     let guard = TrackGuard::begin(&app.stats, &path);
@@ -253,9 +241,7 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
     };
     // Faults are applied here rather than in each handler so that every
     // endpoint listed in `fault_paths` honours them the same way.
-    let early = ctx
-        .gate(Proto::for_path(&path), wants_stream(&path, &bytes))
-        .await;
+    let early = ctx.gate(Proto::for_path(&path), wants_stream(&path, &bytes)).await;
     let resp = match early {
         Some(resp) => resp,
         None => {
@@ -271,10 +257,7 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
 /// otherwise, everything else does not).
 pub(crate) fn wants_stream(path: &str, body: &[u8]) -> bool {
     let default = matches!(path, "/api/chat" | "/api/generate");
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("stream").and_then(Value::as_bool))
-        .unwrap_or(default)
+    serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("stream").and_then(Value::as_bool)).unwrap_or(default)
 }
 
 fn recorded(parts: &Parts, bytes: &bytes::Bytes) -> RecordedRequest {
@@ -285,12 +268,7 @@ fn recorded(parts: &Parts, bytes: &bytes::Bytes) -> RecordedRequest {
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: serde_json::from_slice(bytes).unwrap_or(Value::Null),
         raw_body: bytes.clone(),

@@ -45,18 +45,12 @@ impl Framing {
             Framing::Ndjson => format!("{json}\n"),
             Framing::Sse => format!("data: {json}\n\n"),
         };
-        Frame {
-            bytes: Bytes::from(bytes),
-            paced,
-        }
+        Frame { bytes: Bytes::from(bytes), paced }
     }
 
     /// The SSE end marker.
     pub(crate) fn done() -> Frame {
-        Frame {
-            bytes: Bytes::from_static(b"data: [DONE]\n\n"),
-            paced: false,
-        }
+        Frame { bytes: Bytes::from_static(b"data: [DONE]\n\n"), paced: false }
     }
 
     fn content_type(self) -> &'static str {
@@ -95,10 +89,7 @@ pub(crate) fn respond(ctx: &Ctx, framing: Framing, frames: Vec<Frame>) -> Respon
     });
     let mut resp = Response::new(Body::from_stream(body));
     let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(framing.content_type()),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(framing.content_type()));
     if framing == Framing::Sse {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
@@ -106,12 +97,7 @@ pub(crate) fn respond(ctx: &Ctx, framing: Framing, frames: Vec<Frame>) -> Respon
 }
 
 /// Sends `frames` into `tx` at the pace the request asks for.
-async fn write_frames(
-    ctx: Ctx,
-    framing: Framing,
-    frames: Vec<Frame>,
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
-) {
+async fn write_frames(ctx: Ctx, framing: Framing, frames: Vec<Frame>, tx: mpsc::Sender<Result<Bytes, io::Error>>) {
     let timing = ctx.timing();
     // Never let the drop fault reach the last frame: the point is that the
     // client misses the end of the stream.
@@ -123,12 +109,8 @@ async fn write_frames(
     for (i, frame) in frames.into_iter().enumerate() {
         if drop_at == Some(i) {
             ctx.track.mark_faulted();
-            let _ = tx
-                .send(Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "mock fault: drop_after_chunks",
-                )))
-                .await;
+            let _ =
+                tx.send(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock fault: drop_after_chunks"))).await;
             return;
         }
         let delay = if i == 0 {
@@ -146,11 +128,7 @@ async fn write_frames(
                 () = tx.closed() => return,
             }
         }
-        let bytes = if malformed && i == 1 {
-            framing.garbage()
-        } else {
-            frame.bytes
-        };
+        let bytes = if malformed && i == 1 { framing.garbage() } else { frame.bytes };
         if tx.send(Ok(bytes)).await.is_err() {
             return;
         }

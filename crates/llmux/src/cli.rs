@@ -163,5 +163,6 @@ pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
         }
     }
     let executor = Executor::new(Arc::new(config), crate::upstream::client()?);
+    executor.spawn_health_checks();
     server::serve(AppState { executor: Arc::new(executor) }, addr).await
 }

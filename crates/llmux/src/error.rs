@@ -28,7 +28,9 @@ pub enum Error {
     #[error("{0}")]
     Unauthorized(String),
     /// The requested model is neither a group, an alias nor a deployment id (400, LiteLLM's wording).
-    #[error("{route}: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key.")]
+    #[error(
+        "{route}: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key."
+    )]
     UnknownModel {
         /// The API route the client called, e.g. `/chat/completions`.
         route: String,

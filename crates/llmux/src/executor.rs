@@ -30,8 +30,8 @@ const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 pub struct Executor {
     /// The config snapshot.
     pub config: Arc<Config>,
-    /// Routing state learned from traffic.
-    pub state: State,
+    /// Routing state learned from traffic and health checks.
+    pub state: Arc<State>,
     client: HttpClient,
 }
 
@@ -46,8 +46,18 @@ struct Trace {
 impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
-        let state = State::new(config.deployments.len());
+        let state = Arc::new(State::new(config.deployments.len()));
         Executor { config, state, client }
+    }
+
+    /// Starts the background health checks when the config asks for them.
+    pub fn spawn_health_checks(&self) {
+        let general = &self.config.general;
+        if general.background_health_checks {
+            let interval = Duration::from_secs(general.health_check_interval.max(1));
+            let task = crate::health::run(self.config.clone(), self.state.clone(), self.client.clone(), interval);
+            tokio::spawn(task);
+        }
     }
 
     /// Serves one API request: routes it, calls engines until one answers, and returns the client response.
@@ -189,7 +199,9 @@ impl Executor {
         let first_byte = if head.stream { stream_timeout } else { total };
         let started = Instant::now();
         let response = match tokio::time::timeout(first_byte, self.client.request(request)).await {
-            Err(_) => return Err(Error::Timeout(format!("engine at {} did not answer within {first_byte:?}", engine.host()))),
+            Err(_) => {
+                return Err(Error::Timeout(format!("engine at {} did not answer within {first_byte:?}", engine.host())))
+            }
             Ok(Err(e)) => return Err(Error::Connect(connect_message(engine.host(), &e))),
             Ok(Ok(r)) => r,
         };
@@ -203,7 +215,9 @@ impl Executor {
             let converter = provider.stream_converter(&call);
             let content_type = match &converter {
                 Some(_) => HeaderValue::from_static("text/event-stream"),
-                None => parts.headers.get(CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("text/event-stream")),
+                None => {
+                    parts.headers.get(CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("text/event-stream"))
+                }
             };
             let stream = sse_stream(incoming, converter, stream_timeout, engine.host().to_owned());
             let mut response = Response::new(Body::from_stream(stream));
@@ -261,7 +275,8 @@ fn connect_message(host: &str, err: &hyper_util::client::legacy::Error) -> Strin
         source = s.source();
     }
     let what = if err.is_connect() { "could not connect to" } else { "lost the connection to" };
-    let text = if cause.is_empty() { format!("{what} engine at {host}") } else { format!("{what} engine at {host}: {cause}") };
+    let text =
+        if cause.is_empty() { format!("{what} engine at {host}") } else { format!("{what} engine at {host}: {cause}") };
     crate::redact::redact(&text)
 }
 
@@ -302,7 +317,7 @@ fn sse_stream(
                 Err(_) => Err(Error::Timeout(format!("engine at {} sent nothing for {:?}", s.host, s.idle))),
                 Ok(None) => {
                     s.done = true;
-                    let Some(conv) = s.converter.as_mut() else { return None };
+                    let conv = s.converter.as_mut()?;
                     match conv.finish(&mut s.out) {
                         Ok(()) => return (!s.out.is_empty()).then(|| (Ok(s.out.split().freeze()), s)),
                         Err(e) => Err(e),

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod executor;
+pub mod health;
 pub mod protocol;
 pub mod providers;
 pub mod redact;

@@ -74,11 +74,18 @@ async fn when_the_whole_group_is_down_the_fallback_group_answers() {
 async fn engine_errors_keep_their_status_and_message() {
     let a = mock_with({
         let mut c = MockConfig::new("alpha", &["small"]);
-        c.fault = Fault::Status { status: 400, body: Some(serde_json::json!({"error": "invalid option num_ctx"})), retry_after: None };
+        c.fault = Fault::Status {
+            status: 400,
+            body: Some(serde_json::json!({"error": "invalid option num_ctx"})),
+            retry_after: None,
+        };
         c
     })
     .await;
-    let yaml = format!("model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n", a.base_url());
+    let yaml = format!(
+        "model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n",
+        a.base_url()
+    );
     let llmux = Llmux::start(&yaml).await;
     let reply = llmux.post("/v1/chat/completions", &chat_body("small", false)).await;
     assert_eq!(reply.status, 400);
@@ -123,7 +130,10 @@ async fn a_stream_broken_mid_way_ends_with_an_error_event() {
         c
     })
     .await;
-    let yaml = format!("model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n", a.base_url());
+    let yaml = format!(
+        "model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n",
+        a.base_url()
+    );
     let llmux = Llmux::start(&yaml).await;
     let (status, _, frames) = llmux.stream("/v1/chat/completions", &chat_body("small", true)).await;
     assert_eq!(status, 200);
@@ -157,7 +167,10 @@ async fn master_key_is_required_and_never_echoed() {
 #[tokio::test]
 async fn bad_requests_get_openai_style_400s() {
     let a = mock("alpha", &["small"]).await;
-    let yaml = format!("model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n", a.base_url());
+    let yaml = format!(
+        "model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n",
+        a.base_url()
+    );
     let llmux = Llmux::start(&yaml).await;
     let cases = [
         ("{not json", "Invalid JSON"),
@@ -178,7 +191,10 @@ async fn bad_requests_get_openai_style_400s() {
     }
     let unknown = llmux.post("/v1/chat/completions", &chat_body("nope", false)).await;
     assert_eq!(unknown.status, 400);
-    assert!(unknown.json()["error"]["message"].as_str().unwrap().starts_with("/chat/completions: Invalid model name passed in model=nope"));
+    assert!(unknown.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("/chat/completions: Invalid model name passed in model=nope"));
     assert!(a.requests().is_empty(), "nothing invalid reaches the engine");
     let missing_route = llmux.get("/v1/nothing").await;
     assert_eq!(missing_route.status, 404);

@@ -9,17 +9,8 @@ use serde_json::{Map, Value};
 use super::{validate, Config, Diagnostics};
 
 /// Environment variables llmux never takes from a config file (as LiteLLM's blocklist).
-const BLOCKED_ENV: &[&str] = &[
-    "PATH",
-    "LD_PRELOAD",
-    "LD_LIBRARY_PATH",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "HOME",
-    "USER",
-    "SHELL",
-    "LOGNAME",
-];
+const BLOCKED_ENV: &[&str] =
+    &["PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "HOME", "USER", "SHELL", "LOGNAME"];
 
 /// Loads and validates the config at `path`. On success the config comes with its warnings; on failure every
 /// problem found is returned.
@@ -31,10 +22,7 @@ pub fn load(path: &Path) -> Result<(Config, Diagnostics), Diagnostics> {
 }
 
 /// Loads a config from YAML text (no `include` support: paths need a file), with `env` as the environment.
-pub fn load_str(
-    yaml: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Config, Diagnostics), Diagnostics> {
+pub fn load_str(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::default();
     let tree = parse_yaml(yaml, "<config>", &mut diags);
     finish(tree, &mut diags, env).map(|c| (c, diags.clone())).map_err(|()| diags)
@@ -98,12 +86,7 @@ fn environment_overlay(
 }
 
 /// Replaces every string `os.environ/VAR` in `value` by the variable's value; an unset variable is an error.
-fn resolve_env_refs(
-    value: &mut Value,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    diags: &mut Diagnostics,
-) {
+fn resolve_env_refs(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, diags: &mut Diagnostics) {
     match value {
         Value::String(s) => {
             if let Some(name) = s.strip_prefix("os.environ/") {

@@ -74,8 +74,16 @@ const MODEL_INFO_NOT_ACTED_ON: &[&str] = &[
     "blocked",
 ];
 
-const ROUTER_ACTED_ON: &[&str] =
-    &["routing_strategy", "model_group_alias", "fallbacks", "default_fallbacks", "num_retries", "max_fallbacks", "timeout", "stream_timeout"];
+const ROUTER_ACTED_ON: &[&str] = &[
+    "routing_strategy",
+    "model_group_alias",
+    "fallbacks",
+    "default_fallbacks",
+    "num_retries",
+    "max_fallbacks",
+    "timeout",
+    "stream_timeout",
+];
 
 const LITELLM_ACTED_ON: &[&str] = &["default_fallbacks", "fallbacks", "num_retries", "request_timeout"];
 
@@ -218,12 +226,18 @@ fn model_list(value: Option<&Value>, diags: &mut Diagnostics, env: &dyn Fn(&str)
     for (i, item) in items.iter().enumerate() {
         let path = format!("model_list[{i}]");
         let Some(entry) = item.as_object() else {
-            diags.error(&path, format!("must be a mapping with model_name and litellm_params, found {}", type_name(item)));
+            diags.error(
+                &path,
+                format!("must be a mapping with model_name and litellm_params, found {}", type_name(item)),
+            );
             continue;
         };
         if let Some(d) = deployment(entry, i, &path, diags, env) {
             if let Some(first) = ids.insert(d.id.clone(), i) {
-                diags.error(format!("{path}.model_info.id"), format!("duplicate deployment id {:?} (also model_list[{first}])", d.id));
+                diags.error(
+                    format!("{path}.model_info.id"),
+                    format!("duplicate deployment id {:?} (also model_list[{first}])", d.id),
+                );
             }
             out.push(d);
         }
@@ -250,7 +264,8 @@ fn deployment(
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
-            diags.error(format!("{path}.model_name"), format!("must be a non-empty string, found {}", type_name(other)));
+            diags
+                .error(format!("{path}.model_name"), format!("must be a non-empty string, found {}", type_name(other)));
             None
         }
         None => {
@@ -297,11 +312,17 @@ fn deployment(
     let model = match params.get("model") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(other) => {
-            diags.error(format!("{params_path}.model"), format!("must be a string like ollama_chat/llama3, found {}", type_name(other)));
+            diags.error(
+                format!("{params_path}.model"),
+                format!("must be a string like ollama_chat/llama3, found {}", type_name(other)),
+            );
             return None;
         }
         None => {
-            diags.error(format!("{params_path}.model"), "missing: set it to <provider>/<model>, e.g. ollama_chat/qwen3:8b");
+            diags.error(
+                format!("{params_path}.model"),
+                "missing: set it to <provider>/<model>, e.g. ollama_chat/qwen3:8b",
+            );
             return None;
         }
     };
@@ -314,14 +335,15 @@ fn deployment(
     };
     let rpm = limit("rpm", diags);
     let tpm = limit("tpm", diags);
-    let order = match get_uint(params, "order", &params_path, diags).or_else(|| get_uint(info, "order", &info_path, diags)) {
-        Some(0) => {
-            diags.error(format!("{params_path}.order"), "must be 1 or more (1 = preferred)");
-            None
-        }
-        Some(o) => Some(u32::try_from(o).unwrap_or(u32::MAX)),
-        None => None,
-    };
+    let order =
+        match get_uint(params, "order", &params_path, diags).or_else(|| get_uint(info, "order", &info_path, diags)) {
+            Some(0) => {
+                diags.error(format!("{params_path}.order"), "must be 1 or more (1 = preferred)");
+                None
+            }
+            Some(o) => Some(u32::try_from(o).unwrap_or(u32::MAX)),
+            None => None,
+        };
     let weight = get_num(params, "weight", &params_path, diags);
     let timeout = get_num(params, "timeout", &params_path, diags).map(seconds);
     let stream_timeout = get_num(params, "stream_timeout", &params_path, diags).map(seconds);
@@ -332,11 +354,7 @@ fn deployment(
     };
 
     let target = target(&model, params, &params_path, diags, env)?;
-    let public_params = params
-        .iter()
-        .filter(|(k, _)| !is_secret_key(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let public_params = params.iter().filter(|(k, _)| !is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     Some(Deployment {
         id,
         index: position,
@@ -395,10 +413,14 @@ fn target(
         .or_else(|| engine.default_api_base.map(str::to_owned));
     let Some(api_base) = api_base else {
         let var = engine.api_base_env.unwrap_or("the provider's base URL variable");
-        diags.error(format!("{path}.api_base"), format!("missing: {prefix}/ has no default endpoint; set api_base or {var}"));
+        diags.error(
+            format!("{path}.api_base"),
+            format!("missing: {prefix}/ has no default endpoint; set api_base or {var}"),
+        );
         return None;
     };
-    if !(api_base.starts_with("http://") || api_base.starts_with("https://")) || api_base.parse::<http::Uri>().is_err() {
+    if !(api_base.starts_with("http://") || api_base.starts_with("https://")) || api_base.parse::<http::Uri>().is_err()
+    {
         diags.error(format!("{path}.api_base"), format!("{api_base:?} is not an http:// or https:// URL"));
         return None;
     }
@@ -458,7 +480,10 @@ fn aliases(
         None | Some(Value::Null) => return (out, order),
         Some(Value::Object(m)) => m,
         Some(other) => {
-            diags.error("router_settings.model_group_alias", format!("must be a mapping of alias: group, found {}", type_name(other)));
+            diags.error(
+                "router_settings.model_group_alias",
+                format!("must be a mapping of alias: group, found {}", type_name(other)),
+            );
             return (out, order);
         }
     };
@@ -508,7 +533,12 @@ fn name_list(value: &Value, path: &str, is_name: &dyn Fn(&str) -> bool, diags: &
     out
 }
 
-fn fallbacks(value: &Value, path: &str, is_name: &dyn Fn(&str) -> bool, diags: &mut Diagnostics) -> Vec<(String, Vec<String>)> {
+fn fallbacks(
+    value: &Value,
+    path: &str,
+    is_name: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) -> Vec<(String, Vec<String>)> {
     let Some(items) = value.as_array() else {
         diags.error(path, "must be a list like [{\"group\": [\"fallback\"]}]");
         return Vec::new();
@@ -520,7 +550,8 @@ fn fallbacks(value: &Value, path: &str, is_name: &dyn Fn(&str) -> bool, diags: &
             Some(map) if map.len() == 1 => {
                 for (key, targets) in map {
                     if key != "*" && !is_name(key) {
-                        diags.warn(format!("{at}.{key}"), "no model_name or alias has this name; the entry never fires");
+                        diags
+                            .warn(format!("{at}.{key}"), "no model_name or alias has this name; the entry never fires");
                     }
                     out.push((key.clone(), name_list(targets, &format!("{at}.{key}"), is_name, diags)));
                 }
@@ -556,9 +587,8 @@ fn router_settings(
             format!("{routing_strategy:?} is not implemented by llmux yet; using simple-shuffle"),
         );
     }
-    let num_retries = get_uint(router, "num_retries", R, diags)
-        .or_else(|| get_uint(litellm, "num_retries", L, diags))
-        .unwrap_or(2);
+    let num_retries =
+        get_uint(router, "num_retries", R, diags).or_else(|| get_uint(litellm, "num_retries", L, diags)).unwrap_or(2);
     let mut fb = Vec::new();
     if let Some(v) = litellm.get("fallbacks").filter(|v| !v.is_null()) {
         fb.extend(fallbacks(v, &format!("{L}.fallbacks"), is_name, diags));
@@ -629,12 +659,6 @@ fn general_settings(
         None => get_uint(router, "health_check_interval", "router_settings", diags),
     }
     .unwrap_or(300);
-    if background_health_checks {
-        diags.warn(
-            "general_settings.background_health_checks",
-            format!("background health checks (every {interval} s) are not implemented by llmux yet; a deployment whose connection fails is skipped per request instead"),
-        );
-    }
     GeneralSettings {
         master_key,
         max_request_body_bytes: (max_mb * 1024.0 * 1024.0) as usize,

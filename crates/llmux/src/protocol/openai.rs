@@ -88,9 +88,8 @@ impl<'a> RequestHead<'a> {
         let fields: HeadFields<'a> = serde_path_to_error::deserialize(&mut de).map_err(body_error)?;
         de.end().map_err(|e| Error::invalid(format!("Invalid JSON body: {e}"), None))?;
 
-        let raw_model = fields
-            .model
-            .ok_or_else(|| Error::invalid("Missing required parameter: 'model'", Some("model")))?;
+        let raw_model =
+            fields.model.ok_or_else(|| Error::invalid("Missing required parameter: 'model'", Some("model")))?;
         let model: Cow<'a, str> = serde_json::from_str(raw_model.get())
             .map_err(|_| Error::invalid("'model' must be a string", Some("model")))?;
         if model.is_empty() {
@@ -465,8 +464,8 @@ pub struct ResponseMessage {
     /// `assistant` (omitted in later stream deltas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// The text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The text; serialised as `null` when absent, as OpenAI does for tool-call-only answers.
+    #[serde(default)]
     pub content: Option<String>,
     /// Reasoning text (`thinking`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -203,18 +203,16 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> E
         }
         Err(_) => (String::from_utf8_lossy(body).trim().to_owned(), None),
     };
-    let message = if message.is_empty() {
-        format!("Upstream engine answered {status}")
-    } else {
-        crate::redact::redact(&message)
-    };
+    let message =
+        if message.is_empty() { format!("Upstream engine answered {status}") } else { crate::redact::redact(&message) };
     Error::Upstream { status, message, kind, retry_after }
 }
 
 /// Appends one SSE `data:` event carrying `json` to `out`.
 pub fn push_sse(out: &mut BytesMut, json: &impl serde::Serialize) -> Result<(), Error> {
     out.extend_from_slice(b"data: ");
-    serde_json::to_writer(bytes::BufMut::writer(&mut *out), json).map_err(|e| Error::Internal(format!("serialising a chunk: {e}")))?;
+    serde_json::to_writer(bytes::BufMut::writer(&mut *out), json)
+        .map_err(|e| Error::Internal(format!("serialising a chunk: {e}")))?;
     out.extend_from_slice(b"\n\n");
     Ok(())
 }

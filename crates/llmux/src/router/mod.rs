@@ -38,7 +38,9 @@ pub fn plan<'a>(
         .resolve(requested)
         .ok_or_else(|| Error::UnknownModel { route: op.route().to_owned(), model: requested.to_owned() })?;
     let members: Vec<&Deployment> = resolved.deployments.iter().map(|&i| &config.deployments[i]).collect();
-    if let Some(Target::AutoRouter { kind }) = members.iter().map(|d| &d.target).find(|t| matches!(t, Target::AutoRouter { .. })) {
+    if let Some(Target::AutoRouter { kind }) =
+        members.iter().map(|d| &d.target).find(|t| matches!(t, Target::AutoRouter { .. }))
+    {
         return Err(Error::Unsupported {
             message: format!(
                 "model {requested:?} is a strategy router (auto_router/{kind}), which llmux does not implement yet; call one of its target models directly"
@@ -49,7 +51,8 @@ pub fn plan<'a>(
     let view = |d: &Deployment| state.get(d.index).copied().unwrap_or_default();
     let mut attempts = Vec::with_capacity(members.len());
     for unreachable in [false, true] {
-        let mut pool: Vec<&Deployment> = members.iter().copied().filter(|d| view(d).unreachable == unreachable).collect();
+        let mut pool: Vec<&Deployment> =
+            members.iter().copied().filter(|d| view(d).unreachable == unreachable).collect();
         // Ordered tiers ascending, then the unordered deployments.
         pool.sort_by_key(|d| d.order.unwrap_or(u32::MAX));
         let mut start = 0;
@@ -178,7 +181,8 @@ model_list:
 "#,
         );
         let mut rng = fastrand::Rng::with_seed(3);
-        let b_first = (0..2000).filter(|_| plan(&c, Operation::Chat, "g", &[], &mut rng).unwrap().attempts[0] == 1).count();
+        let b_first =
+            (0..2000).filter(|_| plan(&c, Operation::Chat, "g", &[], &mut rng).unwrap().attempts[0] == 1).count();
         assert!((1650..1950).contains(&b_first), "{b_first}");
     }
 

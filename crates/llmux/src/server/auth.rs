@@ -24,7 +24,10 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     match sent {
         None | Some("") => Error::Unauthorized("Authentication Error, No api key passed in.".into()).into_response(),
         Some(key) if bool::from(key.as_bytes().ct_eq(master.expose().as_bytes())) => next.run(request).await,
-        Some(_) => Error::Unauthorized("Authentication Error, Invalid proxy server token passed. Received API key does not match the master key.".into())
-            .into_response(),
+        Some(_) => Error::Unauthorized(
+            "Authentication Error, Invalid proxy server token passed. Received API key does not match the master key."
+                .into(),
+        )
+        .into_response(),
     }
 }

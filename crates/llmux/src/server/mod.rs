@@ -62,9 +62,8 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `app` on `addr` until SIGINT/SIGTERM, then lets in-flight requests finish.
 pub async fn serve(state: AppState, addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!("llmux listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())

@@ -58,7 +58,8 @@ impl Llmux {
     }
 
     fn request(&self, path: &str, body: &str, key: Option<&str>) -> Request<Full<Bytes>> {
-        let mut builder = Request::post(format!("http://{}{path}", self.addr)).header("content-type", "application/json");
+        let mut builder =
+            Request::post(format!("http://{}{path}", self.addr)).header("content-type", "application/json");
         if let Some(key) = key {
             builder = builder.header("authorization", format!("Bearer {key}"));
         }

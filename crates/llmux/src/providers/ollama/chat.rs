@@ -7,14 +7,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
-    arguments_value, content_text, finish_reason, parse_reply, split_think, stop_value, switches, to_body,
-    to_response, tool_names, Reply, ReplyToolCall, RequestKnobs,
+    arguments_value, content_text, finish_reason, parse_reply, split_think, stop_value, switches, to_body, to_response,
+    tool_names, Reply, ReplyToolCall, RequestKnobs,
 };
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{
-    new_id, parse_body, unix_now, ChatChoice, ChatCompletion, ChatMessage, ChatRequest, FunctionCall,
-    ResponseMessage, ToolCall, Usage,
+    new_id, parse_body, unix_now, ChatChoice, ChatCompletion, ChatMessage, ChatRequest, FunctionCall, ResponseMessage,
+    ToolCall, Usage,
 };
 use crate::providers::Call;
 
@@ -123,9 +123,7 @@ fn tools(req: &ChatRequest) -> Option<Cow<'_, [Value]>> {
         return Some(Cow::Borrowed(tools));
     }
     let functions = req.extra.get("functions")?.as_array().filter(|f| !f.is_empty())?;
-    Some(Cow::Owned(
-        functions.iter().map(|f| serde_json::json!({"type": "function", "function": f})).collect(),
-    ))
+    Some(Cow::Owned(functions.iter().map(|f| serde_json::json!({"type": "function", "function": f})).collect()))
 }
 
 /// OpenAI messages → Ollama messages.
@@ -201,7 +199,10 @@ pub(super) fn chat_completion(
         .map(|c| ToolCall {
             id: Some(c.id().into_owned()),
             kind: Some("function".to_owned()),
-            function: FunctionCall { name: c.function.name.clone().into_owned(), arguments: c.arguments().into_owned() },
+            function: FunctionCall {
+                name: c.function.name.clone().into_owned(),
+                arguments: c.arguments().into_owned(),
+            },
             index: None,
         })
         .collect();

@@ -58,8 +58,12 @@ pub(super) fn request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
     }
 
     let dimensions = req.dimensions.or_else(|| deployment.get("dimensions").and_then(Value::as_u64));
-    let keep_alive =
-        req.extra.get("keep_alive").filter(|v| !v.is_null()).or(target.keep_alive.as_ref()).or_else(|| get("keep_alive"));
+    let keep_alive = req
+        .extra
+        .get("keep_alive")
+        .filter(|v| !v.is_null())
+        .or(target.keep_alive.as_ref())
+        .or_else(|| get("keep_alive"));
     to_body(&EmbedBody {
         model: &target.upstream_model,
         input,
@@ -111,8 +115,9 @@ enum Vector<'a> {
 /// `/api/embed` answer → OpenAI embeddings list; with `encoding_format: "base64"`, each vector as the base64 of its
 /// little-endian f32 values, as OpenAI sends.
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
-    let reply: EmbedReply<'_> = serde_json::from_slice(body)
-        .map_err(|e| Error::BadUpstreamResponse(format!("Ollama answered /api/embed with a body llmux cannot read: {e}")))?;
+    let reply: EmbedReply<'_> = serde_json::from_slice(body).map_err(|e| {
+        Error::BadUpstreamResponse(format!("Ollama answered /api/embed with a body llmux cannot read: {e}"))
+    })?;
     let base64 = serde_json::from_slice::<Encoding<'_>>(call.body)
         .ok()
         .and_then(|e| e.encoding_format)
@@ -132,8 +137,9 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
 }
 
 fn encode(raw: &RawValue) -> Result<String, Error> {
-    let floats: Vec<f32> = serde_json::from_str(raw.get())
-        .map_err(|e| Error::BadUpstreamResponse(format!("Ollama sent an embedding that is not a list of numbers: {e}")))?;
+    let floats: Vec<f32> = serde_json::from_str(raw.get()).map_err(|e| {
+        Error::BadUpstreamResponse(format!("Ollama sent an embedding that is not a list of numbers: {e}"))
+    })?;
     let mut bytes = Vec::with_capacity(floats.len() * 4);
     for f in floats {
         bytes.extend_from_slice(&f.to_le_bytes());

@@ -125,7 +125,9 @@ fn headers(target: &EngineTarget) -> Result<HeaderMap, Error> {
 
 /// Serialises an engine request body.
 fn to_body(body: &impl serde::Serialize) -> Result<Bytes, Error> {
-    serde_json::to_vec(body).map(Bytes::from).map_err(|e| Error::Internal(format!("serialising the Ollama request: {e}")))
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(format!("serialising the Ollama request: {e}")))
 }
 
 /// Serialises a client response body.
@@ -209,7 +211,7 @@ const NOT_OPTIONS: &[&str] = &[
 ];
 
 /// The OpenAI sampling parameters of one request, in the order they are applied (a later one wins).
-pub(crate) type Sampling<'a> = [(&'a str, Option<Value>)];
+type Sampling<'a> = [(&'a str, Option<Value>)];
 
 /// What `/api/chat` and `/api/generate` share, resolved from the request and the deployment.
 #[derive(Debug, Default)]
@@ -276,16 +278,15 @@ fn switches(target: &EngineTarget, req: RequestKnobs<'_>) -> Result<Switches, Er
         merge_object(&mut out.options, options);
     }
 
-    out.format = match req.response_format.filter(|v| !v.is_null()) {
-        Some(rf) => format_of(rf)?,
-        None => non_null(req.extra.get("format")).cloned(),
-    };
-    if out.format.is_none() {
-        out.format = match non_null(deployment.get("response_format")) {
+    // A `response_format` the client sent, even `text`, decides; the deployment's only fills in when it sent none.
+    out.format = match (non_null(req.response_format), non_null(req.extra.get("format"))) {
+        (Some(rf), _) => format_of(rf)?,
+        (None, Some(format)) => Some(format.clone()),
+        (None, None) => match non_null(deployment.get("response_format")) {
             Some(rf) => format_of(rf)?,
             None => non_null(deployment.get("format")).cloned(),
-        };
-    }
+        },
+    };
 
     let model = target.upstream_model.as_str();
     out.think = non_null(req.extra.get("think"))
@@ -423,7 +424,7 @@ fn content_text<'a>(
 }
 
 /// The base64 payload of an `image_url` part.
-fn image_of<'a>(part: &'a ContentPart, index: usize, j: usize) -> Result<&'a str, Error> {
+fn image_of(part: &ContentPart, index: usize, j: usize) -> Result<&str, Error> {
     let param = || format!("messages[{index}].content[{j}].image_url");
     let url = part
         .image_url

@@ -133,7 +133,11 @@ impl NdjsonConverter {
 
         if reply.done {
             let reason = finish_reason(reply.done_reason.as_deref(), self.tool_calls > 0);
-            self.push_chat(out, [DeltaChoice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }], None)?;
+            self.push_chat(
+                out,
+                [DeltaChoice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }],
+                None,
+            )?;
             if self.include_usage {
                 self.push_chat(out, [] as [DeltaChoice<'_>; 0], Some(usage(&reply)))?;
             }
@@ -150,7 +154,11 @@ impl NdjsonConverter {
         }
         if reply.done {
             let reason = finish_reason(reply.done_reason.as_deref(), false);
-            self.push_text(out, [TextChoiceOut { text: "", index: 0, logprobs: None, finish_reason: Some(reason) }], None)?;
+            self.push_text(
+                out,
+                [TextChoiceOut { text: "", index: 0, logprobs: None, finish_reason: Some(reason) }],
+                None,
+            )?;
             if self.include_usage {
                 self.push_text(out, [] as [TextChoiceOut<'_>; 0], Some(usage(&reply)))?;
             }
@@ -160,11 +168,31 @@ impl NdjsonConverter {
     }
 
     fn push_chat<C: Serialize>(&self, out: &mut BytesMut, choices: C, usage: Option<Usage>) -> Result<(), Error> {
-        push_sse(out, &Chunk { id: &self.id, object: "chat.completion.chunk", created: self.created, model: &self.model, choices, usage })
+        push_sse(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices,
+                usage,
+            },
+        )
     }
 
     fn push_text<C: Serialize>(&self, out: &mut BytesMut, choices: C, usage: Option<Usage>) -> Result<(), Error> {
-        push_sse(out, &Chunk { id: &self.id, object: "text_completion", created: self.created, model: &self.model, choices, usage })
+        push_sse(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: "text_completion",
+                created: self.created,
+                model: &self.model,
+                choices,
+                usage,
+            },
+        )
     }
 
     fn close(&mut self, out: &mut BytesMut) {
