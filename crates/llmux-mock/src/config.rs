@@ -95,7 +95,7 @@ impl Default for MockConfig {
             fault: Fault::None,
             fault_times: None,
             fault_paths: Vec::new(),
-            record_limit: 10_000,
+            record_limit: 1_000,
         }
     }
 }

@@ -266,11 +266,12 @@ impl Ctx {
         if !self.faultable {
             return Timing::default();
         }
-        let interval = if self.cfg.tokens_per_sec > 0.0 && self.cfg.tokens_per_sec.is_finite() {
-            Duration::from_secs_f64(1.0 / self.cfg.tokens_per_sec)
-        } else {
-            Duration::ZERO
-        };
+        // try_from keeps absurd speeds (zero, negative, NaN, or so small the
+        // interval overflows) from panicking; they all mean "no pacing".
+        let interval = Duration::try_from_secs_f64(1.0 / self.cfg.tokens_per_sec)
+            .ok()
+            .filter(|_| self.cfg.tokens_per_sec > 0.0)
+            .unwrap_or(Duration::ZERO);
         Timing {
             latency: Duration::from_millis(self.cfg.latency_ms),
             ttft: Duration::from_millis(self.cfg.ttft_ms),
@@ -282,7 +283,7 @@ impl Ctx {
     /// non-streaming answer costs the same time as a streamed one.
     pub(crate) async fn simulate_generation(&self, steps: u64) {
         let t = self.timing();
-        let total = t.ttft + t.generation(steps);
+        let total = t.ttft.saturating_add(t.generation(steps));
         if !total.is_zero() {
             tokio::time::sleep(total).await;
         }

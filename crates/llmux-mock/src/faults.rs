@@ -102,7 +102,7 @@ impl TryFrom<Value> for Fault {
                     .get("status")
                     .and_then(Value::as_u64)
                     .and_then(|s| u16::try_from(s).ok())
-                    .filter(|s| (100..=999).contains(s))
+                    .filter(|s| (200..=599).contains(s))
                     .ok_or_else(|| format!("fault object needs a valid \"status\": {EXPECTED}"))?;
                 if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "status" | "body" | "retry_after")) {
                     return Err(format!("unknown key {key:?} in status fault: {EXPECTED}"));
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn fault_json_errors_are_helpful() {
-        for bad in [r#""explode""#, r#"{"status":"x"}"#, r#"{"status":500,"bodyy":1}"#, "3"] {
+        for bad in [r#""explode""#, r#"{"status":"x"}"#, r#"{"status":101}"#, r#"{"status":500,"bodyy":1}"#, "3"] {
             let err = serde_json::from_str::<Fault>(bad).unwrap_err().to_string();
             assert!(err.contains("expected"), "{bad}: {err}");
         }

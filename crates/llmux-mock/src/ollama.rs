@@ -352,7 +352,7 @@ pub(crate) async fn embed(ctx: Ctx, body: Bytes) -> ApiResult {
     Ok(Json(json!({
         "model": model,
         "embeddings": embeddings,
-        "total_duration": nanos(timing.latency + timing.ttft).max(1),
+        "total_duration": nanos(timing.latency.saturating_add(timing.ttft)).max(1),
         "load_duration": nanos(timing.latency),
         "prompt_eval_count": prompt_tokens,
     }))
@@ -435,9 +435,9 @@ fn add_stats(out: &mut Value, plan: &Plan, ctx: &Ctx) {
     let timing = ctx.timing();
     let eval_count = plan.completion_tokens();
     let load = nanos(timing.latency);
-    let prompt_eval = nanos(timing.ttft).max(plan.prompt_tokens * 1_000);
-    let eval = nanos(timing.generation(plan.steps())).max(eval_count.max(1) * 1_000);
-    let total = (load + prompt_eval + eval).max(nanos(ctx.started.elapsed()));
+    let prompt_eval = nanos(timing.ttft).max(plan.prompt_tokens.saturating_mul(1_000));
+    let eval = nanos(timing.generation(plan.steps())).max(eval_count.max(1).saturating_mul(1_000));
+    let total = load.saturating_add(prompt_eval).saturating_add(eval).max(nanos(ctx.started.elapsed()));
     out["total_duration"] = json!(total);
     out["load_duration"] = json!(load);
     out["prompt_eval_count"] = json!(plan.prompt_tokens);

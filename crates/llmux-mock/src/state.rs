@@ -225,10 +225,13 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
         Err(err) => return (StatusCode::PAYLOAD_TOO_LARGE, format!("cannot read request body: {err}")).into_response(),
     };
     let path = parts.uri.path().to_owned();
+    // Parsed once here for both the recording and the stream check.
+    let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let stream = wants_stream(&path, &json);
     let guard = TrackGuard::begin(&app.stats, &path);
     let (cfg, fault, faultable) = app.take_fault(&path);
     if cfg.record_limit > 0 {
-        app.record(recorded(&parts, &bytes), cfg.record_limit);
+        app.record(recorded(&parts, &bytes, json), cfg.record_limit);
     }
     let ctx = Ctx {
         app: Arc::clone(&app),
@@ -241,7 +244,7 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
     };
     // Faults are applied here rather than in each handler so that every
     // endpoint listed in `fault_paths` honours them the same way.
-    let early = ctx.gate(Proto::for_path(&path), wants_stream(&path, &bytes)).await;
+    let early = ctx.gate(Proto::for_path(&path), stream).await;
     let resp = match early {
         Some(resp) => resp,
         None => {
@@ -255,12 +258,12 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
 /// Whether the request asks for a streamed answer: the body's `stream` flag,
 /// defaulting as the engines do (Ollama chat/generate stream unless told
 /// otherwise, everything else does not).
-pub(crate) fn wants_stream(path: &str, body: &[u8]) -> bool {
+fn wants_stream(path: &str, body: &Value) -> bool {
     let default = matches!(path, "/api/chat" | "/api/generate");
-    serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("stream").and_then(Value::as_bool)).unwrap_or(default)
+    body.get("stream").and_then(Value::as_bool).unwrap_or(default)
 }
 
-fn recorded(parts: &Parts, bytes: &bytes::Bytes) -> RecordedRequest {
+fn recorded(parts: &Parts, bytes: &bytes::Bytes, body: Value) -> RecordedRequest {
     RecordedRequest {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -270,7 +273,7 @@ fn recorded(parts: &Parts, bytes: &bytes::Bytes) -> RecordedRequest {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
-        body: serde_json::from_slice(bytes).unwrap_or(Value::Null),
+        body,
         raw_body: bytes.clone(),
     }
 }

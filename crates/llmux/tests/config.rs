@@ -85,7 +85,14 @@ model_list:
 
 #[test]
 fn garbage_yaml_is_an_error_not_a_panic() {
-    for text in ["model_list: [", "- just\n- a list\n", "model_list: 5", "model_list: {a: 1}", "model_list: [{model_name: a, litellm_params: [1]}]", "\u{0}\u{1}"] {
+    for text in [
+        "model_list: [",
+        "- just\n- a list\n",
+        "model_list: 5",
+        "model_list: {a: 1}",
+        "model_list: [{model_name: a, litellm_params: [1]}]",
+        "\u{0}\u{1}",
+    ] {
         assert!(load_str(text, &|_| None).is_err(), "{text:?} should not load");
     }
 }

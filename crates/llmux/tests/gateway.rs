@@ -236,3 +236,74 @@ async fn models_list_groups_and_visible_aliases() {
     // The engine got the key.
     assert_eq!(a.requests()[0].header("authorization"), Some("Bearer sk-engine-key-1"));
 }
+
+#[tokio::test]
+async fn a_host_that_fails_its_probe_is_skipped_without_costing_a_request() {
+    let (a, b) = (mock("alpha", &["small"]).await, mock("beta", &["small", "big"]).await);
+    let yaml = format!(
+        "general_settings:\n  background_health_checks: true\n  health_check_interval: 1\n{}",
+        two_hosts_yaml(&a.base_url(), &b.base_url())
+    );
+    let llmux = Llmux::start(&yaml).await;
+    a.stop().await;
+    // Probes run every second; wait (bounded) until one has seen alpha down.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let probes = b.requests().iter().filter(|r| r.path == "/api/tags").count();
+        if probes >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let reply = llmux.post("/v1/chat/completions", &chat_body("fast", false)).await;
+    assert_eq!(reply.status, 200);
+    let route = reply.header("x-llmux-route");
+    assert!(!route.contains("failed"), "the dead host was tried although its probe failed: {route}");
+    assert!(reply.header("x-llmux-deployment").starts_with("model_list[1]"));
+    // Probes are cheap listings, never generations.
+    let paths: Vec<String> = b.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(paths.iter().all(|p| ["/api/tags", "/v1/models", "/api/chat"].contains(&p.as_str())), "{paths:?}");
+    assert_eq!(b.requests().iter().filter(|r| r.path == "/api/chat").count(), 1);
+}
+
+#[tokio::test]
+async fn openai_compatible_engines_get_the_clients_bytes_with_only_model_rewritten() {
+    let a = mock("alpha", &["served-name"]).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: pass\n    litellm_params: {{model: hosted_vllm/served-name, api_base: \"{}/v1\"}}\n",
+        a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let body = r#"{"model": "pass", "messages":[{"role":"user","content":"h\u00e9"}],"x_custom":{"k":[1,2.50,"z"]}, "logit_bias":{"50256":-100},"top_k":7}"#;
+    let reply = llmux.post("/v1/chat/completions", body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent = &a.requests()[0];
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(
+        std::str::from_utf8(&sent.raw_body).unwrap(),
+        body.replace(r#""model": "pass""#, r#""model": "served-name""#)
+    );
+    assert_eq!(sent.header("authorization"), Some("Bearer fake-api-key"));
+}
+
+#[tokio::test]
+async fn vision_images_reach_ollama_as_base64() {
+    let a = mock("alpha", &["vis"]).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: vis\n    litellm_params: {{model: ollama_chat/vis, api_base: \"{}\"}}\n",
+        a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let body = serde_json::json!({
+        "model": "vis",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}}
+        ]}]
+    });
+    let reply = llmux.post("/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent = &a.requests()[0].body;
+    assert_eq!(sent["messages"][0]["images"][0], "iVBORw0KGgoAAAANSUhEUg==");
+    assert_eq!(sent["messages"][0]["content"], "What is in this picture?");
+}

@@ -249,3 +249,38 @@ async fn faults_can_target_other_paths() {
     let resp = send(mock.addr(), "GET", "/mock/stats", None, &[]).await;
     assert_eq!(resp.status, 200);
 }
+
+#[tokio::test]
+async fn refuse_also_closes_already_open_connections() {
+    let mock = start(MockConfig::new("h", &["m"])).await;
+    let mut stream = TcpStream::connect(mock.addr()).await.unwrap();
+    let req = "GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(req.as_bytes()).await.unwrap();
+    // Read one keep-alive response: head plus Content-Length bytes.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(TIMEOUT, stream.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed early");
+        raw.extend_from_slice(&buf[..n]);
+        let resp = crate::client::parse(&raw);
+        if resp.status != 0 && resp.complete {
+            assert_eq!(resp.status, 200);
+            break;
+        }
+    }
+    mock.set_config(|c| c.fault = Fault::Refuse);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    assert!(read_all(&mut stream, TIMEOUT).await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_paths_get_engine_style_404s() {
+    let mock = start(MockConfig::new("h", &["m"])).await;
+    let resp = get(mock.addr(), "/api/nope").await;
+    assert_eq!((resp.status, resp.text().as_str()), (404, "404 page not found"));
+    let resp = get(mock.addr(), "/v1/nope").await;
+    assert_eq!(resp.status, 404);
+    assert!(resp.json()["error"]["message"].is_string());
+    assert_eq!(mock.requests().len(), 2, "unknown paths are recorded too");
+}

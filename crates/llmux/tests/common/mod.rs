@@ -50,6 +50,7 @@ impl Llmux {
     pub async fn start(yaml: &str) -> Llmux {
         let (config, _) = llmux::config::load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("config:\n{d}"));
         let executor = Executor::new(Arc::new(config), llmux::upstream::client().unwrap());
+        executor.spawn_health_checks();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = app(AppState { executor: Arc::new(executor) });
