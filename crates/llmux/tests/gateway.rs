@@ -307,3 +307,31 @@ async fn vision_images_reach_ollama_as_base64() {
     assert_eq!(sent["messages"][0]["images"][0], "iVBORw0KGgoAAAANSUhEUg==");
     assert_eq!(sent["messages"][0]["content"], "What is in this picture?");
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_stream_cancels_generation_on_the_engine() {
+    let a = mock_with({
+        let mut c = MockConfig::new("alpha", &["small"]);
+        c.reply_tokens = Some(200);
+        c.tokens_per_sec = 50.0;
+        c
+    })
+    .await;
+    let yaml = format!(
+        "model_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/small, api_base: \"{0}\"}}\n  - model_name: pass\n    litellm_params: {{model: openai/small, api_base: \"{0}/v1\"}}\n",
+        a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    for (n, model) in ["small", "pass"].into_iter().enumerate() {
+        let (first, body) = llmux.stream_first_frame("/v1/chat/completions", &chat_body(model, true)).await;
+        assert!(first.starts_with(b"data: "));
+        drop(body);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while a.stats().cancelled < n as u64 + 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stats = a.stats();
+        assert_eq!(stats.cancelled, n as u64 + 1, "{model}: the engine kept generating for a gone client: {stats:?}");
+        assert_eq!(stats.in_flight, 0);
+    }
+}

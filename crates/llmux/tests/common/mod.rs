@@ -85,6 +85,18 @@ impl Llmux {
         Reply { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
     }
 
+    /// Starts a stream and returns its body after the first frame, so a test can drop it mid-way.
+    pub async fn stream_first_frame(&self, path: &str, body: &str) -> (Bytes, hyper::body::Incoming) {
+        let response = self.client.request(self.request(path, body, None)).await.expect("llmux answers");
+        let mut body = response.into_body();
+        loop {
+            let frame = body.frame().await.expect("a first frame").expect("frame");
+            if let Ok(data) = frame.into_data() {
+                return (data, body);
+            }
+        }
+    }
+
     /// Streams a request, returning the headers and each body frame with its arrival time.
     pub async fn stream(&self, path: &str, body: &str) -> (StatusCode, HeaderMap, Vec<(Instant, Bytes)>) {
         let response = self.client.request(self.request(path, body, None)).await.expect("llmux answers");
