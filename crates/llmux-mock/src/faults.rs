@@ -25,7 +25,7 @@ use crate::state::Ctx;
 /// | JSON | variant |
 /// |------|---------|
 /// | `"none"` or `null` | [`Fault::None`] |
-/// | `{"status": 503, "body": ..., "retry_after": 2}` | [`Fault::Status`] (`body`, `retry_after` optional) |
+/// | `{"status": 503, "body": ..., "retry_after": 2}` | [`Fault::Status`] (status 200–599; `body`, `retry_after` optional) |
 /// | `"hang"` | [`Fault::Hang`] |
 /// | `{"drop_after_chunks": 3}` | [`Fault::DropAfterChunks`] |
 /// | `"refuse"` | [`Fault::Refuse`] |
@@ -77,7 +77,7 @@ impl TryFrom<Value> for Fault {
 
     fn try_from(value: Value) -> Result<Self, Self::Error> {
         const EXPECTED: &str = "expected \"none\", \"hang\", \"refuse\", \"malformed\", \
-             {\"status\": CODE, \"body\"?: ..., \"retry_after\"?: SECS} or {\"drop_after_chunks\": N}";
+             {\"status\": 200..=599, \"body\"?: ..., \"retry_after\"?: SECS} or {\"drop_after_chunks\": N}";
         match value {
             Value::Null => Ok(Fault::None),
             Value::String(word) => match word.as_str() {
