@@ -8,7 +8,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 /// A failure on the request path, mapped to one status and one OpenAI-style error body.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request body or a parameter is invalid (400).
     #[error("{message}")]
@@ -66,6 +66,20 @@ pub enum Error {
     /// The engine answered 2xx with a body llmux could not understand (502).
     #[error("{0}")]
     BadUpstreamResponse(String),
+    /// The prompt fits no deployment's context window (400, LiteLLM's `ContextWindowExceededError`).
+    #[error("{0}")]
+    ContextWindowExceeded(String),
+    /// No deployment can take the request now: all cooling down or over their limits (429, LiteLLM's
+    /// `RouterRateLimitError`, whose message text clients grep for).
+    #[error("{message}")]
+    NoDeployments {
+        /// LiteLLM's message.
+        message: String,
+        /// Every candidate was cooling down (type `all_deployments_in_cooldown`).
+        all_cooling_down: bool,
+        /// Seconds until a deployment is back, for `retry-after`.
+        retry_after: u64,
+    },
     /// No such route (404).
     #[error("{0}")]
     NotFound(String),
@@ -86,7 +100,10 @@ impl Error {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::InvalidRequest { .. } | Error::UnknownModel { .. } => StatusCode::BAD_REQUEST,
+            Error::InvalidRequest { .. } | Error::UnknownModel { .. } | Error::ContextWindowExceeded(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Unsupported { not_implemented: true, .. } => StatusCode::NOT_IMPLEMENTED,
@@ -107,6 +124,9 @@ impl Error {
                 "invalid_request_error"
             }
             Error::Unsupported { .. } => "not_supported_error",
+            Error::ContextWindowExceeded(_) => "context_window_exceeded_error",
+            Error::NoDeployments { all_cooling_down: true, .. } => "all_deployments_in_cooldown",
+            Error::NoDeployments { .. } => "rate_limit_error",
             Error::Unauthorized(_) => "auth_error",
             Error::Upstream { kind: Some(kind), .. } => kind,
             Error::Upstream { status, .. } => upstream_kind(*status),
@@ -117,11 +137,6 @@ impl Error {
             Error::MethodNotAllowed(_) => "invalid_request_error",
             Error::Internal(_) => "internal_server_error",
         }
-    }
-
-    /// Whether another deployment might succeed where this one failed before any byte reached the client.
-    pub fn is_connection_failure(&self) -> bool {
-        matches!(self, Error::Connect(_))
     }
 
     /// The body `{"error":{"message","type","param","code"}}`; `code` is the status as a string, as LiteLLM sends.
@@ -185,7 +200,12 @@ impl IntoResponse for Error {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Error::Upstream { retry_after: Some(secs), .. } = self {
+        let retry_after = match &self {
+            Error::Upstream { retry_after, .. } => *retry_after,
+            Error::NoDeployments { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
                 headers.insert(header::RETRY_AFTER, value);
             }

@@ -13,12 +13,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::config::{Config, Deployment};
+use crate::config::{Config, Deployment, ErrorClass, Strategy};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::{Call, Provider, StreamConverter};
-use crate::router;
-use crate::state::State;
+use crate::router::policy::{self, Cooldown, Failure};
+use crate::router::{self, NoCandidate};
+use crate::state::{OwnedInFlight, State};
 use crate::upstream::HttpClient;
 
 /// Default whole-request timeout, as LiteLLM's effective default for chat completions.
@@ -35,12 +36,28 @@ pub struct Executor {
     client: HttpClient,
 }
 
-/// How a request was routed, for the response headers.
-#[derive(Default)]
-struct Trace {
-    steps: Vec<String>,
+/// One client request on its way through retries, order escalation and fallbacks.
+struct Run<'a> {
+    exec: &'a Executor,
+    op: Operation,
+    body: &'a [u8],
+    head: &'a RequestHead<'a>,
+    prompt_tokens: u64,
+    /// Engine calls made so far, against `max_attempts`.
+    attempts: u32,
+    /// Retries made in the group that produced the final outcome.
     retries: u32,
+    /// Fallback depth of the final outcome.
     fallbacks: u32,
+    steps: Vec<String>,
+    rng: fastrand::Rng,
+}
+
+/// A hop of the fallback walk: a model name, an order tier, and its depth.
+struct Hop {
+    name: String,
+    order: Option<u32>,
+    depth: u32,
 }
 
 impl Executor {
@@ -62,13 +79,26 @@ impl Executor {
 
     /// Serves one API request: routes it, calls engines until one answers, and returns the client response.
     pub async fn execute(&self, op: Operation, body: &[u8], head: &RequestHead<'_>) -> Response {
-        let mut trace = Trace::default();
-        let result = self.with_fallbacks(op, body, head, &mut trace).await;
+        let needs_tokens = self.config.router.enable_pre_call_checks
+            || matches!(self.config.router.routing_strategy, Strategy::UsageBased | Strategy::LatencyBased { .. });
+        let mut run = Run {
+            exec: self,
+            op,
+            body,
+            head,
+            prompt_tokens: if needs_tokens { estimate_prompt_tokens(body) } else { 0 },
+            attempts: 0,
+            retries: 0,
+            fallbacks: 0,
+            steps: Vec::new(),
+            rng: fastrand::Rng::new(),
+        };
+        let result = run.walk().await;
         let (mut response, deployment) = match result {
             Ok((response, d)) => (response, Some(d)),
             Err(err) => {
                 if err.status().is_server_error() || err.status() == StatusCode::TOO_MANY_REQUESTS {
-                    tracing::warn!(model = %head.model, route = %trace.steps.join("; "), "request failed: {err}");
+                    tracing::warn!(model = %head.model, route = %run.steps.join("; "), "request failed: {err}");
                 }
                 (axum::response::IntoResponse::into_response(err), None)
             }
@@ -81,106 +111,296 @@ impl Executor {
             put(headers, "x-litellm-model-id", &d.id);
             put(headers, "x-litellm-model-group", &d.model_name);
         }
-        put(headers, "x-llmux-route", &trace.steps.join("; "));
-        put(headers, "x-litellm-attempted-retries", &trace.retries.to_string());
+        put(headers, "x-llmux-route", &run.steps.join("; "));
+        put(headers, "x-litellm-attempted-retries", &run.retries.to_string());
         put(headers, "x-litellm-max-retries", &self.config.router.num_retries.to_string());
-        put(headers, "x-litellm-attempted-fallbacks", &trace.fallbacks.to_string());
+        put(headers, "x-litellm-attempted-fallbacks", &run.fallbacks.to_string());
         response
     }
+}
 
-    /// Tries the requested model, then its fallbacks (keyed by the name the client sent, as LiteLLM), then
-    /// `default_fallbacks`. The client gets the primary group's error when everything fails.
-    async fn with_fallbacks(
-        &self,
-        op: Operation,
-        body: &[u8],
-        head: &RequestHead<'_>,
-        trace: &mut Trace,
-    ) -> Result<(Response, usize), Error> {
-        let requested = head.model.as_ref();
-        let primary_err = match self.try_group(op, requested, body, head, trace).await {
-            Ok(ok) => return Ok(ok),
-            Err(e) => e,
-        };
-        if !falls_back(&primary_err) {
-            return Err(primary_err);
-        }
-        let router = &self.config.router;
-        let primary_group = self.config.resolve(requested).map(|r| r.group.to_owned());
-        let entry = |key: &str| router.fallbacks.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let chain = entry(requested)
-            .or_else(|| primary_group.as_deref().and_then(entry))
-            .or_else(|| entry("*"))
-            .unwrap_or(&router.default_fallbacks);
-        let mut tried: Vec<String> = primary_group.into_iter().collect();
-        for target in chain {
-            if trace.fallbacks >= router.max_fallbacks {
-                break;
-            }
-            let Some(group) = self.config.resolve(target).map(|r| r.group.to_owned()) else { continue };
-            if tried.contains(&group) {
+impl Run<'_> {
+    /// The whole walk, depth first as LiteLLM nests fallbacks: the requested model with its retries; on
+    /// failure its higher `order` tiers, then its configured fallbacks, each hop with its own retries and its
+    /// own fallbacks, loop-safe, bounded by `max_fallbacks` and the attempt budget. The client gets the primary
+    /// group's error, or the last error when order tiers were escalated (both as LiteLLM).
+    async fn walk(&mut self) -> Result<(Response, usize), Error> {
+        let router = &self.exec.config.router;
+        let mut stack = vec![Hop { name: self.head.model.to_string(), order: None, depth: 0 }];
+        let mut tried: Vec<(String, Option<u32>)> = Vec::new();
+        let mut primary: Option<Error> = None;
+        let mut last: Option<Error> = None;
+        let mut escalated = false;
+        while let Some(hop) = stack.pop() {
+            let target = match router::resolve(&self.exec.config, self.op, &hop.name) {
+                Ok(t) => t,
+                Err(e) if hop.depth == 0 => return Err(e),
+                Err(_) => continue,
+            };
+            // A fallback to a group already tried is skipped (loops end); an order hop only skips its own tier.
+            if tried.iter().any(|(g, o)| g == target.group && (*o == hop.order || hop.order.is_none())) {
                 continue;
             }
-            tried.push(group);
-            trace.fallbacks += 1;
-            trace.steps.push(format!("fallback {target}"));
-            if let Ok(ok) = self.try_group(op, target, body, head, trace).await {
-                return Ok(ok);
+            tried.push((target.group.to_owned(), hop.order));
+            if hop.depth > 0 {
+                let tier = hop.order.map(|o| format!(" order {o}")).unwrap_or_default();
+                self.steps.push(format!("fallback {}{tier}", hop.name));
             }
+            self.fallbacks = hop.depth;
+            let err = match self.with_retries(&hop.name, &target, hop.order).await {
+                Ok(ok) => return Ok(ok),
+                Err(e) => e,
+            };
+            let failure = Failure::of(&err);
+            let hops = if self.attempts >= router.max_attempts || hop.depth >= router.max_fallbacks {
+                Vec::new()
+            } else {
+                self.next_hops(&hop, &target, &err, failure.as_ref())
+            };
+            escalated |= hops.iter().any(|h| h.name == hop.name);
+            primary.get_or_insert_with(|| err.clone());
+            last = Some(err);
+            stack.extend(hops.into_iter().rev());
         }
-        Err(primary_err)
+        let err = if escalated { last } else { primary };
+        Err(err.unwrap_or_else(|| Error::Internal("no attempt was made".into())))
     }
 
-    /// Tries the deployments of one group in plan order. A failed connection moves on at once; a retryable
-    /// engine error moves on while `num_retries` allows; any other error is final.
-    async fn try_group(
-        &self,
-        op: Operation,
-        requested: &str,
-        body: &[u8],
-        head: &RequestHead<'_>,
-        trace: &mut Trace,
+    /// Where a failed hop goes next: its group's higher `order` tiers (when the group has several and the error
+    /// is not about the prompt), then the configured fallbacks for the error kind.
+    fn next_hops(&self, hop: &Hop, target: &router::Target<'_>, err: &Error, failure: Option<&Failure>) -> Vec<Hop> {
+        let config = &self.exec.config;
+        let router = &config.router;
+        let prompt_problem = matches!(err, Error::ContextWindowExceeded(_))
+            || failure.is_some_and(|f| f.context_window || f.class == ErrorClass::ContentPolicyViolation);
+        let client_fault = match failure {
+            None => !matches!(err, Error::ContextWindowExceeded(_) | Error::NoDeployments { .. }),
+            Some(f) => f.class == ErrorClass::BadRequest && !f.context_window,
+        };
+        if client_fault {
+            return Vec::new();
+        }
+        let depth = hop.depth + 1;
+        let mut hops = Vec::new();
+        let tiers = router::order_tiers(config, &target.members);
+        if tiers.len() >= 2 && !prompt_problem {
+            let current = hop.order.or(tiers.first().copied()).unwrap_or(0);
+            hops.extend(tiers.iter().filter(|&&o| o > current).map(|&o| Hop {
+                name: hop.name.clone(),
+                order: Some(o),
+                depth,
+            }));
+        }
+        let context = failure.is_some_and(|f| f.context_window) || matches!(err, Error::ContextWindowExceeded(_));
+        let content = failure.is_some_and(|f| f.class == ErrorClass::ContentPolicyViolation);
+        let lists = if context && !router.context_window_fallbacks.is_empty() {
+            Some(&router.context_window_fallbacks)
+        } else if content && !router.content_policy_fallbacks.is_empty() {
+            Some(&router.content_policy_fallbacks)
+        } else {
+            None
+        };
+        let targets: &[String] = match lists {
+            // A configured context-window/content list without an entry for this group: the original error.
+            Some(list) => lookup(list, &hop.name, target.group).map(|v| v.as_slice()).unwrap_or(&[]),
+            None => lookup(&router.fallbacks, &hop.name, target.group)
+                .or_else(|| lookup(&router.fallbacks, "*", "*"))
+                .map(|v| v.as_slice())
+                .unwrap_or(&router.default_fallbacks),
+        };
+        hops.extend(targets.iter().map(|t| Hop { name: t.clone(), order: None, depth }));
+        hops
+    }
+
+    /// Tries one group (or one of its order tiers) with LiteLLM's retry rules.
+    async fn with_retries(
+        &mut self,
+        name: &str,
+        target: &router::Target<'_>,
+        order: Option<u32>,
     ) -> Result<(Response, usize), Error> {
-        let snapshot = self.state.snapshot(Instant::now());
-        let plan = router::plan(&self.config, op, requested, &snapshot, &mut fastrand::Rng::new())?;
-        let mut retries_left = self.config.router.num_retries;
-        let mut last_err = None;
-        for (n, &index) in plan.attempts.iter().enumerate() {
-            let d = &self.config.deployments[index];
-            let tier = d.order.map_or("unordered".to_owned(), |o| format!("order {o}"));
-            let host = d.engine().map(|e| e.host()).unwrap_or("");
-            let step = format!("{requested} -> {} -> {tier} -> model_list[{index}] @ {host}", plan.group);
-            match self.attempt(op, d, body, head).await {
+        let exec = self.exec;
+        let config = &exec.config;
+        let router = &config.router;
+        let latency_ttl = match router.routing_strategy {
+            Strategy::LatencyBased { ttl, .. } => Some(ttl),
+            _ => None,
+        };
+        let mut avoid: Vec<usize> = Vec::new();
+        let mut last_err: Option<Error> = None;
+        self.retries = 0;
+        loop {
+            if self.attempts >= router.max_attempts {
+                return Err(last_err.unwrap_or_else(|| budget_error(router.max_attempts)));
+            }
+            let now = exec.state.now();
+            let views = exec.state.snapshot(now, latency_ttl);
+            let ask = router::Ask { prompt_tokens: self.prompt_tokens, target_order: order, avoid: &avoid };
+            let pick = match router::pick(config, target, &ask, &views, now, &mut self.rng) {
+                Ok(p) => p,
+                Err(none) => return Err(last_err.unwrap_or_else(|| no_candidate_error(config, target.group, none))),
+            };
+            let index = pick.deployment;
+            let d = &config.deployments[index];
+            let step = describe(name, target.group, &pick, d);
+            self.attempts += 1;
+            let guard = exec.state.start(index, self.prompt_tokens, now);
+            let started = Instant::now();
+            let err = match exec.attempt(self.op, d, self.body, self.head, guard).await {
                 Ok(response) => {
-                    self.state.mark_reachable(index);
-                    trace.steps.push(step);
+                    let max_samples = match router.routing_strategy {
+                        Strategy::LatencyBased { max_samples, .. } => max_samples,
+                        _ => 10,
+                    };
+                    exec.state.record_success(index, started.elapsed(), max_samples, exec.state.now());
+                    self.steps.push(step);
                     return Ok((response, index));
                 }
-                Err(err) => {
-                    trace.steps.push(format!("{step} failed: {}", short(&err)));
-                    let more = n + 1 < plan.attempts.len();
-                    if err.is_connection_failure() {
-                        self.state.mark_unreachable(index, Instant::now());
-                    } else if retryable(&err) && retries_left > 0 && more {
-                        retries_left -= 1;
-                        trace.retries += 1;
-                    } else {
-                        return Err(err);
+                Err(err) => err,
+            };
+            self.steps.push(format!("{step} failed: {}", short(&err)));
+            let Some(failure) = Failure::of(&err) else { return Err(err) };
+            let now = exec.state.now();
+            let counts = exec.state.record_failure(index, now);
+            let has_fallbacks = lookup(&router.fallbacks, name, target.group).is_some();
+            match policy::cooldown(router, d, target.members.len(), has_fallbacks, &failure, counts) {
+                Cooldown::No => {}
+                Cooldown::Now(t) => exec.state.cool_down(index, t, cooldown_tag(&failure), now),
+                Cooldown::IfCountExceeds { key, allowed, duration } => {
+                    if exec.state.count_allowed_fail(index, key, duration, now) > allowed {
+                        exec.state.cool_down(index, duration, cooldown_tag(&failure), now);
                     }
-                    last_err = Some(err);
                 }
             }
+            if matches!(failure.status, 401 | 403) {
+                avoid.push(index);
+            }
+            let views = exec.state.snapshot(now, latency_ttl);
+            let available = target
+                .members
+                .iter()
+                .filter(|&&i| !avoid.contains(&i) && views.get(i).is_none_or(|v| v.cooldown_until <= now))
+                .count();
+            let (allowed, from_policy) = policy::retries_for(router, target.group, d, &failure, None);
+            last_err = Some(err);
+            if self.retries >= allowed
+                || !policy::should_retry(router, &failure, target.members.len(), available, from_policy)
+            {
+                return Err(last_err.unwrap_or_else(|| Error::Internal("lost an error".into())));
+            }
+            let wait = policy::backoff(router, &failure, self.retries, target.members.len(), available, self.rng.f64());
+            self.retries += 1;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
-        Err(last_err.unwrap_or_else(|| Error::Internal(format!("model group {} has no deployments", plan.group))))
     }
+}
 
-    /// One call to one deployment.
+/// A connection failure cools down with tag 0, so a successful probe can lift it; others keep their status.
+fn cooldown_tag(failure: &Failure) -> u16 {
+    if failure.connect {
+        0
+    } else {
+        failure.status
+    }
+}
+
+/// The fallback list for a failed hop: keyed by the name the client sent (LiteLLM's rule), else by the group.
+fn lookup<'l>(list: &'l [(String, Vec<String>)], name: &str, group: &str) -> Option<&'l Vec<String>> {
+    list.iter().find(|(k, _)| k == name).or_else(|| list.iter().find(|(k, _)| k == group)).map(|(_, v)| v)
+}
+
+fn describe(name: &str, group: &str, pick: &router::Pick, d: &Deployment) -> String {
+    let tier = pick.tier.map_or("unordered".to_owned(), |o| format!("order {o}"));
+    let host = d.engine().map(|e| e.host()).unwrap_or("");
+    let mut step = format!("{name} -> {group} -> {tier} -> model_list[{}] @ {host}", d.index);
+    if !pick.skipped.is_empty() {
+        let skipped: Vec<String> = pick.skipped.iter().map(|(i, why)| format!("model_list[{i}] {why}")).collect();
+        step.push_str(&format!(" (skipped {})", skipped.join(", ")));
+    }
+    step
+}
+
+fn budget_error(max: u32) -> Error {
+    Error::NoDeployments {
+        message: format!("llmux: the request used its attempt budget (router_settings.max_attempts = {max})"),
+        all_cooling_down: false,
+        retry_after: 1,
+    }
+}
+
+/// LiteLLM's texts for "nothing to try" (clients grep them).
+fn no_candidate_error(config: &Config, group: &str, none: NoCandidate) -> Error {
+    let pre_call = if config.router.enable_pre_call_checks { "True" } else { "False" };
+    match none {
+        NoCandidate::AllCoolingDown { ids, retry_in_ms } => {
+            let secs = retry_in_ms.div_ceil(1000).max(1);
+            let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+            Error::NoDeployments {
+                message: format!(
+                    "No deployments available for selected model, Try again in {secs} seconds. Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[{}]",
+                    list.join(", ")
+                ),
+                all_cooling_down: true,
+                retry_after: secs,
+            }
+        }
+        NoCandidate::OverLimit => Error::NoDeployments {
+            message: format!(
+                "No deployments available for selected model, Try again in 60 seconds. Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[] (every deployment is over its rpm/tpm this minute)"
+            ),
+            all_cooling_down: false,
+            retry_after: 60,
+        },
+        NoCandidate::ContextWindow { tokens, largest } => Error::ContextWindowExceeded(format!(
+            "ContextWindowExceededError: the prompt (about {tokens} tokens) does not fit any deployment of model={group} (largest max_input_tokens: {largest})"
+        )),
+        NoCandidate::Exhausted => Error::NoDeployments {
+            message: format!("No deployments available for selected model, Try again in 1 seconds. Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[]"),
+            all_cooling_down: false,
+            retry_after: 1,
+        },
+    }
+}
+
+/// A prompt-token estimate (characters / 4 of the text in `messages`, `prompt` or `input`), only computed when
+/// a strategy or pre-call check needs it. Images and other non-text parts are not counted.
+fn estimate_prompt_tokens(body: &[u8]) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Texts {
+        #[serde(default)]
+        messages: Vec<serde_json::Value>,
+        #[serde(default)]
+        prompt: serde_json::Value,
+        #[serde(default)]
+        input: serde_json::Value,
+    }
+    fn chars(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.chars().count(),
+            serde_json::Value::Array(items) => items.iter().map(chars).sum(),
+            serde_json::Value::Object(m) => {
+                m.get("content").map(chars).unwrap_or(0) + m.get("text").map(chars).unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+    let Ok(texts) = serde_json::from_slice::<Texts>(body) else { return 0 };
+    let total = texts.messages.iter().map(chars).sum::<usize>() + chars(&texts.prompt) + chars(&texts.input);
+    (total as u64).div_ceil(4)
+}
+
+impl Executor {
+    /// One call to one deployment. `guard` keeps it counted in flight until the answer is complete (for a
+    /// stream: until its body ends or the client goes away).
     async fn attempt(
         &self,
         op: Operation,
         deployment: &Deployment,
         body: &[u8],
         head: &RequestHead<'_>,
+        guard: Option<OwnedInFlight>,
     ) -> Result<Response, Error> {
         let engine = deployment
             .engine()
@@ -219,7 +439,7 @@ impl Executor {
                     parts.headers.get(CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("text/event-stream"))
                 }
             };
-            let stream = sse_stream(incoming, converter, stream_timeout, engine.host().to_owned());
+            let stream = sse_stream(incoming, converter, stream_timeout, engine.host().to_owned(), guard);
             let mut response = Response::new(Body::from_stream(stream));
             response.headers_mut().insert(CONTENT_TYPE, content_type);
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -241,20 +461,6 @@ fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), v);
     }
-}
-
-/// Whether a failure is worth another deployment (LiteLLM retries 408, 409, 429 and 5xx).
-fn retryable(err: &Error) -> bool {
-    match err {
-        Error::Timeout(_) | Error::Connect(_) | Error::BadUpstreamResponse(_) => true,
-        Error::Upstream { status, .. } => matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error(),
-        _ => false,
-    }
-}
-
-/// Whether a group's failure may be rescued by fallback groups: not for the client's own mistakes.
-fn falls_back(err: &Error) -> bool {
-    retryable(err) || matches!(err, Error::Upstream { status, .. } if matches!(status.as_u16(), 401 | 403 | 404))
 }
 
 fn short(err: &Error) -> String {
@@ -292,6 +498,8 @@ async fn collect(body: Incoming, timeout: Duration, host: &str) -> Result<Bytes,
 
 struct StreamState {
     body: Incoming,
+    /// Keeps the deployment counted in flight while the stream lasts.
+    _guard: Option<OwnedInFlight>,
     converter: Option<Box<dyn StreamConverter>>,
     idle: Duration,
     host: String,
@@ -306,8 +514,9 @@ fn sse_stream(
     converter: Option<Box<dyn StreamConverter>>,
     idle: Duration,
     host: String,
+    guard: Option<OwnedInFlight>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let state = StreamState { body, converter, idle, host, out: BytesMut::new(), done: false };
+    let state = StreamState { body, _guard: guard, converter, idle, host, out: BytesMut::new(), done: false };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {

@@ -86,6 +86,20 @@ pub struct Deployment {
     pub timeout: Option<Duration>,
     /// Timeout for streamed calls: time to the first byte and between chunks.
     pub stream_timeout: Option<Duration>,
+    /// Router retries for requests on this deployment (`litellm_params.num_retries`).
+    pub num_retries: Option<u32>,
+    /// Cooldown after a failure (`model_info.cooldown_time`, else `litellm_params.cooldown_time`).
+    pub cooldown_time: Option<Duration>,
+    /// `model_info.allowed_fails`.
+    pub allowed_fails: Option<u32>,
+    /// `model_info.allowed_fails_policy`.
+    pub allowed_fails_policy: Option<HashMap<ErrorClass, u32>>,
+    /// Most requests in flight at once (`max_parallel_requests`).
+    pub max_parallel_requests: Option<u32>,
+    /// Cost per input and output token, for cost-based routing.
+    pub cost_per_token: Option<(f64, f64)>,
+    /// Context window (`model_info.max_input_tokens`, else `max_tokens`), for pre-call checks.
+    pub max_input_tokens: Option<u64>,
     /// `model_info.mode` (`chat`, `completion`, `embedding`, …).
     pub mode: Option<String>,
     /// `model_info` as written (secrets never live there).
@@ -158,19 +172,106 @@ pub struct Alias {
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
     /// `routing_strategy`.
-    pub routing_strategy: String,
+    pub routing_strategy: Strategy,
     /// `num_retries` (default 2, as LiteLLM's code).
     pub num_retries: u32,
+    /// `retry_policy`: retries per error class, overriding `num_retries`.
+    pub retry_policy: HashMap<ErrorClass, u32>,
+    /// `model_group_retry_policy`: per group, overriding `retry_policy`.
+    pub model_group_retry_policy: HashMap<String, HashMap<ErrorClass, u32>>,
+    /// `allowed_fails` when set explicitly (switches to LiteLLM's counter logic).
+    pub allowed_fails: Option<u32>,
+    /// `allowed_fails_policy`: allowed failures per error class.
+    pub allowed_fails_policy: Option<HashMap<ErrorClass, u32>>,
+    /// `cooldown_time` (default 5 s).
+    pub cooldown_time: Duration,
+    /// `disable_cooldowns`.
+    pub disable_cooldowns: bool,
+    /// `retry_after`: the least back-off between retries.
+    pub retry_after: Duration,
     /// `fallbacks`: requested name → ordered targets.
     pub fallbacks: Vec<(String, Vec<String>)>,
+    /// `context_window_fallbacks`.
+    pub context_window_fallbacks: Vec<(String, Vec<String>)>,
+    /// `content_policy_fallbacks`.
+    pub content_policy_fallbacks: Vec<(String, Vec<String>)>,
     /// `default_fallbacks`.
     pub default_fallbacks: Vec<String>,
     /// `max_fallbacks` (default 5).
     pub max_fallbacks: u32,
+    /// `enable_pre_call_checks`: drop deployments whose context window the prompt does not fit.
+    pub enable_pre_call_checks: bool,
+    /// llmux's attempt budget: the most engine calls one client request may cause, across retries, order
+    /// escalation and fallbacks (`router_settings.max_attempts`, default 6).
+    pub max_attempts: u32,
     /// Router-wide `timeout`.
     pub timeout: Option<Duration>,
     /// Router-wide `stream_timeout`.
     pub stream_timeout: Option<Duration>,
+}
+
+/// `routing_strategy` and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// Weighted random (`weight`, else `rpm`, else `tpm`), the default.
+    SimpleShuffle,
+    /// Fewest requests in flight.
+    LeastBusy,
+    /// Lowest recent latency, with `routing_strategy_args`.
+    LatencyBased {
+        /// Samples older than this are forgotten (`ttl`, default 1 h).
+        ttl: Duration,
+        /// Pick among deployments within `(1 + buffer) ×` the lowest (`lowest_latency_buffer`).
+        buffer: f64,
+        /// Samples kept per deployment (`max_latency_list_size`, default 10).
+        max_samples: usize,
+    },
+    /// Lowest tokens used this minute, skipping deployments over `rpm`/`tpm` (`usage-based-routing-v2`).
+    UsageBased,
+    /// Cheapest `input_cost_per_token + output_cost_per_token`.
+    CostBased,
+}
+
+/// The error classes LiteLLM's `retry_policy` and `allowed_fails_policy` are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// 400.
+    BadRequest,
+    /// 401 / 403.
+    Authentication,
+    /// 408 / time-outs.
+    Timeout,
+    /// 429.
+    RateLimit,
+    /// A content-policy refusal (400).
+    ContentPolicyViolation,
+    /// 500 and connection failures.
+    InternalServer,
+    /// 503.
+    ServiceUnavailable,
+    /// 502.
+    BadGateway,
+    /// 404.
+    NotFound,
+}
+
+impl ErrorClass {
+    /// Parses LiteLLM's policy key prefix (`RateLimitError…` → `RateLimit`).
+    pub fn from_policy_key(key: &str) -> Option<ErrorClass> {
+        let name = key.strip_suffix("Retries").or_else(|| key.strip_suffix("AllowedFails")).unwrap_or(key);
+        Some(match name {
+            "BadRequestError" => ErrorClass::BadRequest,
+            "AuthenticationError" => ErrorClass::Authentication,
+            "TimeoutError" | "Timeout" => ErrorClass::Timeout,
+            "RateLimitError" => ErrorClass::RateLimit,
+            "ContentPolicyViolationError" => ErrorClass::ContentPolicyViolation,
+            "InternalServerError" => ErrorClass::InternalServer,
+            "ServiceUnavailableError" => ErrorClass::ServiceUnavailable,
+            "BadGatewayError" => ErrorClass::BadGateway,
+            "NotFoundError" => ErrorClass::NotFound,
+            _ => return None,
+        })
+    }
 }
 
 /// `general_settings` and server options.

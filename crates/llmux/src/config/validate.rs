@@ -10,7 +10,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Alias, Config, Deployment, Diagnostics, EngineTarget, GeneralSettings, RouterSettings, Secret, Target};
+use super::{
+    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, RouterSettings, Secret,
+    Strategy, Target,
+};
 use crate::providers;
 
 const TOP_LEVEL: &[&str] =
@@ -33,15 +36,14 @@ const PARAMS_ACTED_ON: &[&str] = &[
     "custom_llm_provider",
 ];
 
+/// `litellm_params` keys the router acts on: never forwarded to an engine.
+const PARAMS_ROUTER: &[&str] =
+    &["num_retries", "cooldown_time", "max_parallel_requests", "input_cost_per_token", "output_cost_per_token"];
+
 /// `litellm_params` keys that LiteLLM's router interprets (so they must not reach an engine) but llmux does not act
 /// on yet.
 const PARAMS_NOT_FORWARDED: &[&str] = &[
     "max_retries",
-    "num_retries",
-    "cooldown_time",
-    "max_parallel_requests",
-    "input_cost_per_token",
-    "output_cost_per_token",
     "input_cost_per_second",
     "output_cost_per_second",
     "tags",
@@ -63,9 +65,6 @@ const PARAMS_NOT_FORWARDED: &[&str] = &[
 
 /// `model_info` keys that change behaviour in LiteLLM but not yet in llmux.
 const MODEL_INFO_NOT_ACTED_ON: &[&str] = &[
-    "allowed_fails",
-    "allowed_fails_policy",
-    "cooldown_time",
     "health_check_model",
     "health_check_timeout",
     "health_check_max_tokens",
@@ -76,16 +75,36 @@ const MODEL_INFO_NOT_ACTED_ON: &[&str] = &[
 
 const ROUTER_ACTED_ON: &[&str] = &[
     "routing_strategy",
+    "routing_strategy_args",
     "model_group_alias",
     "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
     "default_fallbacks",
     "num_retries",
+    "retry_policy",
+    "model_group_retry_policy",
+    "allowed_fails",
+    "allowed_fails_policy",
+    "cooldown_time",
+    "disable_cooldowns",
+    "retry_after",
     "max_fallbacks",
+    "enable_pre_call_checks",
+    "max_attempts",
     "timeout",
     "stream_timeout",
 ];
 
-const LITELLM_ACTED_ON: &[&str] = &["default_fallbacks", "fallbacks", "num_retries", "request_timeout"];
+const LITELLM_ACTED_ON: &[&str] = &[
+    "default_fallbacks",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "num_retries",
+    "request_timeout",
+    "allowed_fails",
+];
 
 const GENERAL_ACTED_ON: &[&str] =
     &["master_key", "max_request_size_mb", "background_health_checks", "health_check_interval"];
@@ -203,6 +222,41 @@ fn get_bool(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnos
             None
         }
     }
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// A `retry_policy` / `allowed_fails_policy` mapping: `<Class>Error<suffix>: count`.
+fn policy(value: &Value, path: &str, suffix: &str, diags: &mut Diagnostics) -> Option<HashMap<ErrorClass, u32>> {
+    let map = match value {
+        Value::Null => return None,
+        Value::Object(m) => m,
+        other => {
+            diags.error(
+                path,
+                format!("must be a mapping like {{RateLimitError{suffix}: 3}}, found {}", type_name(other)),
+            );
+            return None;
+        }
+    };
+    let mut out = HashMap::new();
+    for (key, _) in map {
+        let at = format!("{path}.{key}");
+        if key == "DefaultRetries" && suffix == "Retries" {
+            continue;
+        }
+        let class = key.strip_suffix(suffix).and_then(ErrorClass::from_policy_key);
+        match (class, get_uint(map, key, path, diags)) {
+            (Some(class), Some(n)) => {
+                out.insert(class, clamp_u32(n));
+            }
+            (None, _) => diags.error(&at, format!("unknown error class; expected e.g. RateLimitError{suffix}, TimeoutError{suffix}, InternalServerError{suffix}")),
+            (Some(_), None) => {}
+        }
+    }
+    Some(out)
 }
 
 fn seconds(v: f64) -> Duration {
@@ -348,6 +402,24 @@ fn deployment(
     let timeout = get_num(params, "timeout", &params_path, diags).map(seconds);
     let stream_timeout = get_num(params, "stream_timeout", &params_path, diags).map(seconds);
     let mode = get_str(info, "mode", &info_path, diags);
+    let num_retries = get_uint(params, "num_retries", &params_path, diags).map(clamp_u32);
+    let cooldown_time = get_num(info, "cooldown_time", &info_path, diags)
+        .or_else(|| get_num(params, "cooldown_time", &params_path, diags))
+        .map(seconds);
+    let allowed_fails = get_uint(info, "allowed_fails", &info_path, diags).map(clamp_u32);
+    let allowed_fails_policy = info
+        .get("allowed_fails_policy")
+        .and_then(|v| policy(v, &format!("{info_path}.allowed_fails_policy"), "AllowedFails", diags));
+    let max_parallel_requests = get_uint(params, "max_parallel_requests", &params_path, diags).map(clamp_u32);
+    let cost = |key: &str, diags: &mut Diagnostics| {
+        get_num(params, key, &params_path, diags).or_else(|| get_num(info, key, &info_path, diags))
+    };
+    let cost_per_token = match (cost("input_cost_per_token", diags), cost("output_cost_per_token", diags)) {
+        (None, None) => None,
+        (i, o) => Some((i.unwrap_or(0.0), o.unwrap_or(0.0))),
+    };
+    let max_input_tokens = get_uint(info, "max_input_tokens", &info_path, diags)
+        .or_else(|| get_uint(info, "max_tokens", &info_path, diags));
     let id = match get_str(info, "id", &info_path, diags) {
         Some(id) => id,
         None => deployment_id(model_name.as_deref().unwrap_or(""), params),
@@ -367,6 +439,13 @@ fn deployment(
         tpm,
         timeout,
         stream_timeout,
+        num_retries,
+        cooldown_time,
+        allowed_fails,
+        allowed_fails_policy,
+        max_parallel_requests,
+        cost_per_token,
+        max_input_tokens,
         mode,
         model_info: info.clone(),
         public_params,
@@ -432,7 +511,10 @@ fn target(
     let keep_alive = params.get("keep_alive").cloned();
     let extra_params = params
         .iter()
-        .filter(|(k, _)| !PARAMS_ACTED_ON.contains(&k.as_str()) && !PARAMS_NOT_FORWARDED.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            let k = k.as_str();
+            !PARAMS_ACTED_ON.contains(&k) && !PARAMS_ROUTER.contains(&k) && !PARAMS_NOT_FORWARDED.contains(&k)
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Some(Target::Engine(EngineTarget {
@@ -580,38 +662,118 @@ fn router_settings(
             _ => diags.warn(format!("{R}.{key}"), "not acted on by llmux yet; ignored"),
         }
     }
-    let routing_strategy = get_str(router, "routing_strategy", R, diags).unwrap_or_else(|| "simple-shuffle".to_owned());
-    if routing_strategy != "simple-shuffle" {
-        diags.warn(
-            format!("{R}.routing_strategy"),
-            format!("{routing_strategy:?} is not implemented by llmux yet; using simple-shuffle"),
-        );
-    }
+    let routing_strategy = strategy(router, diags);
     let num_retries =
         get_uint(router, "num_retries", R, diags).or_else(|| get_uint(litellm, "num_retries", L, diags)).unwrap_or(2);
-    let mut fb = Vec::new();
-    if let Some(v) = litellm.get("fallbacks").filter(|v| !v.is_null()) {
-        fb.extend(fallbacks(v, &format!("{L}.fallbacks"), is_name, diags));
-    }
-    if let Some(v) = router.get("fallbacks").filter(|v| !v.is_null()) {
-        fb = fallbacks(v, &format!("{R}.fallbacks"), is_name, diags);
-    }
+    let lists = |key: &str, diags: &mut Diagnostics| {
+        let mut out = Vec::new();
+        if let Some(v) = litellm.get(key).filter(|v| !v.is_null()) {
+            out = fallbacks(v, &format!("{L}.{key}"), is_name, diags);
+        }
+        if let Some(v) = router.get(key).filter(|v| !v.is_null()) {
+            out = fallbacks(v, &format!("{R}.{key}"), is_name, diags);
+        }
+        out
+    };
+    let fb = lists("fallbacks", diags);
+    let context_window_fallbacks = lists("context_window_fallbacks", diags);
+    let content_policy_fallbacks = lists("content_policy_fallbacks", diags);
     let default_fallbacks = match (router.get("default_fallbacks"), litellm.get("default_fallbacks")) {
         (Some(v), _) if !v.is_null() => name_list(v, &format!("{R}.default_fallbacks"), is_name, diags),
         (_, Some(v)) if !v.is_null() => name_list(v, &format!("{L}.default_fallbacks"), is_name, diags),
         _ => Vec::new(),
     };
     let max_fallbacks = get_uint(router, "max_fallbacks", R, diags).unwrap_or(5);
+    let retry_policy = router
+        .get("retry_policy")
+        .and_then(|v| policy(v, &format!("{R}.retry_policy"), "Retries", diags))
+        .unwrap_or_default();
+    let mut model_group_retry_policy = HashMap::new();
+    match router.get("model_group_retry_policy") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(groups)) => {
+            for (group, v) in groups {
+                let at = format!("{R}.model_group_retry_policy.{group}");
+                if !is_name(group) {
+                    diags.warn(&at, "no model_name or alias has this name; the policy never applies");
+                }
+                if let Some(p) = policy(v, &at, "Retries", diags) {
+                    model_group_retry_policy.insert(group.clone(), p);
+                }
+            }
+        }
+        Some(other) => diags.error(
+            format!("{R}.model_group_retry_policy"),
+            format!("must be a mapping of group: retry_policy, found {}", type_name(other)),
+        ),
+    }
+    let max_attempts = match get_uint(router, "max_attempts", R, diags) {
+        Some(0) => {
+            diags.error(format!("{R}.max_attempts"), "must be 1 or more");
+            1
+        }
+        Some(n) => clamp_u32(n),
+        None => 6,
+    };
     RouterSettings {
         routing_strategy,
-        num_retries: u32::try_from(num_retries).unwrap_or(u32::MAX),
+        num_retries: clamp_u32(num_retries),
+        retry_policy,
+        model_group_retry_policy,
+        allowed_fails: get_uint(router, "allowed_fails", R, diags)
+            .or_else(|| get_uint(litellm, "allowed_fails", L, diags))
+            .map(clamp_u32),
+        allowed_fails_policy: router
+            .get("allowed_fails_policy")
+            .and_then(|v| policy(v, &format!("{R}.allowed_fails_policy"), "AllowedFails", diags)),
+        cooldown_time: get_num(router, "cooldown_time", R, diags).map_or(Duration::from_secs(5), seconds),
+        disable_cooldowns: get_bool(router, "disable_cooldowns", R, diags).unwrap_or(false),
+        retry_after: get_num(router, "retry_after", R, diags).map_or(Duration::ZERO, seconds),
         fallbacks: fb,
+        context_window_fallbacks,
+        content_policy_fallbacks,
         default_fallbacks,
-        max_fallbacks: u32::try_from(max_fallbacks).unwrap_or(u32::MAX),
+        max_fallbacks: clamp_u32(max_fallbacks),
+        enable_pre_call_checks: get_bool(router, "enable_pre_call_checks", R, diags).unwrap_or(false),
+        max_attempts,
         timeout: get_num(router, "timeout", R, diags)
             .or_else(|| get_num(litellm, "request_timeout", L, diags))
             .map(seconds),
         stream_timeout: get_num(router, "stream_timeout", R, diags).map(seconds),
+    }
+}
+
+fn strategy(router: &Map<String, Value>, diags: &mut Diagnostics) -> Strategy {
+    const R: &str = "router_settings";
+    let name = get_str(router, "routing_strategy", R, diags).unwrap_or_else(|| "simple-shuffle".to_owned());
+    let empty = Map::new();
+    let args_path = format!("{R}.routing_strategy_args");
+    let args = match router.get("routing_strategy_args") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            diags.error(&args_path, format!("must be a mapping, found {}", type_name(other)));
+            &empty
+        }
+    };
+    match name.as_str() {
+        "simple-shuffle" => Strategy::SimpleShuffle,
+        "least-busy" => Strategy::LeastBusy,
+        "latency-based-routing" => Strategy::LatencyBased {
+            ttl: get_num(args, "ttl", &args_path, diags).map_or(Duration::from_secs(3600), seconds),
+            buffer: get_num(args, "lowest_latency_buffer", &args_path, diags).unwrap_or(0.0),
+            max_samples: get_uint(args, "max_latency_list_size", &args_path, diags)
+                .map_or(10, |n| usize::try_from(n.max(1)).unwrap_or(10)),
+        },
+        "usage-based-routing-v2" | "usage-based-routing" => Strategy::UsageBased,
+        "cost-based-routing" => Strategy::CostBased,
+        other => {
+            diags.error(
+                format!("{R}.routing_strategy"),
+                format!("unknown strategy {other:?}; use simple-shuffle, least-busy, latency-based-routing, usage-based-routing-v2 or cost-based-routing"),
+            );
+            Strategy::SimpleShuffle
+        }
     }
 }
 

@@ -1,46 +1,55 @@
-//! The routing decision: a pure function from (requested name, config, state snapshot, random source) to an
-//! ordered list of deployments to try. No I/O and no clock reads happen here, so every rule is unit-tested with
-//! hand-built inputs; the executor walks the plan and records outcomes in [`crate::state`].
+//! The routing decision: pure functions from (request facts, config, state snapshot, time, random source) to
+//! the deployment to try next. No I/O and no clock reads happen here, so every rule is unit-tested with
+//! hand-built inputs; the executor calls [`pick`] before each attempt and records outcomes in
+//! [`crate::state`].
+//!
+//! The candidate pipeline follows LiteLLM's order: health filter → cooldown filter → context-window pre-call
+//! check → `order` (lowest surviving tier only) → strategy.
 
-use crate::config::{Config, Deployment, Target};
+pub mod policy;
+mod strategy;
+
+use crate::config::{Config, Deployment};
 use crate::error::Error;
 use crate::protocol::openai::Operation;
 
-/// What the router knows about each deployment at decision time, indexed like `Config::deployments`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the router knows about one deployment at decision time, indexed like `Config::deployments`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DeploymentView {
-    /// A recent attempt could not connect; such deployments are tried only after every reachable one.
-    pub unreachable: bool,
+    /// Cooling down until this time (ms on the state clock); 0 = not cooling down.
+    pub cooldown_until: u64,
+    /// The last background probe of its host failed.
+    pub unhealthy: bool,
+    /// Requests in flight now.
+    pub in_flight: u32,
+    /// Mean recent latency in seconds; `None` = no sample yet.
+    pub latency: Option<f64>,
+    /// Requests started this minute.
+    pub requests_this_minute: u64,
+    /// Prompt tokens sent this minute (estimated).
+    pub tokens_this_minute: u64,
 }
 
-/// The decision for one requested name: the group it resolved to and the deployments to try, best first.
+/// A requested name resolved to its model group.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan<'a> {
-    /// The name the client sent.
-    pub requested: String,
-    /// The model group it resolved to.
+pub struct Target<'a> {
+    /// The group's `model_name`.
     pub group: &'a str,
-    /// Deployment indices in the order to try them.
-    pub attempts: Vec<usize>,
+    /// The group's deployments (one, when a deployment id was requested).
+    pub members: Vec<usize>,
 }
 
-/// Resolves `requested` and orders the group's deployments: reachable ones first; within those, lowest
-/// `order` tier first (deployments without `order` after every ordered tier, as LiteLLM shadows them), and
-/// inside a tier a weighted shuffle (`weight`, else `rpm`, else `tpm`, else uniform) decides who goes first.
-pub fn plan<'a>(
-    config: &'a Config,
-    op: Operation,
-    requested: &str,
-    state: &[DeploymentView],
-    rng: &mut fastrand::Rng,
-) -> Result<Plan<'a>, Error> {
+/// Resolves a requested name (deployment id, alias, group, or a deployment's `litellm_params.model`) to a
+/// group, in LiteLLM's order. Strategy routers are refused until llmux implements them.
+pub fn resolve<'a>(config: &'a Config, op: Operation, requested: &str) -> Result<Target<'a>, Error> {
     let resolved = config
         .resolve(requested)
         .ok_or_else(|| Error::UnknownModel { route: op.route().to_owned(), model: requested.to_owned() })?;
-    let members: Vec<&Deployment> = resolved.deployments.iter().map(|&i| &config.deployments[i]).collect();
-    if let Some(Target::AutoRouter { kind }) =
-        members.iter().map(|d| &d.target).find(|t| matches!(t, Target::AutoRouter { .. }))
-    {
+    let auto = resolved.deployments.iter().map(|&i| &config.deployments[i].target).find_map(|t| match t {
+        crate::config::Target::AutoRouter { kind } => Some(kind),
+        crate::config::Target::Engine(_) => None,
+    });
+    if let Some(kind) = auto {
         return Err(Error::Unsupported {
             message: format!(
                 "model {requested:?} is a strategy router (auto_router/{kind}), which llmux does not implement yet; call one of its target models directly"
@@ -48,156 +57,191 @@ pub fn plan<'a>(
             not_implemented: true,
         });
     }
-    let view = |d: &Deployment| state.get(d.index).copied().unwrap_or_default();
-    let mut attempts = Vec::with_capacity(members.len());
-    for unreachable in [false, true] {
-        let mut pool: Vec<&Deployment> =
-            members.iter().copied().filter(|d| view(d).unreachable == unreachable).collect();
-        // Ordered tiers ascending, then the unordered deployments.
-        pool.sort_by_key(|d| d.order.unwrap_or(u32::MAX));
-        let mut start = 0;
-        while start < pool.len() {
-            let tier = pool[start].order;
-            let end = pool[start..].iter().position(|d| d.order != tier).map_or(pool.len(), |n| start + n);
-            weighted_order(&pool[start..end], rng, &mut attempts);
-            start = end;
-        }
-    }
-    Ok(Plan { requested: requested.to_owned(), group: resolved.group, attempts })
+    Ok(Target { group: resolved.group, members: resolved.deployments })
 }
 
-/// Appends `tier` to `out` in a weighted random order without replacement. The weight set is the first of
-/// `weight`, `rpm`, `tpm` that any member sets (members missing it weigh 0 and go last); none set → uniform.
-fn weighted_order(tier: &[&Deployment], rng: &mut fastrand::Rng, out: &mut Vec<usize>) {
-    let pickers: [fn(&Deployment) -> Option<f64>; 3] = [|d| d.weight, |d| d.rpm, |d| d.tpm];
-    let weights: Vec<f64> = pickers
-        .iter()
-        .map(|pick| tier.iter().map(|d| pick(d).unwrap_or(0.0)).collect::<Vec<f64>>())
-        .find(|w| w.iter().any(|&x| x > 0.0))
-        .unwrap_or_else(|| vec![1.0; tier.len()]);
-    let mut left: Vec<(usize, f64)> = tier.iter().map(|d| d.index).zip(weights).collect();
-    while !left.is_empty() {
-        let total: f64 = left.iter().map(|(_, w)| w).sum();
-        let pos = if total > 0.0 {
-            let mut r = rng.f64() * total;
-            left.iter()
-                .position(|&(_, w)| {
-                    r -= w;
-                    w > 0.0 && r < 0.0
-                })
-                .unwrap_or_else(|| left.iter().rposition(|&(_, w)| w > 0.0).unwrap_or(0))
-        } else {
-            rng.usize(..left.len())
-        };
-        out.push(left.remove(pos).0);
+/// The facts of one attempt that routing depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask<'a> {
+    /// Estimated prompt tokens (0 = unknown).
+    pub prompt_tokens: u64,
+    /// Restrict to this `order` tier (an order-escalation hop).
+    pub target_order: Option<u32>,
+    /// Deployments this request must not try again (they refused it in a way a retry cannot fix).
+    pub avoid: &'a [usize],
+}
+
+/// Why a candidate was not picked, for `x-llmux-route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Its host failed the last health probe.
+    Unhealthy,
+    /// Cooling down for this many more milliseconds.
+    CoolingDown(u64),
+    /// The prompt does not fit its context window.
+    ContextWindow,
+    /// Over its `rpm`/`tpm` this minute.
+    OverLimit,
+    /// A better `order` tier has a candidate.
+    LowerPriority,
+    /// Already refused this request.
+    Avoided,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Unhealthy => f.write_str("host down"),
+            Skip::CoolingDown(ms) => write!(f, "cooling down {:.1}s", *ms as f64 / 1000.0),
+            Skip::ContextWindow => f.write_str("context window too small"),
+            Skip::OverLimit => f.write_str("over rpm/tpm"),
+            Skip::LowerPriority => f.write_str("lower order"),
+            Skip::Avoided => f.write_str("refused this request"),
+        }
     }
+}
+
+/// The deployment to try, and why the others were passed over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pick {
+    /// The chosen deployment.
+    pub deployment: usize,
+    /// Its `order` tier.
+    pub tier: Option<u32>,
+    /// Every other member and why it was not chosen (members merely not drawn by the strategy are omitted).
+    pub skipped: Vec<(usize, Skip)>,
+    /// Members neither cooling down nor refused: whether a retry may go elsewhere at once.
+    pub available: usize,
+}
+
+/// Why no deployment can be tried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoCandidate {
+    /// Every candidate is cooling down; the earliest is back after this many milliseconds.
+    AllCoolingDown {
+        /// Ids of the cooled-down deployments.
+        ids: Vec<String>,
+        /// Milliseconds until the first one is back.
+        retry_in_ms: u64,
+    },
+    /// The prompt fits no candidate's context window.
+    ContextWindow {
+        /// The prompt estimate.
+        tokens: u64,
+        /// The largest window among the candidates.
+        largest: u64,
+    },
+    /// Every candidate is over its rate limits this minute.
+    OverLimit,
+    /// Nothing left to try (all refused this request, or the order tier is empty).
+    Exhausted,
+}
+
+/// Chooses the deployment for the next attempt among `target.members`.
+pub fn pick(
+    config: &Config,
+    target: &Target<'_>,
+    ask: &Ask<'_>,
+    views: &[DeploymentView],
+    now: u64,
+    rng: &mut fastrand::Rng,
+) -> Result<Pick, NoCandidate> {
+    let view = |i: usize| views.get(i).copied().unwrap_or_default();
+    let mut skipped = Vec::new();
+    let mut pool: Vec<&Deployment> = Vec::with_capacity(target.members.len());
+    for &i in &target.members {
+        if ask.avoid.contains(&i) {
+            skipped.push((i, Skip::Avoided));
+        } else {
+            pool.push(&config.deployments[i]);
+        }
+    }
+    if pool.is_empty() {
+        return Err(NoCandidate::Exhausted);
+    }
+
+    // Health: drop hosts that failed their probe, unless that drops everyone (LiteLLM's safety net).
+    if pool.iter().any(|d| !view(d.index).unhealthy) {
+        pool.retain(|d| {
+            let keep = !view(d.index).unhealthy;
+            if !keep {
+                skipped.push((d.index, Skip::Unhealthy));
+            }
+            keep
+        });
+    }
+
+    // Cooldowns.
+    let cooling: Vec<&Deployment> = pool.iter().copied().filter(|d| view(d.index).cooldown_until > now).collect();
+    if cooling.len() == pool.len() {
+        let retry_in_ms = cooling.iter().map(|d| view(d.index).cooldown_until - now).min().unwrap_or(0);
+        return Err(NoCandidate::AllCoolingDown { ids: cooling.iter().map(|d| d.id.clone()).collect(), retry_in_ms });
+    }
+    for d in &cooling {
+        skipped.push((d.index, Skip::CoolingDown(view(d.index).cooldown_until - now)));
+    }
+    pool.retain(|d| view(d.index).cooldown_until <= now);
+    let available = pool.len();
+
+    // Context window, when pre-call checks are on.
+    if config.router.enable_pre_call_checks && ask.prompt_tokens > 0 {
+        let fits = |d: &Deployment| d.max_input_tokens.is_none_or(|max| ask.prompt_tokens <= max);
+        if !pool.iter().any(|d| fits(d)) {
+            let largest = pool.iter().filter_map(|d| d.max_input_tokens).max().unwrap_or(0);
+            return Err(NoCandidate::ContextWindow { tokens: ask.prompt_tokens, largest });
+        }
+        pool.retain(|d| {
+            let keep = fits(d);
+            if !keep {
+                skipped.push((d.index, Skip::ContextWindow));
+            }
+            keep
+        });
+    }
+
+    // Rate limits, for the strategies that honour them.
+    if strategy::honours_limits(&config.router.routing_strategy) {
+        let under = |d: &Deployment| strategy::under_limits(d, &view(d.index), ask.prompt_tokens);
+        if !pool.iter().any(|d| under(d)) {
+            return Err(NoCandidate::OverLimit);
+        }
+        pool.retain(|d| {
+            let keep = under(d);
+            if !keep {
+                skipped.push((d.index, Skip::OverLimit));
+            }
+            keep
+        });
+    }
+
+    // Order: the requested tier, else the lowest surviving one; unordered deployments only when no ordered
+    // deployment survives.
+    let tier = match ask.target_order {
+        Some(o) => Some(o),
+        None => pool.iter().filter_map(|d| d.order).min(),
+    };
+    pool.retain(|d| {
+        let keep = d.order == tier;
+        if !keep {
+            skipped.push((d.index, Skip::LowerPriority));
+        }
+        keep
+    });
+    if pool.is_empty() {
+        return Err(NoCandidate::Exhausted);
+    }
+
+    let chosen = strategy::choose(&config.router.routing_strategy, &pool, &|i| view(i), rng);
+    Ok(Pick { deployment: chosen, tier, skipped, available })
+}
+
+/// The distinct `order` values of a group, ascending (for order escalation).
+pub fn order_tiers(config: &Config, members: &[usize]) -> Vec<u32> {
+    let mut tiers: Vec<u32> = members.iter().filter_map(|&i| config.deployments[i].order).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    tiers
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::load_str;
-
-    fn config(yaml: &str) -> Config {
-        load_str(yaml, &|_| None).unwrap().0
-    }
-
-    const TWO_TIERS: &str = r#"
-router_settings:
-  model_group_alias: {fast: small}
-model_list:
-  - model_name: small
-    litellm_params: {model: ollama_chat/s, api_base: "http://a:1", order: 2}
-  - model_name: small
-    litellm_params: {model: ollama_chat/s, api_base: "http://b:1", order: 1}
-  - model_name: small
-    litellm_params: {model: ollama_chat/s, api_base: "http://c:1"}
-"#;
-
-    #[test]
-    fn lowest_order_first_and_unordered_last() {
-        let c = config(TWO_TIERS);
-        let mut rng = fastrand::Rng::with_seed(7);
-        let p = plan(&c, Operation::Chat, "fast", &[], &mut rng).unwrap();
-        assert_eq!(p.group, "small");
-        assert_eq!(p.attempts, vec![1, 0, 2]);
-    }
-
-    #[test]
-    fn unreachable_deployments_go_after_reachable_ones() {
-        let c = config(TWO_TIERS);
-        let state = [DeploymentView::default(), DeploymentView { unreachable: true }, DeploymentView::default()];
-        let p = plan(&c, Operation::Chat, "small", &state, &mut fastrand::Rng::with_seed(1)).unwrap();
-        assert_eq!(p.attempts, vec![0, 2, 1]);
-    }
-
-    #[test]
-    fn unknown_model_is_litellms_400() {
-        let c = config(TWO_TIERS);
-        let err = plan(&c, Operation::Chat, "nope", &[], &mut fastrand::Rng::with_seed(1)).unwrap_err();
-        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
-        assert_eq!(
-            err.to_string(),
-            "/chat/completions: Invalid model name passed in model=nope. Call `/v1/models` to view available models for your key."
-        );
-    }
-
-    #[test]
-    fn weights_split_traffic_in_proportion() {
-        let c = config(
-            r#"
-model_list:
-  - model_name: g
-    litellm_params: {model: openai/x, api_base: "http://a:1", weight: 3}
-  - model_name: g
-    litellm_params: {model: openai/x, api_base: "http://b:1", weight: 1}
-  - model_name: g
-    litellm_params: {model: openai/x, api_base: "http://c:1"}
-"#,
-        );
-        let mut rng = fastrand::Rng::with_seed(42);
-        let mut first = [0u32; 3];
-        for _ in 0..4000 {
-            let p = plan(&c, Operation::Chat, "g", &[], &mut rng).unwrap();
-            first[p.attempts[0]] += 1;
-            assert_eq!(p.attempts.len(), 3);
-        }
-        // Weight 0 (unset while others are set) is never picked first, as LiteLLM.
-        assert_eq!(first[2], 0);
-        let ratio = f64::from(first[0]) / f64::from(first[1]);
-        assert!((2.5..3.6).contains(&ratio), "ratio {ratio}");
-    }
-
-    #[test]
-    fn rpm_is_the_weight_when_no_weight_is_set() {
-        let c = config(
-            r#"
-model_list:
-  - model_name: g
-    litellm_params: {model: openai/x, api_base: "http://a:1", rpm: 10}
-  - model_name: g
-    rpm: 90
-    litellm_params: {model: openai/x, api_base: "http://b:1"}
-"#,
-        );
-        let mut rng = fastrand::Rng::with_seed(3);
-        let b_first =
-            (0..2000).filter(|_| plan(&c, Operation::Chat, "g", &[], &mut rng).unwrap().attempts[0] == 1).count();
-        assert!((1650..1950).contains(&b_first), "{b_first}");
-    }
-
-    #[test]
-    fn auto_router_is_reported_as_not_implemented() {
-        let c = config(
-            r#"
-model_list:
-  - model_name: a
-    litellm_params: {model: openai/x, api_base: "http://a:1"}
-  - model_name: smart
-    litellm_params: {model: auto_router/complexity_router}
-"#,
-        );
-        let err = plan(&c, Operation::Chat, "smart", &[], &mut fastrand::Rng::with_seed(1)).unwrap_err();
-        assert_eq!(err.status(), http::StatusCode::NOT_IMPLEMENTED);
-    }
-}
+mod tests;

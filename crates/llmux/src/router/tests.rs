@@ -1,0 +1,369 @@
+//! The routing pipeline and reliability rules, driven with hand-built state: no sockets, no sleeps.
+
+use std::time::Duration;
+
+use super::policy::{self, Cooldown, Failure};
+use super::*;
+use crate::config::{load_str, ErrorClass};
+use crate::state::MinuteCounts;
+
+fn config(yaml: &str) -> Config {
+    load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("{d}")).0
+}
+
+fn target<'a>(c: &'a Config, name: &str) -> Target<'a> {
+    resolve(c, Operation::Chat, name).unwrap()
+}
+
+fn pick_one(c: &Config, name: &str, views: &[DeploymentView], now: u64) -> Result<Pick, NoCandidate> {
+    pick(c, &target(c, name), &Ask::default(), views, now, &mut fastrand::Rng::with_seed(9))
+}
+
+const TIERS: &str = r#"
+router_settings:
+  model_group_alias: {fast: small}
+model_list:
+  - model_name: small
+    litellm_params: {model: ollama_chat/s, api_base: "http://a:1", order: 2}
+  - model_name: small
+    litellm_params: {model: ollama_chat/s, api_base: "http://b:1", order: 1}
+  - model_name: small
+    litellm_params: {model: ollama_chat/s, api_base: "http://c:1"}
+"#;
+
+fn cooling(until: u64) -> DeploymentView {
+    DeploymentView { cooldown_until: until, ..DeploymentView::default() }
+}
+
+#[test]
+fn only_the_lowest_order_tier_is_drawn_from() {
+    let c = config(TIERS);
+    for seed in 0..50 {
+        let p = pick(&c, &target(&c, "fast"), &Ask::default(), &[], 0, &mut fastrand::Rng::with_seed(seed)).unwrap();
+        assert_eq!(p.deployment, 1);
+        assert_eq!(p.tier, Some(1));
+        assert!(p.skipped.contains(&(0, Skip::LowerPriority)) && p.skipped.contains(&(2, Skip::LowerPriority)));
+    }
+}
+
+#[test]
+fn cooldown_is_filtered_before_order_so_the_next_tier_serves_at_once() {
+    let c = config(TIERS);
+    let views = [DeploymentView::default(), cooling(5_000), DeploymentView::default()];
+    let p = pick_one(&c, "small", &views, 1_000).unwrap();
+    assert_eq!((p.deployment, p.tier), (0, Some(2)));
+    assert!(p.skipped.contains(&(1, Skip::CoolingDown(4_000))));
+    // Unordered deployments serve only when no ordered one survives.
+    let views = [cooling(5_000), cooling(5_000), DeploymentView::default()];
+    assert_eq!(pick_one(&c, "small", &views, 1_000).unwrap().deployment, 2);
+}
+
+#[test]
+fn all_cooling_down_names_every_id_and_the_earliest_return() {
+    let c = config(TIERS);
+    let views = [cooling(9_000), cooling(3_000), cooling(20_000)];
+    match pick_one(&c, "small", &views, 1_000) {
+        Err(NoCandidate::AllCoolingDown { ids, retry_in_ms }) => {
+            assert_eq!(ids.len(), 3);
+            assert_eq!(retry_in_ms, 2_000);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unhealthy_hosts_are_skipped_unless_every_host_is_unhealthy() {
+    let c = config(TIERS);
+    let down = DeploymentView { unhealthy: true, ..DeploymentView::default() };
+    let p = pick_one(&c, "small", &[DeploymentView::default(), down, DeploymentView::default()], 0).unwrap();
+    assert_eq!(p.deployment, 0);
+    assert!(p.skipped.contains(&(1, Skip::Unhealthy)));
+    assert_eq!(pick_one(&c, "small", &[down, down, down], 0).unwrap().deployment, 1);
+}
+
+#[test]
+fn an_order_escalation_hop_draws_only_from_its_tier() {
+    let c = config(TIERS);
+    let ask = Ask { target_order: Some(2), ..Ask::default() };
+    let p = pick(&c, &target(&c, "small"), &ask, &[], 0, &mut fastrand::Rng::with_seed(1)).unwrap();
+    assert_eq!(p.deployment, 0);
+    assert_eq!(order_tiers(&c, &target(&c, "small").members), [1, 2]);
+}
+
+#[test]
+fn deployments_that_refused_the_request_are_avoided() {
+    let c = config(TIERS);
+    let ask = Ask { avoid: &[1], ..Ask::default() };
+    assert_eq!(pick(&c, &target(&c, "small"), &ask, &[], 0, &mut fastrand::Rng::with_seed(1)).unwrap().deployment, 0);
+    let ask = Ask { avoid: &[0, 1, 2], ..Ask::default() };
+    assert_eq!(
+        pick(&c, &target(&c, "small"), &ask, &[], 0, &mut fastrand::Rng::with_seed(1)),
+        Err(NoCandidate::Exhausted)
+    );
+}
+
+#[test]
+fn unknown_model_is_litellms_400() {
+    let c = config(TIERS);
+    let err = resolve(&c, Operation::Chat, "nope").unwrap_err();
+    assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+    assert_eq!(
+        err.to_string(),
+        "/chat/completions: Invalid model name passed in model=nope. Call `/v1/models` to view available models for your key."
+    );
+}
+
+const WEIGHTED: &str = r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://a:1", weight: 3}
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://b:1", weight: 1}
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://c:1"}
+"#;
+
+#[test]
+fn weights_split_traffic_in_proportion_and_weightless_members_never_serve() {
+    let c = config(WEIGHTED);
+    let t = target(&c, "g");
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut hits = [0u32; 3];
+    for _ in 0..8000 {
+        hits[pick(&c, &t, &Ask::default(), &[], 0, &mut rng).unwrap().deployment] += 1;
+    }
+    assert_eq!(hits[2], 0);
+    // Expected 6000 : 2000; ±5 standard deviations of a binomial(8000, 0.75) is ±194.
+    assert!((5806..=6194).contains(&hits[0]), "{hits:?}");
+}
+
+#[test]
+fn rpm_is_the_weight_when_no_weight_is_set() {
+    let c = config(
+        r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://a:1", rpm: 10}
+  - model_name: g
+    rpm: 90
+    litellm_params: {model: openai/x, api_base: "http://b:1"}
+"#,
+    );
+    let t = target(&c, "g");
+    let mut rng = fastrand::Rng::with_seed(3);
+    let b = (0..4000).filter(|_| pick(&c, &t, &Ask::default(), &[], 0, &mut rng).unwrap().deployment == 1).count();
+    // Expected 3600; 5 standard deviations of binomial(4000, 0.9) ≈ 95.
+    assert!((3505..=3695).contains(&b), "{b}");
+}
+
+fn strategy_config(strategy: &str, extra: &str) -> Config {
+    config(&format!(
+        r#"
+router_settings:
+  routing_strategy: {strategy}
+  {extra}
+model_list:
+  - model_name: g
+    litellm_params: {{model: openai/x, api_base: "http://a:1", rpm: 2, input_cost_per_token: 0.3}}
+  - model_name: g
+    litellm_params: {{model: openai/x, api_base: "http://b:1", input_cost_per_token: 0.1, output_cost_per_token: 0.1}}
+  - model_name: g
+    litellm_params: {{model: openai/x, api_base: "http://c:1"}}
+"#
+    ))
+}
+
+#[test]
+fn least_busy_takes_the_fewest_in_flight_first_in_file_order_on_ties() {
+    let c = strategy_config("least-busy", "");
+    let v = |n| DeploymentView { in_flight: n, ..DeploymentView::default() };
+    assert_eq!(pick_one(&c, "g", &[v(3), v(1), v(2)], 0).unwrap().deployment, 1);
+    assert_eq!(pick_one(&c, "g", &[v(1), v(1), v(1)], 0).unwrap().deployment, 0);
+}
+
+#[test]
+fn latency_based_prefers_the_fastest_and_tries_unmeasured_ones() {
+    let c = strategy_config("latency-based-routing", "routing_strategy_args: {lowest_latency_buffer: 0.5}");
+    let v = |l: Option<f64>| DeploymentView { latency: l, ..DeploymentView::default() };
+    let views = [v(Some(2.0)), v(Some(1.0)), v(Some(1.4))];
+    let mut rng = fastrand::Rng::with_seed(5);
+    let t = target(&c, "g");
+    let picks: Vec<usize> =
+        (0..200).map(|_| pick(&c, &t, &Ask::default(), &views, 0, &mut rng).unwrap().deployment).collect();
+    assert!(picks.contains(&1) && picks.contains(&2) && !picks.contains(&0), "buffer 0.5 admits 1.4 s but not 2 s");
+    assert_eq!(pick_one(&c, "g", &[v(Some(2.0)), v(Some(1.0)), v(None)], 0).unwrap().deployment, 2);
+}
+
+#[test]
+fn usage_based_skips_deployments_over_rpm_and_prefers_the_least_used() {
+    let c = strategy_config("usage-based-routing-v2", "");
+    let used = |r, t| DeploymentView { requests_this_minute: r, tokens_this_minute: t, ..DeploymentView::default() };
+    let p = pick_one(&c, "g", &[used(2, 0), used(0, 500), used(0, 100)], 0).unwrap();
+    assert_eq!(p.deployment, 2);
+    assert!(p.skipped.contains(&(0, Skip::OverLimit)));
+}
+
+#[test]
+fn cost_based_takes_the_cheapest() {
+    let c = strategy_config("cost-based-routing", "");
+    assert_eq!(pick_one(&c, "g", &[], 0).unwrap().deployment, 1);
+}
+
+#[test]
+fn pre_call_checks_drop_deployments_the_prompt_does_not_fit() {
+    let c = config(
+        r#"
+router_settings: {enable_pre_call_checks: true}
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://a:1", order: 1}
+    model_info: {max_input_tokens: 100}
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://b:1", order: 2}
+    model_info: {max_input_tokens: 1000}
+"#,
+    );
+    let t = target(&c, "g");
+    let ask = |tokens| Ask { prompt_tokens: tokens, ..Ask::default() };
+    let mut rng = fastrand::Rng::with_seed(1);
+    assert_eq!(pick(&c, &t, &ask(50), &[], 0, &mut rng).unwrap().deployment, 0);
+    let p = pick(&c, &t, &ask(500), &[], 0, &mut rng).unwrap();
+    assert_eq!(p.deployment, 1);
+    assert!(p.skipped.contains(&(0, Skip::ContextWindow)));
+    assert_eq!(
+        pick(&c, &t, &ask(5000), &[], 0, &mut rng),
+        Err(NoCandidate::ContextWindow { tokens: 5000, largest: 1000 })
+    );
+}
+
+fn failure(status: u16) -> Failure {
+    let err = crate::error::Error::Upstream {
+        status: http::StatusCode::from_u16(status).unwrap(),
+        message: "x".into(),
+        kind: None,
+        retry_after: None,
+    };
+    Failure::of(&err).unwrap()
+}
+
+const TWO: &str = r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://a:1"}
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://b:1"}
+  - model_name: solo
+    litellm_params: {model: openai/x, api_base: "http://c:1"}
+"#;
+
+#[test]
+fn litellms_default_cooldown_rules() {
+    let c = config(TWO);
+    let (s, d) = (&c.router, &c.deployments[0]);
+    let five = Duration::from_secs(5);
+    let one = MinuteCounts { fails: 1, successes: 10 };
+    // 429 in a multi-deployment group: now, for cooldown_time (or the engine's retry-after).
+    assert_eq!(policy::cooldown(s, d, 2, false, &failure(429), one), Cooldown::Now(five));
+    let mut limited = failure(429);
+    limited.retry_after = Some(Duration::from_secs(20));
+    assert_eq!(policy::cooldown(s, d, 2, false, &limited, one), Cooldown::Now(Duration::from_secs(20)));
+    // ... but not for a lone deployment.
+    assert_eq!(policy::cooldown(s, d, 1, false, &failure(429), one), Cooldown::No);
+    // 401/404 always, 400 never, 5xx only by failure rate.
+    assert_eq!(policy::cooldown(s, d, 1, false, &failure(401), one), Cooldown::Now(five));
+    assert_eq!(policy::cooldown(s, d, 1, false, &failure(404), one), Cooldown::Now(five));
+    assert_eq!(policy::cooldown(s, d, 2, false, &failure(400), one), Cooldown::No);
+    assert_eq!(policy::cooldown(s, d, 2, false, &failure(500), one), Cooldown::No);
+    let bad_minute = MinuteCounts { fails: 3, successes: 2 };
+    assert_eq!(policy::cooldown(s, d, 2, false, &failure(500), bad_minute), Cooldown::Now(five));
+    assert_eq!(policy::cooldown(s, d, 1, false, &failure(500), bad_minute), Cooldown::No);
+}
+
+#[test]
+fn a_refused_connection_cools_down_at_once_even_alone() {
+    let c = config(TWO);
+    let refused = Failure::of(&crate::error::Error::Connect("refused".into())).unwrap();
+    assert!(refused.connect);
+    assert_eq!(refused.status, 500);
+    let d = &c.deployments[2];
+    assert_eq!(
+        policy::cooldown(&c.router, d, 1, false, &refused, MinuteCounts::default()),
+        Cooldown::Now(Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn allowed_fails_switches_to_counting() {
+    let c = config(&format!("router_settings:\n  allowed_fails: 2\n  cooldown_time: 30\n{TWO}"));
+    let d = &c.deployments[0];
+    let thirty = Duration::from_secs(30);
+    assert_eq!(
+        policy::cooldown(&c.router, d, 2, false, &failure(500), MinuteCounts::default()),
+        Cooldown::IfCountExceeds { key: None, allowed: 2, duration: thirty }
+    );
+    // A lone deployment without a fallback entry is never cooled down by a generic allowed_fails.
+    assert_eq!(
+        policy::cooldown(&c.router, &c.deployments[2], 1, false, &failure(500), MinuteCounts::default()),
+        Cooldown::No
+    );
+    let c = config(&format!("router_settings:\n  allowed_fails_policy: {{RateLimitErrorAllowedFails: 0}}\n{TWO}"));
+    assert_eq!(
+        policy::cooldown(&c.router, &c.deployments[2], 1, false, &failure(429), MinuteCounts::default()),
+        Cooldown::IfCountExceeds { key: Some(ErrorClass::RateLimit), allowed: 0, duration: Duration::from_secs(5) }
+    );
+}
+
+#[test]
+fn retry_rules() {
+    let c = config(&format!(
+        "router_settings:\n  num_retries: 3\n  retry_policy: {{BadRequestErrorRetries: 1}}\n  model_group_retry_policy: {{solo: {{RateLimitErrorRetries: 7}}}}\n{TWO}"
+    ));
+    let s = &c.router;
+    let d = &c.deployments[0];
+    assert_eq!(policy::retries_for(s, "g", d, &failure(500), None), (3, false));
+    assert_eq!(policy::retries_for(s, "g", d, &failure(400), None), (1, true));
+    assert_eq!(policy::retries_for(s, "solo", d, &failure(429), None), (7, true));
+    assert_eq!(policy::retries_for(s, "solo", d, &failure(429), Some(0)), (0, false));
+    // Retryable statuses; 401 only with another deployment; 404 never; a policy lifts the guards.
+    assert!(policy::should_retry(s, &failure(503), 1, 1, false));
+    assert!(policy::should_retry(s, &failure(429), 1, 1, false));
+    assert!(!policy::should_retry(s, &failure(400), 2, 2, false));
+    assert!(policy::should_retry(s, &failure(400), 2, 2, true));
+    assert!(policy::should_retry(s, &failure(401), 2, 1, false));
+    assert!(!policy::should_retry(s, &failure(401), 1, 1, false));
+    assert!(!policy::should_retry(s, &failure(404), 2, 2, false));
+    // Nothing left that is not cooling down: no retry in this group.
+    assert!(!policy::should_retry(s, &failure(503), 2, 0, false));
+}
+
+#[test]
+fn backoff_is_zero_with_somewhere_else_to_go_and_exponential_otherwise() {
+    let c = config(TWO);
+    let s = &c.router;
+    assert_eq!(policy::backoff(s, &failure(503), 0, 2, 1, 0.5), Duration::ZERO);
+    assert_eq!(policy::backoff(s, &failure(503), 0, 1, 1, 0.0), Duration::from_millis(500));
+    assert_eq!(policy::backoff(s, &failure(503), 2, 1, 1, 0.0), Duration::from_secs(2));
+    assert_eq!(policy::backoff(s, &failure(503), 9, 1, 1, 0.0), Duration::from_secs(8));
+    assert_eq!(policy::backoff(s, &failure(503), 0, 1, 1, 1.0), Duration::from_millis(1250));
+    let mut limited = failure(429);
+    limited.retry_after = Some(Duration::from_secs(3));
+    assert_eq!(policy::backoff(s, &limited, 0, 1, 0, 0.9), Duration::from_secs(3));
+}
+
+#[test]
+fn context_window_and_content_policy_errors_are_recognised() {
+    let err = |m: &str| crate::error::Error::Upstream {
+        status: http::StatusCode::BAD_REQUEST,
+        message: m.into(),
+        kind: None,
+        retry_after: None,
+    };
+    let ctx = Failure::of(&err("This model's maximum context length is 4096 tokens")).unwrap();
+    assert!(ctx.context_window);
+    assert!(
+        Failure::of(&err("the request exceeds the available context size, try increasing it")).unwrap().context_window
+    );
+    assert_eq!(Failure::of(&err("blocked by content_policy")).unwrap().class, ErrorClass::ContentPolicyViolation);
+    assert!(!Failure::of(&err("invalid temperature")).unwrap().context_window);
+    assert!(Failure::of(&crate::error::Error::invalid("bad", None)).is_none(), "client errors are not engine failures");
+}

@@ -1,0 +1,245 @@
+//! Retries, cooldowns, order escalation and fallbacks over real loopback HTTP, with faults injected into mock
+//! engines: what a client sees and how many engine calls it cost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use llmux_mock::{Fault, MockConfig};
+
+fn group(hosts: &[(&str, u32)], extra: &str) -> String {
+    let mut yaml = format!("router_settings:\n  num_retries: 2\n{extra}\nmodel_list:\n");
+    for (base, order) in hosts {
+        yaml.push_str(&format!(
+            "  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{base}\", order: {order}}}\n"
+        ));
+    }
+    yaml
+}
+
+fn chats(m: &llmux_mock::MockHandle) -> usize {
+    m.requests().iter().filter(|r| r.path == "/api/chat").count()
+}
+
+#[tokio::test]
+async fn a_5xx_order_one_is_retried_then_escalated_to_order_two() {
+    let a = mock_with({
+        let mut c = MockConfig::new("alpha", &["m"]);
+        c.fault = Fault::status(503);
+        c
+    })
+    .await;
+    let b = mock("beta", &["m"]).await;
+    let llmux = Llmux::start(&group(&[(&a.base_url(), 1), (&b.base_url(), 2)], "")).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 200, "{} / route: {}", reply.text(), reply.header("x-llmux-route"));
+    assert!(reply.text().contains("beta"));
+    // LiteLLM's rule: the tier's retries (2) go to order 1 first, then the order-2 hop.
+    assert_eq!(chats(&a), 3, "route: {}", reply.header("x-llmux-route"));
+    assert_eq!(chats(&b), 1);
+    assert_eq!(reply.header("x-litellm-attempted-fallbacks"), "1");
+}
+
+fn faulty(name: &str, fault: Fault) -> MockConfig {
+    let mut c = MockConfig::new(name, &["m", "big"]);
+    c.fault = fault;
+    c
+}
+
+#[tokio::test]
+async fn a_dead_order_one_host_costs_one_failed_attempt_per_cooldown_window() {
+    let a = mock("alpha", &["m"]).await;
+    let b = mock("beta", &["m"]).await;
+    let llmux = Llmux::start(&group(&[(&a.base_url(), 1), (&b.base_url(), 2)], "  cooldown_time: 30")).await;
+    a.stop().await;
+    let mut routes = Vec::new();
+    for _ in 0..5 {
+        let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.text().contains("beta"));
+        routes.push(reply.header("x-llmux-route"));
+    }
+    assert!(routes[0].contains("model_list[0]") && routes[0].contains("failed: 502"), "{}", routes[0]);
+    for route in &routes[1..] {
+        assert!(!route.contains("failed"), "the dead host was tried again inside its cooldown: {route}");
+        assert!(route.contains("model_list[0] cooling down"), "{route}");
+    }
+    assert_eq!(chats(&b), 5);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_cools_the_deployment_for_that_long() {
+    let a = mock_with(faulty("alpha", Fault::Status { status: 429, body: None, retry_after: Some(20) })).await;
+    let b = mock("beta", &["m"]).await;
+    let llmux = Llmux::start(&group(&[(&a.base_url(), 1), (&b.base_url(), 2)], "")).await;
+    let first = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(first.status, 200);
+    // The retry already lands on order 2: the 429 cooled order 1 down at once, no fallback hop needed.
+    assert_eq!(first.header("x-litellm-attempted-retries"), "1");
+    assert_eq!(first.header("x-litellm-attempted-fallbacks"), "0");
+    let second = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    let route = second.header("x-llmux-route");
+    let secs: f64 = route
+        .split("model_list[0] cooling down ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cooldown in {route}"));
+    assert!((18.0..=20.0).contains(&secs), "cooled for {secs}s, expected the engine's 20 s");
+    assert_eq!(chats(&a), 1);
+}
+
+#[tokio::test]
+async fn when_every_deployment_cools_down_clients_get_litellms_429() {
+    let fault = Fault::Status { status: 429, body: None, retry_after: Some(30) };
+    let a = mock_with(faulty("alpha", fault.clone())).await;
+    let b = mock_with(faulty("beta", fault)).await;
+    let llmux = Llmux::start(&group(&[(&a.base_url(), 1), (&b.base_url(), 1)], "")).await;
+    let first = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(first.status, 429, "{}", first.text());
+    let second = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(second.status, 429);
+    let json = second.json();
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("No deployments available for selected model, Try again in 30 seconds. Passed model=g. pre-call-checks=False, cooldown_list=['"),
+        "{message}"
+    );
+    assert_eq!(json["error"]["type"], "all_deployments_in_cooldown");
+    assert_eq!(second.header("retry-after"), "30");
+    assert_eq!(chats(&a) + chats(&b), 2, "no engine call while everything cools down");
+}
+
+fn fallback_yaml(a: &str, b: &str, extra: &str) -> String {
+    format!(
+        r#"
+router_settings:
+  model_group_alias: {{fast: small}}
+  fallbacks:
+    - fast: [big]
+{extra}
+model_list:
+  - model_name: small
+    litellm_params: {{model: ollama_chat/m, api_base: "{a}"}}
+  - model_name: big
+    litellm_params: {{model: ollama_chat/big, api_base: "{b}"}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn fallbacks_are_keyed_by_the_name_the_client_sent() {
+    let a = mock_with(faulty("alpha", Fault::status(500))).await;
+    let b = mock("beta", &["big"]).await;
+    let llmux = Llmux::start(&fallback_yaml(&a.base_url(), &b.base_url(), "")).await;
+    let via_alias = llmux.post("/v1/chat/completions", &chat_body("fast", false)).await;
+    assert_eq!(via_alias.status, 200, "{}", via_alias.text());
+    assert!(via_alias.text().contains("beta"));
+    assert_eq!(via_alias.header("x-litellm-attempted-fallbacks"), "1");
+    // The same group called by its own name has no fallback entry: LiteLLM's rule, the error comes back.
+    let via_group = llmux.post("/v1/chat/completions", &chat_body("small", false)).await;
+    assert_eq!(via_group.status, 500);
+    assert_eq!(via_group.json()["error"]["message"], "mock alpha: injected fault (HTTP 500)");
+}
+
+#[tokio::test]
+async fn context_window_errors_go_to_context_window_fallbacks() {
+    let too_long = Fault::Status {
+        status: 400,
+        body: Some(
+            serde_json::json!({"error": {"message": "This model's maximum context length is 2048 tokens", "type": "invalid_request_error"}}),
+        ),
+        retry_after: None,
+    };
+    let a = mock_with(faulty("alpha", too_long)).await;
+    let b = mock("beta", &["big"]).await;
+    let extra = "  context_window_fallbacks:\n    - small: [big]";
+    let llmux = Llmux::start(&fallback_yaml(&a.base_url(), &b.base_url(), extra)).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("small", false)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("beta"));
+    assert_eq!(chats(&a), 1, "a context-window error is not retried on the same group");
+}
+
+#[tokio::test]
+async fn pre_call_checks_send_long_prompts_to_the_bigger_window() {
+    let a = mock("alpha", &["m"]).await;
+    let b = mock("beta", &["big"]).await;
+    let yaml = format!(
+        r#"
+router_settings:
+  enable_pre_call_checks: true
+  context_window_fallbacks:
+    - small: [big]
+model_list:
+  - model_name: small
+    litellm_params: {{model: ollama_chat/m, api_base: "{}"}}
+    model_info: {{max_input_tokens: 50}}
+  - model_name: big
+    litellm_params: {{model: ollama_chat/big, api_base: "{}"}}
+"#,
+        a.base_url(),
+        b.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let long = serde_json::json!({"model": "small", "messages": [{"role": "user", "content": "word ".repeat(100)}]});
+    let reply = llmux.post("/v1/chat/completions", &long.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("beta"));
+    assert_eq!(chats(&a), 0, "the small model was never called with a prompt it cannot fit");
+    let short = llmux.post("/v1/chat/completions", &chat_body("small", false)).await;
+    assert!(short.text().contains("alpha"));
+}
+
+#[tokio::test]
+async fn a_fallback_loop_ends() {
+    let a = mock_with(faulty("alpha", Fault::status(500))).await;
+    let b = mock_with(faulty("beta", Fault::status(502))).await;
+    let extra = "  num_retries: 0\n  max_attempts: 50";
+    let yaml = format!(
+        "router_settings:\n{extra}\n  fallbacks:\n    - small: [big]\n    - big: [small]\nmodel_list:\n  - model_name: small\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\"}}\n  - model_name: big\n    litellm_params: {{model: ollama_chat/big, api_base: \"{}\"}}\n",
+        a.base_url(),
+        b.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("small", false)).await;
+    // The primary group's error comes back, after each group was tried once.
+    assert_eq!(reply.status, 500);
+    assert_eq!((chats(&a), chats(&b)), (1, 1));
+}
+
+#[tokio::test]
+async fn one_attempt_budget_bounds_a_5xx_storm() {
+    let a = mock_with(faulty("alpha", Fault::status(503))).await;
+    let b = mock_with(faulty("beta", Fault::status(503))).await;
+    let mut yaml =
+        "router_settings:\n  num_retries: 5\n  max_attempts: 4\n  fallbacks:\n    - g: [h, i]\nmodel_list:\n"
+            .to_owned();
+    for name in ["g", "h", "i"] {
+        for base in [a.base_url(), b.base_url()] {
+            yaml.push_str(&format!(
+                "  - model_name: {name}\n    litellm_params: {{model: ollama_chat/m, api_base: \"{base}\"}}\n"
+            ));
+        }
+    }
+    let llmux = Llmux::start(&yaml).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(chats(&a) + chats(&b), 4, "retries × fallbacks must not multiply past the budget");
+}
+
+#[tokio::test]
+async fn a_hung_first_token_times_out_and_fails_over() {
+    let a = mock_with(faulty("alpha", Fault::Hang)).await;
+    let b = mock("beta", &["m"]).await;
+    let yaml = group(&[(&a.base_url(), 1), (&b.base_url(), 2)], "  stream_timeout: 0.5");
+    let llmux = Llmux::start(&yaml).await;
+    let started = std::time::Instant::now();
+    let (status, headers, frames) = llmux.stream("/v1/chat/completions", &chat_body("g", true)).await;
+    assert_eq!(status, 200);
+    assert!(stream_text(&sse_events(&frames)).contains("beta"));
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let route = headers.get("x-llmux-route").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(route.contains("failed: 408"), "{route}");
+}
