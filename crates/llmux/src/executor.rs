@@ -177,7 +177,7 @@ impl Run<'_> {
             None => !matches!(err, Error::ContextWindowExceeded(_) | Error::NoDeployments { .. }),
             Some(f) => f.class == ErrorClass::BadRequest && !f.context_window,
         };
-        if client_fault {
+        if client_fault || self.head.controls.disable_fallbacks {
             return Vec::new();
         }
         let depth = hop.depth + 1;
@@ -200,7 +200,10 @@ impl Run<'_> {
         } else {
             None
         };
+        let client_list = self.head.controls.fallbacks.as_deref().filter(|_| hop.depth == 0 && lists.is_none());
         let targets: &[String] = match lists {
+            // The request's own `fallbacks` replace the configured chain, as LiteLLM's per-call override.
+            None if client_list.is_some() => client_list.unwrap_or(&[]),
             // A configured context-window/content list without an entry for this group: the original error.
             Some(list) => lookup(list, &hop.name, target.group).map(|v| v.as_slice()).unwrap_or(&[]),
             None => lookup(&router.fallbacks, &hop.name, target.group)
@@ -281,7 +284,8 @@ impl Run<'_> {
                 .iter()
                 .filter(|&&i| !avoid.contains(&i) && views.get(i).is_none_or(|v| v.cooldown_until <= now))
                 .count();
-            let (allowed, from_policy) = policy::retries_for(router, target.group, d, &failure, None);
+            let (allowed, from_policy) =
+                policy::retries_for(router, target.group, d, &failure, self.head.controls.num_retries);
             last_err = Some(err);
             if self.retries >= allowed
                 || !policy::should_retry(router, &failure, target.members.len(), available, from_policy)
@@ -414,8 +418,12 @@ impl Executor {
         request.headers_mut().extend(upstream.headers);
 
         let router = &self.config.router;
-        let total = deployment.timeout.or(router.timeout).unwrap_or(DEFAULT_TIMEOUT);
-        let stream_timeout = deployment.stream_timeout.or(router.stream_timeout).unwrap_or(total);
+        let asked = |secs: Option<f64>| secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
+        let total = asked(head.controls.timeout).or(deployment.timeout).or(router.timeout).unwrap_or(DEFAULT_TIMEOUT);
+        let stream_timeout = asked(head.controls.stream_timeout)
+            .or(deployment.stream_timeout)
+            .or(router.stream_timeout)
+            .unwrap_or(total);
         let first_byte = if head.stream { stream_timeout } else { total };
         let started = Instant::now();
         let response = match tokio::time::timeout(first_byte, self.client.request(request)).await {

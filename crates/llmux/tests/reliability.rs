@@ -243,3 +243,29 @@ async fn a_hung_first_token_times_out_and_fails_over() {
     let route = headers.get("x-llmux-route").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     assert!(route.contains("failed: 408"), "{route}");
 }
+
+#[tokio::test]
+async fn litellms_per_request_controls_are_honoured_and_never_reach_the_engine() {
+    let a = mock_with(faulty("alpha", Fault::status(503))).await;
+    let b = mock("beta", &["big"]).await;
+    let pass = mock("gamma", &["p"]).await;
+    let yaml = format!(
+        "{}  - model_name: pass\n    litellm_params: {{model: openai/p, api_base: \"{}/v1\"}}\n",
+        fallback_yaml(&a.base_url(), &b.base_url(), "  num_retries: 2"),
+        pass.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let body = |extra: &str| format!(r#"{{"model":"fast","messages":[{{"role":"user","content":"hi"}}],{extra}}}"#);
+    // num_retries: 0 → one call on alpha; disable_fallbacks → the error, not beta.
+    let reply = llmux.post("/v1/chat/completions", &body(r#""num_retries":0,"disable_fallbacks":true"#)).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(chats(&a), 1);
+    assert_eq!(chats(&b), 0);
+    // Client-side fallbacks replace the configured chain.
+    let reply = llmux.post("/v1/chat/completions", &body(r#""num_retries":0,"fallbacks":["pass"]"#)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("gamma"));
+    let sent = &pass.requests()[0].body;
+    assert!(sent.get("fallbacks").is_none() && sent.get("num_retries").is_none(), "{sent}");
+    assert_eq!(sent["model"], "p");
+}

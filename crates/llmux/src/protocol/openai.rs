@@ -46,6 +46,34 @@ pub struct RequestHead<'a> {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// LiteLLM's per-request router controls, consumed by llmux and never sent to an engine.
+    pub controls: RouterControls,
+}
+
+/// Body fields LiteLLM reads as router settings for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouterControls {
+    /// `num_retries`: overrides the configured retries (`0` also overrides `retry_policy`).
+    pub num_retries: Option<u32>,
+    /// `disable_fallbacks: true`: no fallback hops.
+    pub disable_fallbacks: bool,
+    /// Client-side `fallbacks`: model names tried after the configured chain.
+    pub fallbacks: Option<Vec<String>>,
+    /// `timeout` seconds for this request.
+    pub timeout: Option<f64>,
+    /// `stream_timeout` seconds for this request.
+    pub stream_timeout: Option<f64>,
+}
+
+impl RouterControls {
+    /// The body fields these come from: stripped before a request reaches an engine.
+    pub const FIELDS: &'static [&'static str] =
+        &["num_retries", "disable_fallbacks", "fallbacks", "timeout", "stream_timeout"];
+
+    /// Whether the client sent any of them.
+    pub fn any(&self) -> bool {
+        *self != RouterControls::default()
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,6 +93,14 @@ struct HeadFields<'a> {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     n: Option<u64>,
+    // LiteLLM's router controls, listed here rather than flattened: `flatten` would buffer the body and break
+    // the borrowed `RawValue`s above.
+    num_retries: Option<u32>,
+    #[serde(default)]
+    disable_fallbacks: bool,
+    fallbacks: Option<Vec<String>>,
+    timeout: Option<f64>,
+    stream_timeout: Option<f64>,
 }
 
 /// `stream_options` of a request.
@@ -118,6 +154,13 @@ impl<'a> RequestHead<'a> {
             model_span,
             stream: fields.stream.unwrap_or(false) && op != Operation::Embeddings,
             include_usage: fields.stream_options.map(|o| o.include_usage).unwrap_or(false),
+            controls: RouterControls {
+                num_retries: fields.num_retries,
+                disable_fallbacks: fields.disable_fallbacks,
+                fallbacks: fields.fallbacks,
+                timeout: fields.timeout.filter(|t| t.is_finite() && *t > 0.0),
+                stream_timeout: fields.stream_timeout.filter(|t| t.is_finite() && *t > 0.0),
+            },
         })
     }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{join_url, Call, Provider, StreamConverter, UpstreamRequest};
 use crate::error::Error;
-use crate::protocol::openai::Operation;
+use crate::protocol::openai::{Operation, RouterControls};
 
 /// The OpenAI-compatible passthrough adapter.
 pub struct OpenAiCompatible;
@@ -25,7 +25,7 @@ impl Provider for OpenAiCompatible {
             Operation::Completion => "/completions",
             Operation::Embeddings => "/embeddings",
         };
-        let body = if engine.extra_params.is_empty() {
+        let body = if engine.extra_params.is_empty() && !call.head.controls.any() {
             call.head.splice_model(call.body, &engine.upstream_model)
         } else {
             with_defaults(call.body, &engine.upstream_model, &engine.extra_params)?
@@ -49,11 +49,15 @@ impl Provider for OpenAiCompatible {
     }
 }
 
-/// The body with `model` replaced and the deployment's extra parameters added where the client did not set
-/// them (LiteLLM sends `litellm_params` such as `temperature` as call defaults). Only this path re-serialises.
+/// The body with `model` replaced, LiteLLM's router controls removed, and the deployment's extra parameters added
+/// where the client did not set them (LiteLLM sends `litellm_params` such as `temperature` as call defaults).
+/// Only this path re-serialises.
 fn with_defaults(body: &[u8], model: &str, defaults: &Map<String, Value>) -> Result<Bytes, Error> {
     let mut map: Map<String, Value> = crate::protocol::openai::parse_body(body)?;
     map.insert("model".to_owned(), Value::String(model.to_owned()));
+    for field in RouterControls::FIELDS {
+        map.remove(*field);
+    }
     for (k, v) in defaults {
         map.entry(k.clone()).or_insert_with(|| v.clone());
     }
