@@ -63,7 +63,7 @@ struct Hop {
 impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
-        let state = Arc::new(State::new(config.deployments.len()));
+        let state = Arc::new(State::new(config.deployments.iter().map(|d| d.max_parallel_requests.is_some())));
         Executor { config, state, client }
     }
 
@@ -231,16 +231,28 @@ impl Run<'_> {
         };
         let mut avoid: Vec<usize> = Vec::new();
         let mut last_err: Option<Error> = None;
+        let mut queue_deadline: Option<Instant> = None;
         self.retries = 0;
         loop {
             if self.attempts >= router.max_attempts {
                 return Err(last_err.unwrap_or_else(|| budget_error(router.max_attempts)));
             }
+            let freed = exec.state.slot_freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let now = exec.state.now();
             let views = exec.state.snapshot(now, latency_ttl);
             let ask = router::Ask { prompt_tokens: self.prompt_tokens, target_order: order, avoid: &avoid };
             let pick = match router::pick(config, target, &ask, &views, now, &mut self.rng) {
                 Ok(p) => p,
+                Err(NoCandidate::AllBusy) => {
+                    // Every candidate is at its max_parallel_requests: queue, bounded, for a free slot.
+                    let deadline = *queue_deadline.get_or_insert_with(|| Instant::now() + router.queue_timeout);
+                    if tokio::time::timeout_at(deadline.into(), freed).await.is_err() {
+                        return Err(no_candidate_error(config, target.group, NoCandidate::AllBusy));
+                    }
+                    continue;
+                }
                 Err(none) => return Err(last_err.unwrap_or_else(|| no_candidate_error(config, target.group, none))),
             };
             let index = pick.deployment;
@@ -360,6 +372,13 @@ fn no_candidate_error(config: &Config, group: &str, none: NoCandidate) -> Error 
         NoCandidate::ContextWindow { tokens, largest } => Error::ContextWindowExceeded(format!(
             "ContextWindowExceededError: the prompt (about {tokens} tokens) does not fit any deployment of model={group} (largest max_input_tokens: {largest})"
         )),
+        NoCandidate::AllBusy => Error::NoDeployments {
+            message: format!(
+                "No deployments available for selected model, Try again in 5 seconds. Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[] (every deployment is at its max_parallel_requests and none freed up within router_settings.queue_timeout)"
+            ),
+            all_cooling_down: false,
+            retry_after: 5,
+        },
         NoCandidate::Exhausted => Error::NoDeployments {
             message: format!("No deployments available for selected model, Try again in 1 seconds. Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[]"),
             all_cooling_down: false,

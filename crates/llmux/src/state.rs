@@ -17,11 +17,15 @@ use crate::router::DeploymentView;
 pub struct State {
     epoch: Instant,
     slots: Vec<Slot>,
+    /// Woken when a slot-limited deployment finishes a request.
+    freed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
 struct Slot {
     in_flight: AtomicU32,
+    /// The deployment has a `max_parallel_requests`, so waiters care when it frees up.
+    limited: bool,
     inner: Mutex<Inner>,
 }
 
@@ -62,6 +66,9 @@ impl Drop for OwnedInFlight {
     fn drop(&mut self) {
         if let Some(slot) = self.state.slots.get(self.index) {
             slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if slot.limited {
+                self.state.freed.notify_waiters();
+            }
         }
     }
 }
@@ -71,9 +78,19 @@ fn minute_of(ms: u64) -> u64 {
 }
 
 impl State {
-    /// Fresh state for `deployments` deployments.
-    pub fn new(deployments: usize) -> Self {
-        State { epoch: Instant::now(), slots: (0..deployments).map(|_| Slot::default()).collect() }
+    /// Fresh state for deployments whose `max_parallel_requests` presence is given by `limited`.
+    pub fn new(limited: impl IntoIterator<Item = bool>) -> Self {
+        State {
+            epoch: Instant::now(),
+            slots: limited.into_iter().map(|limited| Slot { limited, ..Slot::default() }).collect(),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Resolves when a slot-limited deployment finishes a request. Create it before checking for a free slot
+    /// (and `enable` it), so a slot freed in between is not missed.
+    pub fn slot_freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     /// Milliseconds since this state was created: the clock every method takes.
@@ -210,7 +227,7 @@ mod tests {
 
     #[test]
     fn cooldowns_expire_at_their_time() {
-        let state = State::new(2);
+        let state = State::new([false; 2]);
         state.cool_down(1, Duration::from_secs(20), 429, 1_000);
         assert_eq!(state.snapshot(1_000, None)[1].cooldown_until, 21_000);
         assert_eq!(state.snapshot(20_999, None)[1].cooldown_until, 21_000);
@@ -220,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_successful_probe_ends_a_connection_cooldown_but_not_a_429_one() {
-        let state = State::new(2);
+        let state = State::new([false; 2]);
         state.cool_down(0, Duration::from_secs(60), 0, 0);
         state.cool_down(1, Duration::from_secs(60), 429, 0);
         state.set_host_down(&[0, 1], true);
@@ -234,7 +251,7 @@ mod tests {
 
     #[test]
     fn minute_counters_reset_each_minute() {
-        let state = State::new(1);
+        let state = State::new([false; 1]);
         assert_eq!(state.record_failure(0, 1_000), MinuteCounts { fails: 1, successes: 0 });
         state.record_success(0, Duration::from_millis(5), 10, 2_000);
         assert_eq!(state.record_failure(0, 3_000), MinuteCounts { fails: 2, successes: 1 });
@@ -243,7 +260,7 @@ mod tests {
 
     #[test]
     fn allowed_fails_counters_expire() {
-        let state = State::new(1);
+        let state = State::new([false; 1]);
         let ttl = Duration::from_secs(5);
         assert_eq!(state.count_allowed_fail(0, None, ttl, 0), 1);
         assert_eq!(state.count_allowed_fail(0, None, ttl, 1_000), 2);
@@ -253,7 +270,7 @@ mod tests {
 
     #[test]
     fn in_flight_and_usage_are_counted_until_the_guard_drops() {
-        let state = Arc::new(State::new(1));
+        let state = Arc::new(State::new([false; 1]));
         let a = state.start(0, 100, 0);
         let b = state.start(0, 50, 10);
         let view = state.snapshot(10, None)[0];
@@ -266,7 +283,7 @@ mod tests {
 
     #[test]
     fn latency_is_the_mean_of_the_freshest_samples() {
-        let state = State::new(1);
+        let state = State::new([false; 1]);
         for (i, ms) in [100u64, 200, 300].into_iter().enumerate() {
             state.record_success(0, Duration::from_millis(ms), 2, i as u64 * 1_000);
         }

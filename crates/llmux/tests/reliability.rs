@@ -269,3 +269,61 @@ async fn litellms_per_request_controls_are_honoured_and_never_reach_the_engine()
     assert!(sent.get("fallbacks").is_none() && sent.get("num_retries").is_none(), "{sent}");
     assert_eq!(sent["model"], "p");
 }
+
+fn slow(name: &str, ms: u64) -> MockConfig {
+    let mut c = MockConfig::new(name, &["m"]);
+    c.latency_ms = ms;
+    c
+}
+
+#[tokio::test]
+async fn a_busy_slot_limited_engine_spills_to_the_next_candidate() {
+    let a = mock_with(slow("alpha", 300)).await;
+    let b = mock("beta", &["m"]).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\", order: 1, max_parallel_requests: 1}}\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\", order: 2}}\n",
+        a.base_url(),
+        b.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let body = chat_body("g", false);
+    let (first, second) = tokio::join!(llmux.post("/v1/chat/completions", &body), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        llmux.post("/v1/chat/completions", &body).await
+    });
+    assert!(first.text().contains("alpha"));
+    assert!(second.text().contains("beta"), "the second request piled onto the busy engine");
+    assert!(second.header("x-llmux-route").contains("model_list[0] at max_parallel_requests"));
+}
+
+#[tokio::test]
+async fn requests_queue_for_a_slot_and_give_up_after_queue_timeout() {
+    let a = mock_with(slow("alpha", 400)).await;
+    let yaml = |wait: &str| {
+        format!(
+            "router_settings:\n  queue_timeout: {wait}\nmodel_list:\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\", max_parallel_requests: 1}}\n",
+            a.base_url()
+        )
+    };
+    let body = chat_body("g", false);
+    let late = || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A generous queue: the second request waits its turn and is served by the same engine.
+    let llmux = Llmux::start(&yaml("10")).await;
+    let (first, second) = tokio::join!(llmux.post("/v1/chat/completions", &body), async {
+        late().await;
+        llmux.post("/v1/chat/completions", &body).await
+    });
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
+    assert_eq!(a.stats().requests.get("/api/chat").copied(), Some(2));
+    // A short queue: the second request is told to come back, not piled on.
+    let llmux = Llmux::start(&yaml("0.1")).await;
+    let (first, second) = tokio::join!(llmux.post("/v1/chat/completions", &body), async {
+        late().await;
+        llmux.post("/v1/chat/completions", &body).await
+    });
+    assert_eq!(first.status, 200);
+    assert_eq!(second.status, 429);
+    assert!(second.json()["error"]["message"].as_str().unwrap().contains("max_parallel_requests"));
+}

@@ -204,6 +204,9 @@ pub struct RouterSettings {
     /// llmux's attempt budget: the most engine calls one client request may cause, across retries, order
     /// escalation and fallbacks (`router_settings.max_attempts`, default 6).
     pub max_attempts: u32,
+    /// How long a request waits for a free slot when every candidate is at `max_parallel_requests`
+    /// (`router_settings.queue_timeout`, llmux's, default 30 s).
+    pub queue_timeout: Duration,
     /// Router-wide `timeout`.
     pub timeout: Option<Duration>,
     /// Router-wide `stream_timeout`.

@@ -92,6 +92,8 @@ const ROUTER_ACTED_ON: &[&str] = &[
     "max_fallbacks",
     "enable_pre_call_checks",
     "max_attempts",
+    "default_max_parallel_requests",
+    "queue_timeout",
     "timeout",
     "stream_timeout",
 ];
@@ -124,7 +126,12 @@ pub(super) fn validate(
     let router_map = section(tree, "router_settings", diags).unwrap_or(&empty);
     let general_map = section(tree, "general_settings", diags).unwrap_or(&empty);
 
-    let deployments = model_list(tree.get("model_list"), diags, env);
+    let mut deployments = model_list(tree.get("model_list"), diags, env);
+    if let Some(n) = get_uint(router_map, "default_max_parallel_requests", "router_settings", diags) {
+        for d in deployments.iter_mut().filter(|d| d.max_parallel_requests.is_none()) {
+            d.max_parallel_requests = Some(clamp_u32(n.max(1)));
+        }
+    }
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     let mut group_order = Vec::new();
     for d in &deployments {
@@ -410,7 +417,13 @@ fn deployment(
     let allowed_fails_policy = info
         .get("allowed_fails_policy")
         .and_then(|v| policy(v, &format!("{info_path}.allowed_fails_policy"), "AllowedFails", diags));
-    let max_parallel_requests = get_uint(params, "max_parallel_requests", &params_path, diags).map(clamp_u32);
+    let max_parallel_requests = match get_uint(params, "max_parallel_requests", &params_path, diags) {
+        Some(0) => {
+            diags.error(format!("{params_path}.max_parallel_requests"), "must be 1 or more");
+            None
+        }
+        n => n.map(clamp_u32),
+    };
     let cost = |key: &str, diags: &mut Diagnostics| {
         get_num(params, key, &params_path, diags).or_else(|| get_num(info, key, &info_path, diags))
     };
@@ -736,6 +749,7 @@ fn router_settings(
         max_fallbacks: clamp_u32(max_fallbacks),
         enable_pre_call_checks: get_bool(router, "enable_pre_call_checks", R, diags).unwrap_or(false),
         max_attempts,
+        queue_timeout: get_num(router, "queue_timeout", R, diags).map_or(Duration::from_secs(30), seconds),
         timeout: get_num(router, "timeout", R, diags)
             .or_else(|| get_num(litellm, "request_timeout", L, diags))
             .map(seconds),

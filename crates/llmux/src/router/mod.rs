@@ -82,6 +82,8 @@ pub enum Skip {
     ContextWindow,
     /// Over its `rpm`/`tpm` this minute.
     OverLimit,
+    /// At its `max_parallel_requests`.
+    Busy,
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -95,6 +97,7 @@ impl std::fmt::Display for Skip {
             Skip::CoolingDown(ms) => write!(f, "cooling down {:.1}s", *ms as f64 / 1000.0),
             Skip::ContextWindow => f.write_str("context window too small"),
             Skip::OverLimit => f.write_str("over rpm/tpm"),
+            Skip::Busy => f.write_str("at max_parallel_requests"),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -133,6 +136,8 @@ pub enum NoCandidate {
     },
     /// Every candidate is over its rate limits this minute.
     OverLimit,
+    /// Every candidate is at its `max_parallel_requests`: wait for a slot.
+    AllBusy,
     /// Nothing left to try (all refused this request, or the order tier is empty).
     Exhausted,
 }
@@ -213,6 +218,19 @@ pub fn pick(
             keep
         });
     }
+
+    // Slot-limited engines: a deployment at its max_parallel_requests spills to the others (any tier).
+    let busy = |d: &Deployment| d.max_parallel_requests.is_some_and(|max| view(d.index).in_flight >= max);
+    if pool.iter().all(|d| busy(d)) {
+        return Err(NoCandidate::AllBusy);
+    }
+    pool.retain(|d| {
+        let keep = !busy(d);
+        if !keep {
+            skipped.push((d.index, Skip::Busy));
+        }
+        keep
+    });
 
     // Order: the requested tier, else the lowest surviving one; unordered deployments only when no ordered
     // deployment survives.
