@@ -49,6 +49,8 @@ struct Run<'a> {
     retries: u32,
     /// Fallback depth of the final outcome.
     fallbacks: u32,
+    /// The highest `order` tier the last group attempt reached.
+    last_tier: Option<u32>,
     steps: Vec<String>,
     rng: fastrand::Rng,
 }
@@ -90,6 +92,7 @@ impl Executor {
             attempts: 0,
             retries: 0,
             fallbacks: 0,
+            last_tier: None,
             steps: Vec::new(),
             rng: fastrand::Rng::new(),
         };
@@ -184,12 +187,18 @@ impl Run<'_> {
         let mut hops = Vec::new();
         let tiers = router::order_tiers(config, &target.members);
         if tiers.len() >= 2 && !prompt_problem {
-            let current = hop.order.or(tiers.first().copied()).unwrap_or(0);
+            // The level just tried: cooldowns may already have moved the hop past its first tier.
+            let current = self.last_tier.or(hop.order).or(tiers.first().copied()).unwrap_or(0);
+            let name = &hop.name;
             hops.extend(tiers.iter().filter(|&&o| o > current).map(|&o| Hop {
-                name: hop.name.clone(),
+                name: name.clone(),
                 order: Some(o),
                 depth,
             }));
+        }
+        // An order hop's configured fallbacks are already queued behind it by the hop that escalated.
+        if hop.order.is_some() {
+            return hops;
         }
         let context = failure.is_some_and(|f| f.context_window) || matches!(err, Error::ContextWindowExceeded(_));
         let content = failure.is_some_and(|f| f.class == ErrorClass::ContentPolicyViolation);
@@ -233,6 +242,7 @@ impl Run<'_> {
         let mut last_err: Option<Error> = None;
         let mut queue_deadline: Option<Instant> = None;
         self.retries = 0;
+        self.last_tier = None;
         loop {
             if self.attempts >= router.max_attempts {
                 return Err(last_err.unwrap_or_else(|| budget_error(router.max_attempts)));
@@ -258,6 +268,7 @@ impl Run<'_> {
             let index = pick.deployment;
             let d = &config.deployments[index];
             let step = describe(name, target.group, &pick, d);
+            self.last_tier = self.last_tier.max(pick.tier);
             self.attempts += 1;
             let guard = exec.state.start(index, self.prompt_tokens, now);
             let started = Instant::now();
