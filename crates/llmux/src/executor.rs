@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -490,6 +491,71 @@ impl Executor {
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
     }
+}
+
+/// The SSE comment sent while a stream waits for its first byte (clients ignore comment lines).
+const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// Serves a streamed request, answering 200 early with SSE keep-alive comments when no engine has started to
+/// answer within `interval` (a cold model load can take a minute; reverse proxies cut idle connections sooner).
+/// Failover still happens behind the comments; if every attempt fails, the stream ends with an SSE error event.
+pub async fn execute_with_keepalive(exec: Arc<Executor>, op: Operation, body: Bytes, interval: Duration) -> Response {
+    let mut run = Box::pin(async move {
+        match RequestHead::parse(&body, op) {
+            Ok(head) => exec.execute(op, &body, &head).await,
+            Err(e) => axum::response::IntoResponse::into_response(e),
+        }
+    });
+    tokio::select! {
+        response = &mut run => return response,
+        _ = tokio::time::sleep(interval) => {}
+    }
+    enum Phase<F> {
+        Waiting(std::pin::Pin<Box<F>>),
+        Streaming(axum::body::BodyDataStream),
+        Done,
+    }
+    let stream = futures_util::stream::unfold(Phase::Waiting(run), move |phase| async move {
+        match phase {
+            Phase::Waiting(mut run) => {
+                tokio::select! {
+                    response = &mut run => {
+                        let (parts, body) = response.into_parts();
+                        if parts.status.is_success() {
+                            let mut data = body.into_data_stream();
+                            match data.next().await {
+                                Some(Ok(chunk)) => Some((Ok::<Bytes, std::io::Error>(chunk), Phase::Streaming(data))),
+                                Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
+                                None => None,
+                            }
+                        } else {
+                            // The JSON error body becomes the stream's terminal error event.
+                            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let json = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
+                            let mut event = BytesMut::with_capacity(json.len() + 32);
+                            event.extend_from_slice(b"data: ");
+                            event.extend_from_slice(&json);
+                            event.extend_from_slice(b"\n\n");
+                            event.extend_from_slice(crate::providers::SSE_DONE);
+                            Some((Ok(event.freeze()), Phase::Done))
+                        }
+                    }
+                    _ = tokio::time::sleep(interval) => Some((Ok(Bytes::from_static(KEEPALIVE_COMMENT)), Phase::Waiting(run))),
+                }
+            }
+            Phase::Streaming(mut data) => match data.next().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), Phase::Streaming(data))),
+                Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
+                None => None,
+            },
+            Phase::Done => None,
+        }
+    });
+    let body = futures_util::stream::once(async { Ok(Bytes::from_static(KEEPALIVE_COMMENT)) }).chain(stream);
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {

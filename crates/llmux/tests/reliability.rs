@@ -327,3 +327,41 @@ async fn requests_queue_for_a_slot_and_give_up_after_queue_timeout() {
     assert_eq!(second.status, 429);
     assert!(second.json()["error"]["message"].as_str().unwrap().contains("max_parallel_requests"));
 }
+
+#[tokio::test]
+async fn a_slow_first_token_gets_keep_alive_comments_and_still_fails_over() {
+    let mut cold = MockConfig::new("alpha", &["m"]);
+    cold.latency_ms = 900;
+    let a = mock_with(cold).await;
+    let b = mock_with(faulty("beta", Fault::status(500))).await;
+    let yaml = |first: &str, second: &str| {
+        format!(
+            "router_settings:\n  stream_keepalive: 0.2\n  num_retries: 0\nmodel_list:\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{first}\", order: 1}}\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{second}\", order: 2}}\n"
+        )
+    };
+    // A cold engine: comments first, then the answer.
+    let llmux = Llmux::start(&yaml(&a.base_url(), &b.base_url())).await;
+    let (status, _, frames) = llmux.stream("/v1/chat/completions", &chat_body("g", true)).await;
+    assert_eq!(status, 200);
+    let text: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with(": keep-alive\n\n: keep-alive\n\n"), "{text}");
+    assert!(stream_text(&sse_events(&frames)).contains("alpha"));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    // A failing first deployment behind the comments still fails over; when all fail, an error event ends it.
+    let llmux = Llmux::start(&yaml(&b.base_url(), &a.base_url())).await;
+    let (_, _, frames) = llmux.stream("/v1/chat/completions", &chat_body("g", true)).await;
+    assert!(stream_text(&sse_events(&frames)).contains("alpha"));
+    let c = mock_with({
+        let mut c = faulty("gamma", Fault::status(500));
+        c.latency_ms = 500;
+        c
+    })
+    .await;
+    let llmux = Llmux::start(&yaml(&c.base_url(), &b.base_url())).await;
+    let (status, _, frames) = llmux.stream("/v1/chat/completions", &chat_body("g", true)).await;
+    assert_eq!(status, 200, "headers were already sent");
+    let events = sse_events(&frames);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(events[events.len() - 2].contains("\"error\""), "{events:?}");
+}

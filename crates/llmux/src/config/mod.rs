@@ -207,6 +207,10 @@ pub struct RouterSettings {
     /// How long a request waits for a free slot when every candidate is at `max_parallel_requests`
     /// (`router_settings.queue_timeout`, llmux's, default 30 s).
     pub queue_timeout: Duration,
+    /// While a stream waits for its first byte longer than this, llmux answers 200 and sends SSE comments at
+    /// this interval so reverse proxies keep the connection (`router_settings.stream_keepalive`, llmux's,
+    /// default 5 s; 0 turns it off).
+    pub stream_keepalive: Duration,
     /// Router-wide `timeout`.
     pub timeout: Option<Duration>,
     /// Router-wide `stream_timeout`.

@@ -94,6 +94,7 @@ const ROUTER_ACTED_ON: &[&str] = &[
     "max_attempts",
     "default_max_parallel_requests",
     "queue_timeout",
+    "stream_keepalive",
     "timeout",
     "stream_timeout",
 ];
@@ -750,6 +751,7 @@ fn router_settings(
         enable_pre_call_checks: get_bool(router, "enable_pre_call_checks", R, diags).unwrap_or(false),
         max_attempts,
         queue_timeout: get_num(router, "queue_timeout", R, diags).map_or(Duration::from_secs(30), seconds),
+        stream_keepalive: get_num(router, "stream_keepalive", R, diags).map_or(Duration::from_secs(5), seconds),
         timeout: get_num(router, "timeout", R, diags)
             .or_else(|| get_num(litellm, "request_timeout", L, diags))
             .map(seconds),

@@ -108,6 +108,11 @@ async fn handle(state: AppState, op: Operation, request: Request) -> Response {
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
+    let keepalive = state.config().router.stream_keepalive;
+    if head.stream && !keepalive.is_zero() {
+        drop(head);
+        return crate::executor::execute_with_keepalive(state.executor.clone(), op, body, keepalive).await;
+    }
     state.executor.execute(op, &body, &head).await
 }
 
