@@ -136,6 +136,9 @@ impl Run<'_> {
         let mut last: Option<Error> = None;
         let mut escalated = false;
         while let Some(hop) = stack.pop() {
+            if self.attempts >= router.max_attempts {
+                break;
+            }
             let target = match router::resolve(&self.exec.config, self.op, &hop.name) {
                 Ok(t) => t,
                 Err(e) if hop.depth == 0 => return Err(e),

@@ -202,7 +202,8 @@ pub struct RouterSettings {
     /// `enable_pre_call_checks`: drop deployments whose context window the prompt does not fit.
     pub enable_pre_call_checks: bool,
     /// llmux's attempt budget: the most engine calls one client request may cause, across retries, order
-    /// escalation and fallbacks (`router_settings.max_attempts`, default 6).
+    /// escalation and fallbacks (`router_settings.max_attempts`, default 10: LiteLLM's default chain of three tries
+    /// on each of two tiers and one fallback group fits, a storm across many fallbacks does not).
     pub max_attempts: u32,
     /// How long a request waits for a free slot when every candidate is at `max_parallel_requests`
     /// (`router_settings.queue_timeout`, llmux's, default 30 s).

@@ -727,7 +727,7 @@ fn router_settings(
             1
         }
         Some(n) => clamp_u32(n),
-        None => 6,
+        None => 10,
     };
     RouterSettings {
         routing_strategy,
