@@ -189,7 +189,7 @@ impl Run<'_> {
         }
         let depth = hop.depth + 1;
         let mut hops = Vec::new();
-        let tiers = router::order_tiers(config, &target.members);
+        let tiers = router::order_tiers(config, target.members);
         if tiers.len() >= 2 && !prompt_problem {
             // The level just tried: cooldowns may already have moved the hop past its first tier.
             let current = self.last_tier.or(hop.order).or(tiers.first().copied()).unwrap_or(0);
@@ -255,7 +255,7 @@ impl Run<'_> {
             tokio::pin!(freed);
             freed.as_mut().enable();
             let now = exec.state.now();
-            let views = exec.state.snapshot(now, latency_ttl);
+            let views = exec.state.snapshot(target.members, now, latency_ttl);
             let ask = router::Ask { prompt_tokens: self.prompt_tokens, target_order: order, avoid: &avoid };
             let pick = match router::pick(config, target, &ask, &views, now, &mut self.rng) {
                 Ok(p) => p,
@@ -305,11 +305,12 @@ impl Run<'_> {
             if matches!(failure.status, 401 | 403) {
                 avoid.push(index);
             }
-            let views = exec.state.snapshot(now, latency_ttl);
+            let views = exec.state.snapshot(target.members, now, latency_ttl);
             let available = target
                 .members
                 .iter()
-                .filter(|&&i| !avoid.contains(&i) && views.get(i).is_none_or(|v| v.cooldown_until <= now))
+                .zip(&views)
+                .filter(|(i, v)| !avoid.contains(i) && v.cooldown_until <= now)
                 .count();
             let (allowed, from_policy) =
                 policy::retries_for(router, target.group, d, &failure, self.head.controls.num_retries);

@@ -107,12 +107,13 @@ impl State {
         self.slots.get(index).map(|s| s.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// What the router sees at `now`.
-    pub fn snapshot(&self, now: u64, latency_ttl: Option<Duration>) -> Vec<DeploymentView> {
+    /// What the router sees of `members` at `now`, in the same order.
+    pub fn snapshot(&self, members: &[usize], now: u64, latency_ttl: Option<Duration>) -> Vec<DeploymentView> {
         let minute = minute_of(now);
         let ttl = latency_ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-        self.slots
+        members
             .iter()
+            .filter_map(|&i| self.slots.get(i))
             .map(|slot| {
                 let inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
                 let fresh: Vec<f64> = inner
@@ -225,14 +226,16 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    const ALL: [usize; 3] = [0, 1, 2];
+
     #[test]
     fn cooldowns_expire_at_their_time() {
         let state = State::new([false; 2]);
         state.cool_down(1, Duration::from_secs(20), 429, 1_000);
-        assert_eq!(state.snapshot(1_000, None)[1].cooldown_until, 21_000);
-        assert_eq!(state.snapshot(20_999, None)[1].cooldown_until, 21_000);
-        assert_eq!(state.snapshot(21_000, None)[1].cooldown_until, 0);
-        assert_eq!(state.snapshot(1_000, None)[0].cooldown_until, 0);
+        assert_eq!(state.snapshot(&ALL, 1_000, None)[1].cooldown_until, 21_000);
+        assert_eq!(state.snapshot(&ALL, 20_999, None)[1].cooldown_until, 21_000);
+        assert_eq!(state.snapshot(&ALL, 21_000, None)[1].cooldown_until, 0);
+        assert_eq!(state.snapshot(&ALL, 1_000, None)[0].cooldown_until, 0);
     }
 
     #[test]
@@ -241,9 +244,9 @@ mod tests {
         state.cool_down(0, Duration::from_secs(60), 0, 0);
         state.cool_down(1, Duration::from_secs(60), 429, 0);
         state.set_host_down(&[0, 1], true);
-        assert!(state.snapshot(0, None)[0].unhealthy);
+        assert!(state.snapshot(&ALL, 0, None)[0].unhealthy);
         state.set_host_down(&[0, 1], false);
-        let view = state.snapshot(0, None);
+        let view = state.snapshot(&ALL, 0, None);
         assert_eq!(view[0].cooldown_until, 0);
         assert_eq!(view[1].cooldown_until, 60_000);
         assert!(!view[0].unhealthy);
@@ -273,12 +276,12 @@ mod tests {
         let state = Arc::new(State::new([false; 1]));
         let a = state.start(0, 100, 0);
         let b = state.start(0, 50, 10);
-        let view = state.snapshot(10, None)[0];
+        let view = state.snapshot(&ALL, 10, None)[0];
         assert_eq!((view.in_flight, view.requests_this_minute, view.tokens_this_minute), (2, 2, 150));
         drop(a);
         drop(b);
-        assert_eq!(state.snapshot(10, None)[0].in_flight, 0);
-        assert_eq!(state.snapshot(60_000, None)[0].requests_this_minute, 0);
+        assert_eq!(state.snapshot(&ALL, 10, None)[0].in_flight, 0);
+        assert_eq!(state.snapshot(&ALL, 60_000, None)[0].requests_this_minute, 0);
     }
 
     #[test]
@@ -287,9 +290,9 @@ mod tests {
         for (i, ms) in [100u64, 200, 300].into_iter().enumerate() {
             state.record_success(0, Duration::from_millis(ms), 2, i as u64 * 1_000);
         }
-        let view = state.snapshot(2_000, None)[0];
+        let view = state.snapshot(&ALL, 2_000, None)[0];
         assert!((view.latency.unwrap() - 0.25).abs() < 1e-9);
-        let stale = state.snapshot(10_000, Some(Duration::from_secs(5)))[0];
+        let stale = state.snapshot(&ALL, 10_000, Some(Duration::from_secs(5)))[0];
         assert_eq!(stale.latency, None);
     }
 }

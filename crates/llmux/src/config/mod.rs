@@ -55,6 +55,10 @@ pub struct Config {
     pub aliases: HashMap<String, Alias>,
     /// Alias names in file order.
     pub alias_order: Vec<String>,
+    /// Deployment index by `model_info.id`.
+    pub ids: HashMap<String, usize>,
+    /// First deployment index by `litellm_params.model` (LiteLLM accepts it as a model name).
+    pub models: HashMap<String, usize>,
     /// Router behaviour.
     pub router: RouterSettings,
     /// Proxy behaviour.
@@ -296,27 +300,24 @@ pub struct GeneralSettings {
 }
 
 impl Config {
-    /// Resolves a requested name to its group's deployment indices: a deployment id, an alias (one hop), or a
-    /// group name, in LiteLLM's order.
+    /// Resolves a requested name to its group's deployment indices: an alias (one hop), a group name, a
+    /// deployment id, or a deployment's `litellm_params.model`, in LiteLLM's order. Hash lookups only: the cost
+    /// does not grow with the number of deployments.
     pub fn resolve(&self, requested: &str) -> Option<Resolved<'_>> {
-        if let Some(alias) = self.aliases.get(requested) {
-            if let Some(members) = self.groups.get(&alias.target) {
-                return Some(Resolved { group: &alias.target, deployments: members.clone() });
+        let by_name = |name: &str| {
+            if let Some((group, members)) = self.groups.get_key_value(name) {
+                return Some(Resolved { group, deployments: members });
             }
-            if let Some(d) = self.deployments.iter().find(|d| d.id == alias.target) {
-                return Some(Resolved { group: &d.model_name, deployments: vec![d.index] });
-            }
+            let d = &self.deployments[*self.ids.get(name)?];
+            Some(Resolved { group: &d.model_name, deployments: std::slice::from_ref(&d.index) })
+        };
+        if let Some(found) = self.aliases.get(requested).and_then(|alias| by_name(&alias.target)) {
+            return Some(found);
         }
-        if let Some((name, members)) = self.groups.get_key_value(requested) {
-            return Some(Resolved { group: name, deployments: members.clone() });
-        }
-        if let Some(d) = self.deployments.iter().find(|d| d.id == requested) {
-            return Some(Resolved { group: &d.model_name, deployments: vec![d.index] });
-        }
-        self.deployments
-            .iter()
-            .find(|d| d.model == requested)
-            .map(|d| Resolved { group: &d.model_name, deployments: vec![d.index] })
+        by_name(requested).or_else(|| {
+            let d = &self.deployments[*self.models.get(requested)?];
+            Some(Resolved { group: &d.model_name, deployments: std::slice::from_ref(&d.index) })
+        })
     }
 }
 
@@ -326,5 +327,5 @@ pub struct Resolved<'a> {
     /// The group's `model_name`.
     pub group: &'a str,
     /// Deployment indices eligible for this request.
-    pub deployments: Vec<usize>,
+    pub deployments: &'a [usize],
 }

@@ -150,7 +150,12 @@ pub(super) fn validate(
     let general = general_settings(general_map, litellm, router_map, diags);
     litellm_warnings(litellm, diags);
 
-    Some(Config { deployments, groups, group_order, aliases, alias_order, router, general })
+    let ids = deployments.iter().map(|d| (d.id.clone(), d.index)).collect();
+    let mut models = HashMap::new();
+    for d in &deployments {
+        models.entry(d.model.clone()).or_insert(d.index);
+    }
+    Some(Config { deployments, groups, group_order, aliases, alias_order, ids, models, router, general })
 }
 
 fn section<'a>(tree: &'a Map<String, Value>, key: &str, diags: &mut Diagnostics) -> Option<&'a Map<String, Value>> {

@@ -36,7 +36,7 @@ pub struct Target<'a> {
     /// The group's `model_name`.
     pub group: &'a str,
     /// The group's deployments (one, when a deployment id was requested).
-    pub members: Vec<usize>,
+    pub members: &'a [usize],
 }
 
 /// Resolves a requested name (deployment id, alias, group, or a deployment's `litellm_params.model`) to a
@@ -142,7 +142,9 @@ pub enum NoCandidate {
     Exhausted,
 }
 
-/// Chooses the deployment for the next attempt among `target.members`.
+/// Chooses the deployment for the next attempt among `target.members`; `views[k]` is the state of
+/// `target.members[k]` (missing views count as a fresh deployment). Linear in the group's size, independent of
+/// the number of deployments in the config.
 pub fn pick(
     config: &Config,
     target: &Target<'_>,
@@ -151,106 +153,87 @@ pub fn pick(
     now: u64,
     rng: &mut fastrand::Rng,
 ) -> Result<Pick, NoCandidate> {
-    let view = |i: usize| views.get(i).copied().unwrap_or_default();
     let mut skipped = Vec::new();
-    let mut pool: Vec<&Deployment> = Vec::with_capacity(target.members.len());
-    for &i in &target.members {
+    let mut pool: Vec<Candidate<'_>> = Vec::with_capacity(target.members.len());
+    for (k, &i) in target.members.iter().enumerate() {
         if ask.avoid.contains(&i) {
             skipped.push((i, Skip::Avoided));
         } else {
-            pool.push(&config.deployments[i]);
+            pool.push(Candidate { d: &config.deployments[i], view: views.get(k).copied().unwrap_or_default() });
         }
     }
     if pool.is_empty() {
         return Err(NoCandidate::Exhausted);
     }
+    let mut drop_where = |pool: &mut Vec<Candidate<'_>>, why: &dyn Fn(&Candidate<'_>) -> Option<Skip>| {
+        pool.retain(|c| match why(c) {
+            Some(skip) => {
+                skipped.push((c.d.index, skip));
+                false
+            }
+            None => true,
+        });
+    };
 
     // Health: drop hosts that failed their probe, unless that drops everyone (LiteLLM's safety net).
-    if pool.iter().any(|d| !view(d.index).unhealthy) {
-        pool.retain(|d| {
-            let keep = !view(d.index).unhealthy;
-            if !keep {
-                skipped.push((d.index, Skip::Unhealthy));
-            }
-            keep
-        });
+    if pool.iter().any(|c| !c.view.unhealthy) {
+        drop_where(&mut pool, &|c| c.view.unhealthy.then_some(Skip::Unhealthy));
     }
 
     // Cooldowns.
-    let cooling: Vec<&Deployment> = pool.iter().copied().filter(|d| view(d.index).cooldown_until > now).collect();
-    if cooling.len() == pool.len() {
-        let retry_in_ms = cooling.iter().map(|d| view(d.index).cooldown_until - now).min().unwrap_or(0);
-        return Err(NoCandidate::AllCoolingDown { ids: cooling.iter().map(|d| d.id.clone()).collect(), retry_in_ms });
+    if pool.iter().all(|c| c.view.cooldown_until > now) {
+        let retry_in_ms = pool.iter().map(|c| c.view.cooldown_until - now).min().unwrap_or(0);
+        return Err(NoCandidate::AllCoolingDown { ids: pool.iter().map(|c| c.d.id.clone()).collect(), retry_in_ms });
     }
-    for d in &cooling {
-        skipped.push((d.index, Skip::CoolingDown(view(d.index).cooldown_until - now)));
-    }
-    pool.retain(|d| view(d.index).cooldown_until <= now);
+    drop_where(&mut pool, &|c| (c.view.cooldown_until > now).then(|| Skip::CoolingDown(c.view.cooldown_until - now)));
     let available = pool.len();
 
     // Context window, when pre-call checks are on.
     if config.router.enable_pre_call_checks && ask.prompt_tokens > 0 {
-        let fits = |d: &Deployment| d.max_input_tokens.is_none_or(|max| ask.prompt_tokens <= max);
-        if !pool.iter().any(|d| fits(d)) {
-            let largest = pool.iter().filter_map(|d| d.max_input_tokens).max().unwrap_or(0);
+        let fits = |c: &Candidate<'_>| c.d.max_input_tokens.is_none_or(|max| ask.prompt_tokens <= max);
+        if !pool.iter().any(fits) {
+            let largest = pool.iter().filter_map(|c| c.d.max_input_tokens).max().unwrap_or(0);
             return Err(NoCandidate::ContextWindow { tokens: ask.prompt_tokens, largest });
         }
-        pool.retain(|d| {
-            let keep = fits(d);
-            if !keep {
-                skipped.push((d.index, Skip::ContextWindow));
-            }
-            keep
-        });
+        drop_where(&mut pool, &|c| (!fits(c)).then_some(Skip::ContextWindow));
     }
 
     // Rate limits, for the strategies that honour them.
     if strategy::honours_limits(&config.router.routing_strategy) {
-        let under = |d: &Deployment| strategy::under_limits(d, &view(d.index), ask.prompt_tokens);
-        if !pool.iter().any(|d| under(d)) {
+        let under = |c: &Candidate<'_>| strategy::under_limits(c.d, &c.view, ask.prompt_tokens);
+        if !pool.iter().any(under) {
             return Err(NoCandidate::OverLimit);
         }
-        pool.retain(|d| {
-            let keep = under(d);
-            if !keep {
-                skipped.push((d.index, Skip::OverLimit));
-            }
-            keep
-        });
+        drop_where(&mut pool, &|c| (!under(c)).then_some(Skip::OverLimit));
     }
 
     // Slot-limited engines: a deployment at its max_parallel_requests spills to the others (any tier).
-    let busy = |d: &Deployment| d.max_parallel_requests.is_some_and(|max| view(d.index).in_flight >= max);
-    if pool.iter().all(|d| busy(d)) {
+    let busy = |c: &Candidate<'_>| c.d.max_parallel_requests.is_some_and(|max| c.view.in_flight >= max);
+    if pool.iter().all(busy) {
         return Err(NoCandidate::AllBusy);
     }
-    pool.retain(|d| {
-        let keep = !busy(d);
-        if !keep {
-            skipped.push((d.index, Skip::Busy));
-        }
-        keep
-    });
+    drop_where(&mut pool, &|c| busy(c).then_some(Skip::Busy));
 
     // Order: the requested tier, else the lowest surviving one; unordered deployments only when no ordered
     // deployment survives.
     let tier = match ask.target_order {
         Some(o) => Some(o),
-        None => pool.iter().filter_map(|d| d.order).min(),
+        None => pool.iter().filter_map(|c| c.d.order).min(),
     };
-    pool.retain(|d| {
-        let keep = d.order == tier;
-        if !keep {
-            skipped.push((d.index, Skip::LowerPriority));
-        }
-        keep
-    });
+    drop_where(&mut pool, &|c| (c.d.order != tier).then_some(Skip::LowerPriority));
     if pool.is_empty() {
         return Err(NoCandidate::Exhausted);
     }
 
-    let chosen = strategy::choose(&config.router.routing_strategy, &pool, &|i| view(i), rng);
+    let chosen = strategy::choose(&config.router.routing_strategy, &pool, rng);
     Ok(Pick { deployment: chosen, tier, skipped, available })
+}
+
+/// A deployment still in the running, with its state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate<'a> {
+    d: &'a Deployment,
+    view: DeploymentView,
 }
 
 /// The distinct `order` values of a group, ascending (for order escalation).

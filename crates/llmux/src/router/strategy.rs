@@ -1,6 +1,6 @@
 //! `routing_strategy`: how one deployment is drawn from the candidates that survived the filters.
 
-use super::DeploymentView;
+use super::{Candidate, DeploymentView};
 use crate::config::{Deployment, Strategy};
 
 /// LiteLLM's cost for a deployment without a configured price, per token, in and out.
@@ -20,54 +20,55 @@ pub fn under_limits(d: &Deployment, view: &DeploymentView, tokens: u64) -> bool 
 }
 
 /// Draws one deployment from a non-empty `pool`.
-pub fn choose(
-    strategy: &Strategy,
-    pool: &[&Deployment],
-    view: &dyn Fn(usize) -> DeploymentView,
-    rng: &mut fastrand::Rng,
-) -> usize {
+pub(super) fn choose(strategy: &Strategy, pool: &[Candidate<'_>], rng: &mut fastrand::Rng) -> usize {
+    let first = pool[0].d.index;
     match strategy {
         Strategy::SimpleShuffle => weighted(pool, rng),
         // Ties go to the first in file order, as LiteLLM.
-        Strategy::LeastBusy => pool.iter().min_by_key(|d| view(d.index).in_flight).map_or(pool[0].index, |d| d.index),
+        Strategy::LeastBusy => pool.iter().min_by_key(|c| c.view.in_flight).map_or(first, |c| c.d.index),
         Strategy::LatencyBased { buffer, .. } => {
             // Unmeasured deployments count as 0 s, so each gets tried.
-            let latency = |d: &&Deployment| view(d.index).latency.unwrap_or(0.0);
+            let latency = |c: &Candidate<'_>| c.view.latency.unwrap_or(0.0);
             let lowest = pool.iter().map(latency).fold(f64::INFINITY, f64::min);
-            let near: Vec<usize> =
-                pool.iter().filter(|d| latency(d) <= lowest * (1.0 + buffer)).map(|d| d.index).collect();
-            near[rng.usize(..near.len())]
+            random_among(pool.iter().filter(|c| latency(c) <= lowest * (1.0 + buffer)), rng).unwrap_or(first)
         }
         Strategy::UsageBased => {
-            let lowest = pool.iter().map(|d| view(d.index).tokens_this_minute).min().unwrap_or(0);
-            let least: Vec<usize> =
-                pool.iter().filter(|d| view(d.index).tokens_this_minute == lowest).map(|d| d.index).collect();
-            least[rng.usize(..least.len())]
+            let lowest = pool.iter().map(|c| c.view.tokens_this_minute).min().unwrap_or(0);
+            random_among(pool.iter().filter(|c| c.view.tokens_this_minute == lowest), rng).unwrap_or(first)
         }
         Strategy::CostBased => {
-            let cost = |d: &&Deployment| d.cost_per_token.map_or(2.0 * UNKNOWN_COST, |(i, o)| i + o);
+            let cost = |c: &Candidate<'_>| c.d.cost_per_token.map_or(2.0 * UNKNOWN_COST, |(i, o)| i + o);
             // First cheapest in file order (min_by keeps the first of equals).
-            pool.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).map_or(pool[0].index, |d| d.index)
+            pool.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).map_or(first, |c| c.d.index)
         }
     }
 }
 
+/// A uniformly random member of `items`, without collecting them.
+fn random_among<'a, 'b: 'a>(
+    items: impl Iterator<Item = &'a Candidate<'b>> + Clone,
+    rng: &mut fastrand::Rng,
+) -> Option<usize> {
+    let n = items.clone().count();
+    (n > 0).then(|| rng.usize(..n)).and_then(|k| items.map(|c| c.d.index).nth(k))
+}
+
 /// simple-shuffle: the first weight set any member sets (`weight`, then `rpm`, then `tpm`) decides, members
 /// without it weighing 0; no weights at all → uniform.
-fn weighted(pool: &[&Deployment], rng: &mut fastrand::Rng) -> usize {
+fn weighted(pool: &[Candidate<'_>], rng: &mut fastrand::Rng) -> usize {
     let sets: [fn(&Deployment) -> Option<f64>; 3] = [|d| d.weight, |d| d.rpm, |d| d.tpm];
-    let Some(set) = sets.iter().find(|set| pool.iter().any(|d| set(d).unwrap_or(0.0) > 0.0)) else {
-        return pool[rng.usize(..pool.len())].index;
+    let Some(set) = sets.iter().find(|set| pool.iter().any(|c| set(c.d).unwrap_or(0.0) > 0.0)) else {
+        return pool[rng.usize(..pool.len())].d.index;
     };
-    let total: f64 = pool.iter().map(|d| set(d).unwrap_or(0.0)).sum();
+    let total: f64 = pool.iter().map(|c| set(c.d).unwrap_or(0.0)).sum();
     let mut r = rng.f64() * total;
-    for d in pool {
-        let w = set(d).unwrap_or(0.0);
+    for c in pool {
+        let w = set(c.d).unwrap_or(0.0);
         if w > 0.0 && r < w {
-            return d.index;
+            return c.d.index;
         }
         r -= w;
     }
     // Rounding left r just above the last weight: the last positive-weight member.
-    pool.iter().rev().find(|d| set(d).unwrap_or(0.0) > 0.0).map_or(pool[0].index, |d| d.index)
+    pool.iter().rev().find(|c| set(c.d).unwrap_or(0.0) > 0.0).map_or(pool[0].d.index, |c| c.d.index)
 }

@@ -87,7 +87,7 @@ fn an_order_escalation_hop_draws_only_from_its_tier() {
     let ask = Ask { target_order: Some(2), ..Ask::default() };
     let p = pick(&c, &target(&c, "small"), &ask, &[], 0, &mut fastrand::Rng::with_seed(1)).unwrap();
     assert_eq!(p.deployment, 0);
-    assert_eq!(order_tiers(&c, &target(&c, "small").members), [1, 2]);
+    assert_eq!(order_tiers(&c, target(&c, "small").members), [1, 2]);
 }
 
 #[test]
