@@ -25,6 +25,9 @@ use crate::upstream::HttpClient;
 
 /// Default whole-request timeout, as LiteLLM's effective default for chat completions.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a host that refused a live connection is skipped (unless a probe or a request finds it back
+/// sooner): long enough that a powered-off host's connect timeout is not paid every few seconds.
+const PASSIVE_DOWN_MIN: Duration = Duration::from_secs(30);
 /// Largest engine response body llmux buffers for a non-streamed answer.
 const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 
@@ -66,8 +69,13 @@ struct Hop {
 impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
-        let state = Arc::new(State::new(config.deployments.iter().map(|d| d.max_parallel_requests.is_some())));
+        let state = Arc::new(State::new(&config));
         Executor { config, state, client }
+    }
+
+    /// The engine client, shared with on-demand health probes.
+    pub fn client(&self) -> &HttpClient {
+        &self.client
     }
 
     /// Starts the background health checks when the config asks for them.
@@ -282,7 +290,9 @@ impl Run<'_> {
                         Strategy::LatencyBased { max_samples, .. } => max_samples,
                         _ => 10,
                     };
-                    exec.state.record_success(index, started.elapsed(), max_samples, exec.state.now());
+                    let now = exec.state.now();
+                    exec.state.record_success(index, started.elapsed(), max_samples, now);
+                    exec.state.host_answered(index, now);
                     self.steps.push(step);
                     return Ok((response, index));
                 }
@@ -292,6 +302,14 @@ impl Run<'_> {
             let Some(failure) = Failure::of(&err) else { return Err(err) };
             let now = exec.state.now();
             let counts = exec.state.record_failure(index, now);
+            if failure.connect {
+                if let Some(host) = d.host {
+                    // Every deployment on the host is skipped for a while, not just this one.
+                    let window = router.cooldown_time.max(PASSIVE_DOWN_MIN);
+                    let until = now.saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+                    exec.state.host_unreachable(host, &short(&err), now, until);
+                }
+            }
             let has_fallbacks = lookup(&router.fallbacks, name, target.group).is_some();
             match policy::cooldown(router, d, target.members.len(), has_fallbacks, &failure, counts) {
                 Cooldown::No => {}

@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::ErrorClass;
+use serde::Serialize;
+
+use crate::config::{Config, ErrorClass};
 use crate::router::DeploymentView;
 
-/// Per-deployment state, indexed like `Config::deployments`.
+/// Per-deployment and per-host state, indexed like `Config::deployments` and `Config::hosts`.
 #[derive(Debug)]
 pub struct State {
     epoch: Instant,
     slots: Vec<Slot>,
+    hosts: Vec<Mutex<HostState>>,
     /// Woken when a slot-limited deployment finishes a request.
     freed: tokio::sync::Notify,
 }
@@ -26,14 +29,86 @@ struct Slot {
     in_flight: AtomicU32,
     /// The deployment has a `max_parallel_requests`, so waiters care when it frees up.
     limited: bool,
+    /// Its host, and the model name the engine knows it by (for residency).
+    host: Option<usize>,
+    upstream_model: String,
     inner: Mutex<Inner>,
+}
+
+/// How a host is doing, as `/health/hosts` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Not probed and not used yet.
+    #[default]
+    Unknown,
+    /// Answering.
+    Up,
+    /// Answering, but something is wrong (e.g. a configured model is not on it).
+    Degraded,
+    /// Not answering.
+    Down,
+}
+
+/// A model loaded on a host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resident {
+    /// The engine's model name.
+    pub model: String,
+    /// Bytes in memory, when the engine says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Bytes in GPU memory, when the engine says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_vram: Option<u64>,
+    /// When the engine will unload it, as the engine wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Seen by a probe (true) or inferred from a request llmux routed there (false).
+    pub probed: bool,
+}
+
+/// What llmux knows about one engine host.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostState {
+    /// Up, degraded, down or unknown.
+    pub status: HostStatus,
+    /// Why, in a few words.
+    pub reason: String,
+    /// When the status last changed (ms on the state clock).
+    pub since: u64,
+    /// Routing skips the host until this time (0 = not down).
+    #[serde(skip)]
+    pub down_until: u64,
+    /// When the last probe finished.
+    pub last_probe: Option<u64>,
+    /// How long the last probe took.
+    pub probe_latency_ms: Option<u64>,
+    /// Models the engine lists (`/api/tags`, `/v1/models`).
+    pub available: Vec<String>,
+    /// Models loaded now.
+    pub resident: Vec<Resident>,
+}
+
+/// What one probe of a host found.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeOutcome {
+    /// `None` when the host answered; else why it counts as down.
+    pub failure: Option<String>,
+    /// How long the probe took.
+    pub latency: Duration,
+    /// Models listed.
+    pub available: Vec<String>,
+    /// Models loaded (Ollama's `/api/ps`); `None` when the engine cannot say.
+    pub resident: Option<Vec<Resident>>,
+    /// Configured models the engine does not list.
+    pub missing: Vec<String>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     cooldown_until: u64,
     cooldown_status: u16,
-    host_down: bool,
     /// The minute the counters below belong to.
     minute: u64,
     fails: u32,
@@ -78,12 +153,112 @@ fn minute_of(ms: u64) -> u64 {
 }
 
 impl State {
-    /// Fresh state for deployments whose `max_parallel_requests` presence is given by `limited`.
-    pub fn new(limited: impl IntoIterator<Item = bool>) -> Self {
+    /// Fresh state for `config`'s deployments and hosts.
+    pub fn new(config: &Config) -> Self {
+        let slots = config
+            .deployments
+            .iter()
+            .map(|d| Slot {
+                limited: d.max_parallel_requests.is_some(),
+                host: d.host,
+                upstream_model: d.engine().map(|e| e.upstream_model.clone()).unwrap_or_default(),
+                ..Slot::default()
+            })
+            .collect();
         State {
             epoch: Instant::now(),
-            slots: limited.into_iter().map(|limited| Slot { limited, ..Slot::default() }).collect(),
+            slots,
+            hosts: config.hosts.iter().map(|_| Mutex::new(HostState::default())).collect(),
             freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn host(&self, host: usize) -> Option<MutexGuard<'_, HostState>> {
+        self.hosts.get(host).map(|h| h.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A copy of every host's state, for `/health/hosts`.
+    pub fn hosts(&self) -> Vec<HostState> {
+        (0..self.hosts.len()).filter_map(|i| self.host(i).map(|h| h.clone())).collect()
+    }
+
+    /// A connection to `host` failed on a live request: every deployment on it is skipped until `until`, or
+    /// until a probe or a request finds it answering again.
+    pub fn host_unreachable(&self, host: usize, reason: &str, now: u64, until: u64) {
+        if let Some(mut h) = self.host(host) {
+            if h.status != HostStatus::Down {
+                h.status = HostStatus::Down;
+                h.since = now;
+            }
+            h.reason = reason.to_owned();
+            h.down_until = h.down_until.max(until);
+        }
+    }
+
+    /// A request on `deployment` succeeded: its host is up, and the model is loaded there now.
+    pub fn host_answered(&self, deployment: usize, now: u64) {
+        let Some(slot) = self.slots.get(deployment) else { return };
+        let Some(mut h) = slot.host.and_then(|i| self.host(i)) else { return };
+        if matches!(h.status, HostStatus::Down | HostStatus::Unknown) {
+            h.status = HostStatus::Up;
+            h.reason = "answered a request".to_owned();
+            h.since = now;
+        }
+        h.down_until = 0;
+        if !slot.upstream_model.is_empty() && !h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)) {
+            h.resident.push(Resident {
+                model: slot.upstream_model.clone(),
+                size: None,
+                size_vram: None,
+                expires_at: None,
+                probed: false,
+            });
+        }
+    }
+
+    /// Records a probe of `host`. A failed probe keeps the host out of routing for `stale_after` (until the
+    /// next probe is due); a successful one lifts a connection cooldown of its deployments.
+    pub fn probe_result(
+        &self,
+        host: usize,
+        deployments: &[usize],
+        outcome: ProbeOutcome,
+        now: u64,
+        stale_after: Duration,
+    ) {
+        if let Some(mut h) = self.host(host) {
+            let (status, reason) = match (&outcome.failure, outcome.missing.is_empty()) {
+                (Some(why), _) => (HostStatus::Down, why.clone()),
+                (None, true) => (HostStatus::Up, "probe answered".to_owned()),
+                (None, false) => (HostStatus::Degraded, format!("not on this host: {}", outcome.missing.join(", "))),
+            };
+            if h.status != status {
+                h.since = now;
+            }
+            h.status = status;
+            h.reason = reason;
+            h.down_until = if status == HostStatus::Down {
+                now.saturating_add(u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX))
+            } else {
+                0
+            };
+            h.last_probe = Some(now);
+            h.probe_latency_ms = Some(u64::try_from(outcome.latency.as_millis()).unwrap_or(u64::MAX));
+            if outcome.failure.is_none() {
+                h.available = outcome.available;
+                if let Some(resident) = outcome.resident {
+                    h.resident = resident;
+                }
+            }
+        }
+        if outcome.failure.is_none() {
+            for &i in deployments {
+                if let Some(mut inner) = self.inner(i) {
+                    if inner.cooldown_status == 0 {
+                        inner.cooldown_until = 0;
+                    }
+                }
+            }
         }
     }
 
@@ -123,9 +298,15 @@ impl State {
                     .map(|(v, _)| *v)
                     .collect();
                 let same_minute = inner.minute == minute;
+                let host = slot.host.and_then(|i| self.host(i));
+                let unhealthy = host.as_ref().is_some_and(|h| h.down_until > now);
+                let warm = host
+                    .as_ref()
+                    .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
                 DeploymentView {
                     cooldown_until: if inner.cooldown_until > now { inner.cooldown_until } else { 0 },
-                    unhealthy: inner.host_down,
+                    unhealthy,
+                    warm,
                     in_flight: slot.in_flight.load(Ordering::Relaxed),
                     latency: (!fresh.is_empty()).then(|| fresh.iter().sum::<f64>() / fresh.len() as f64),
                     requests_this_minute: if same_minute { inner.requests } else { 0 },
@@ -141,7 +322,6 @@ impl State {
             *inner = Inner {
                 cooldown_until: inner.cooldown_until,
                 cooldown_status: inner.cooldown_status,
-                host_down: inner.host_down,
                 minute,
                 allowed_fails: std::mem::take(&mut inner.allowed_fails),
                 latencies: std::mem::take(&mut inner.latencies),
@@ -168,7 +348,6 @@ impl State {
         if let Some(mut inner) = self.inner(index) {
             Self::roll_minute(&mut inner, now);
             inner.successes += 1;
-            inner.host_down = false;
             inner.latencies.push_back((latency.as_secs_f64(), now));
             while inner.latencies.len() > max_samples.max(1) {
                 inner.latencies.pop_front();
@@ -206,19 +385,11 @@ impl State {
             }
         }
     }
+}
 
-    /// The background health check found the host of `deployments` down, or up again (which also ends a
-    /// cooldown caused by a failed connection: the host is back).
-    pub fn set_host_down(&self, deployments: &[usize], down: bool) {
-        for &i in deployments {
-            if let Some(mut inner) = self.inner(i) {
-                inner.host_down = down;
-                if !down && inner.cooldown_status == 0 {
-                    inner.cooldown_until = 0;
-                }
-            }
-        }
-    }
+/// Ollama names `qwen3:8b` and `qwen3:8b` are one model, and so are `llama3` and `llama3:latest`.
+pub fn same_model(a: &str, b: &str) -> bool {
+    a == b || a.strip_suffix(":latest").unwrap_or(a) == b.strip_suffix(":latest").unwrap_or(b)
 }
 
 #[cfg(test)]
@@ -228,9 +399,22 @@ mod tests {
 
     const ALL: [usize; 3] = [0, 1, 2];
 
+    fn state() -> Arc<State> {
+        let yaml = r#"
+model_list:
+  - model_name: a
+    litellm_params: {model: ollama_chat/m, api_base: "http://h1:1"}
+  - model_name: a
+    litellm_params: {model: ollama_chat/m, api_base: "http://h2:1"}
+  - model_name: b
+    litellm_params: {model: openai/n, api_base: "http://h1:1/v1"}
+"#;
+        Arc::new(State::new(&crate::config::load_str(yaml, &|_| None).unwrap().0))
+    }
+
     #[test]
     fn cooldowns_expire_at_their_time() {
-        let state = State::new([false; 2]);
+        let state = state();
         state.cool_down(1, Duration::from_secs(20), 429, 1_000);
         assert_eq!(state.snapshot(&ALL, 1_000, None)[1].cooldown_until, 21_000);
         assert_eq!(state.snapshot(&ALL, 20_999, None)[1].cooldown_until, 21_000);
@@ -239,22 +423,57 @@ mod tests {
     }
 
     #[test]
-    fn a_successful_probe_ends_a_connection_cooldown_but_not_a_429_one() {
-        let state = State::new([false; 2]);
+    fn a_refused_connection_takes_the_whole_host_out_until_it_answers() {
+        let state = state();
+        state.host_unreachable(0, "connection refused", 0, 30_000);
+        let view = state.snapshot(&ALL, 10, None);
+        assert!(view[0].unhealthy && view[2].unhealthy, "both deployments on h1");
+        assert!(!view[1].unhealthy);
+        assert!(!state.snapshot(&ALL, 30_000, None)[0].unhealthy, "the passive window ends");
+        state.host_unreachable(0, "connection refused", 0, 30_000);
+        state.host_answered(2, 20);
+        assert!(!state.snapshot(&ALL, 30, None)[0].unhealthy);
+        assert_eq!(state.hosts()[0].status, HostStatus::Up);
+    }
+
+    #[test]
+    fn probes_set_status_residency_and_lift_connection_cooldowns() {
+        let state = state();
         state.cool_down(0, Duration::from_secs(60), 0, 0);
-        state.cool_down(1, Duration::from_secs(60), 429, 0);
-        state.set_host_down(&[0, 1], true);
-        assert!(state.snapshot(&ALL, 0, None)[0].unhealthy);
-        state.set_host_down(&[0, 1], false);
-        let view = state.snapshot(&ALL, 0, None);
-        assert_eq!(view[0].cooldown_until, 0);
-        assert_eq!(view[1].cooldown_until, 60_000);
-        assert!(!view[0].unhealthy);
+        state.cool_down(2, Duration::from_secs(60), 429, 0);
+        let down = ProbeOutcome { failure: Some("refused".into()), ..ProbeOutcome::default() };
+        state.probe_result(0, &[0, 2], down, 0, Duration::from_secs(1800));
+        assert!(state.snapshot(&ALL, 1_000_000, None)[0].unhealthy, "down until the next probe is due");
+        let resident =
+            Resident { model: "m:latest".into(), size: Some(5), size_vram: None, expires_at: None, probed: true };
+        let up = ProbeOutcome {
+            available: vec!["m:latest".into()],
+            resident: Some(vec![resident]),
+            missing: vec!["n".into()],
+            ..ProbeOutcome::default()
+        };
+        state.probe_result(0, &[0, 2], up, 5, Duration::from_secs(1800));
+        let view = state.snapshot(&ALL, 10, None);
+        assert!(!view[0].unhealthy && view[0].warm, "m:latest is m");
+        assert_eq!(view[0].cooldown_until, 0, "the host is back: its connection cooldown ends");
+        assert_eq!(view[2].cooldown_until, 60_000, "a 429 cooldown stays");
+        let hosts = state.hosts();
+        assert_eq!(hosts[0].status, HostStatus::Degraded);
+        assert!(hosts[0].reason.contains('n'));
+    }
+
+    #[test]
+    fn routing_a_model_to_a_host_makes_it_resident_there() {
+        let state = state();
+        assert!(!state.snapshot(&ALL, 0, None)[1].warm);
+        state.host_answered(1, 0);
+        assert!(state.snapshot(&ALL, 0, None)[1].warm);
+        assert!(!state.snapshot(&ALL, 0, None)[0].warm, "another host");
     }
 
     #[test]
     fn minute_counters_reset_each_minute() {
-        let state = State::new([false; 1]);
+        let state = state();
         assert_eq!(state.record_failure(0, 1_000), MinuteCounts { fails: 1, successes: 0 });
         state.record_success(0, Duration::from_millis(5), 10, 2_000);
         assert_eq!(state.record_failure(0, 3_000), MinuteCounts { fails: 2, successes: 1 });
@@ -263,7 +482,7 @@ mod tests {
 
     #[test]
     fn allowed_fails_counters_expire() {
-        let state = State::new([false; 1]);
+        let state = state();
         let ttl = Duration::from_secs(5);
         assert_eq!(state.count_allowed_fail(0, None, ttl, 0), 1);
         assert_eq!(state.count_allowed_fail(0, None, ttl, 1_000), 2);
@@ -273,7 +492,7 @@ mod tests {
 
     #[test]
     fn in_flight_and_usage_are_counted_until_the_guard_drops() {
-        let state = Arc::new(State::new([false; 1]));
+        let state = state();
         let a = state.start(0, 100, 0);
         let b = state.start(0, 50, 10);
         let view = state.snapshot(&ALL, 10, None)[0];
@@ -286,7 +505,7 @@ mod tests {
 
     #[test]
     fn latency_is_the_mean_of_the_freshest_samples() {
-        let state = State::new([false; 1]);
+        let state = state();
         for (i, ms) in [100u64, 200, 300].into_iter().enumerate() {
             state.record_success(0, Duration::from_millis(ms), 2, i as u64 * 1_000);
         }

@@ -262,7 +262,7 @@ async fn a_host_that_fails_its_probe_is_skipped_without_costing_a_request() {
     assert!(reply.header("x-llmux-deployment").starts_with("model_list[1]"));
     // Probes are cheap listings, never generations.
     let paths: Vec<String> = b.requests().iter().map(|r| r.path.clone()).collect();
-    assert!(paths.iter().all(|p| ["/api/tags", "/v1/models", "/api/chat"].contains(&p.as_str())), "{paths:?}");
+    assert!(paths.iter().all(|p| ["/api/tags", "/api/ps", "/v1/models", "/api/chat"].contains(&p.as_str())), "{paths:?}");
     assert_eq!(b.requests().iter().filter(|r| r.path == "/api/chat").count(), 1);
 }
 
@@ -334,4 +334,44 @@ async fn a_client_that_hangs_up_mid_stream_cancels_generation_on_the_engine() {
         assert_eq!(stats.cancelled, n as u64 + 1, "{model}: the engine kept generating for a gone client: {stats:?}");
         assert_eq!(stats.in_flight, 0);
     }
+}
+
+#[tokio::test]
+async fn health_endpoints_report_hosts_models_and_503_for_a_dead_model() {
+    let a = mock("alpha", &["small"]).await;
+    let b = mock("beta", &["small", "big"]).await;
+    let llmux = Llmux::start(&two_hosts_yaml(&a.base_url(), &b.base_url())).await;
+    // Without background checks, GET /health probes now.
+    let health = llmux.get("/health").await;
+    assert_eq!(health.status, 200);
+    let json = health.json();
+    assert_eq!(json["healthy_count"], 3, "{json}");
+    assert_eq!(json["unhealthy_count"], 0);
+    assert!(
+        a.requests().iter().all(|r| r.path.starts_with("/api/tags") || r.path.starts_with("/api/ps")),
+        "probes only list models"
+    );
+    // A request makes the model resident; /api/ps on the next probe confirms it.
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("fast", false)).await.status, 200);
+    llmux.get("/health").await;
+    let hosts = llmux.get("/health/hosts").await.json();
+    let alpha = hosts["hosts"].as_array().unwrap().iter().find(|h| h["host"] == a.base_url()).unwrap().clone();
+    assert_eq!(alpha["status"], "up");
+    assert_eq!(alpha["resident_models"][0]["model"], "small");
+    assert_eq!(alpha["resident_models"][0]["probed"], true);
+    assert_eq!(alpha["available_models"][0], "small");
+    // alpha goes away: its deployment is unhealthy; beta keeps the group healthy; a model only on alpha → 503.
+    let alpha_url = a.base_url();
+    a.stop().await;
+    let json = llmux.get("/health").await.json();
+    assert_eq!(json["unhealthy_count"], 1, "{json}");
+    assert!(json["unhealthy_endpoints"][0]["error"].as_str().unwrap().len() > 3);
+    assert_eq!(llmux.get("/health?model=fast").await.status, 200);
+    let yaml = format!("model_list:\n  - model_name: lonely\n    litellm_params: {{model: ollama_chat/small, api_base: \"{}\"}}\n  - model_name: other\n    litellm_params: {{model: ollama_chat/x, api_base: \"{}\"}}\n", alpha_url, b.base_url());
+    let lonely = Llmux::start(&yaml).await;
+    let reply = lonely.get("/health?model=lonely").await;
+    assert_eq!(reply.status, 503);
+    // `other` names a model beta does not have: degraded host, unhealthy endpoint with the reason.
+    let json = lonely.get("/health?model=other").await.json();
+    assert!(json["unhealthy_endpoints"][0]["error"].as_str().unwrap().contains("not on"), "{json}");
 }

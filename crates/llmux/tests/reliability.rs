@@ -63,7 +63,7 @@ async fn a_dead_order_one_host_costs_one_failed_attempt_per_cooldown_window() {
     assert!(routes[0].contains("model_list[0]") && routes[0].contains("failed: 502"), "{}", routes[0]);
     for route in &routes[1..] {
         assert!(!route.contains("failed"), "the dead host was tried again inside its cooldown: {route}");
-        assert!(route.contains("model_list[0] cooling down"), "{route}");
+        assert!(route.contains("model_list[0] host down"), "the whole host is out: {route}");
     }
     assert_eq!(chats(&b), 5);
 }

@@ -59,6 +59,8 @@ pub struct Config {
     pub ids: HashMap<String, usize>,
     /// First deployment index by `litellm_params.model` (LiteLLM accepts it as a model name).
     pub models: HashMap<String, usize>,
+    /// Engine hosts, each deployment's `host` indexes this.
+    pub hosts: Vec<Host>,
     /// Router behaviour.
     pub router: RouterSettings,
     /// Proxy behaviour.
@@ -104,6 +106,12 @@ pub struct Deployment {
     pub cost_per_token: Option<(f64, f64)>,
     /// Context window (`model_info.max_input_tokens`, else `max_tokens`), for pre-call checks.
     pub max_input_tokens: Option<u64>,
+    /// Index into `Config::hosts` (strategy routers, which call no engine, have none).
+    pub host: Option<usize>,
+    /// `model_info.health_check_timeout`.
+    pub health_check_timeout: Option<Duration>,
+    /// `model_info.disable_background_health_check`.
+    pub disable_background_health_check: bool,
     /// `model_info.mode` (`chat`, `completion`, `embedding`, …).
     pub mode: Option<String>,
     /// `model_info` as written (secrets never live there).
@@ -150,6 +158,12 @@ impl EngineTarget {
     pub fn host(&self) -> &str {
         let rest = self.api_base.split_once("://").map(|(_, r)| r).unwrap_or(&self.api_base);
         rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// `scheme://host:port` of the base URL: the identity of the engine host.
+    pub fn origin(&self) -> String {
+        let scheme = self.api_base.split_once("://").map_or("http", |(s, _)| s);
+        format!("{}://{}", scheme.to_ascii_lowercase(), self.host().to_ascii_lowercase())
     }
 }
 
@@ -297,6 +311,34 @@ pub struct GeneralSettings {
     pub background_health_checks: bool,
     /// `health_check_interval` seconds.
     pub health_check_interval: u64,
+    /// `enable_health_check_routing`: probe results gate routing. llmux's default is on (LiteLLM's is off, which
+    /// leaves dead hosts in rotation).
+    pub health_check_routing: bool,
+    /// `health_check_ignore_transient_errors`: a probe answered 429 or 408 counts as healthy.
+    pub health_check_ignore_transient_errors: bool,
+    /// `health_check_staleness_threshold`: a probe result older than this no longer gates routing (default twice
+    /// the interval, so a result lasts until the next probe even when probes are slow).
+    pub health_check_staleness: Duration,
+}
+
+/// One engine host (scheme + authority of the deployments' `api_base`): probed once for all its deployments,
+/// and marked down for all of them when a connection to it fails.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// `api_base` of an Ollama deployment on this host, if any: probed with `/api/tags` and `/api/ps`.
+    pub ollama_base: Option<String>,
+    /// `api_base` of an OpenAI-compatible deployment on this host, if any: probed with `/models`.
+    pub openai_base: Option<String>,
+    /// The key sent with probes (the first deployment's).
+    pub api_key: Option<Secret>,
+    /// Probe timeout (`model_info.health_check_timeout`, the largest on the host; default 10 s).
+    pub probe_timeout: Duration,
+    /// Every deployment was opted out with `disable_background_health_check`.
+    pub probe_disabled: bool,
+    /// The deployments on this host.
+    pub deployments: Vec<usize>,
 }
 
 impl Config {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, RouterSettings, Secret,
+    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, RouterSettings, Secret,
     Strategy, Target,
 };
 use crate::providers;
@@ -64,14 +64,8 @@ const PARAMS_NOT_FORWARDED: &[&str] = &[
 ];
 
 /// `model_info` keys that change behaviour in LiteLLM but not yet in llmux.
-const MODEL_INFO_NOT_ACTED_ON: &[&str] = &[
-    "health_check_model",
-    "health_check_timeout",
-    "health_check_max_tokens",
-    "health_check_params",
-    "disable_background_health_check",
-    "blocked",
-];
+const MODEL_INFO_NOT_ACTED_ON: &[&str] =
+    &["health_check_model", "health_check_max_tokens", "health_check_params", "blocked"];
 
 const ROUTER_ACTED_ON: &[&str] = &[
     "routing_strategy",
@@ -95,6 +89,9 @@ const ROUTER_ACTED_ON: &[&str] = &[
     "default_max_parallel_requests",
     "queue_timeout",
     "stream_keepalive",
+    "enable_health_check_routing",
+    "health_check_ignore_transient_errors",
+    "health_check_staleness_threshold",
     "timeout",
     "stream_timeout",
 ];
@@ -109,8 +106,15 @@ const LITELLM_ACTED_ON: &[&str] = &[
     "allowed_fails",
 ];
 
-const GENERAL_ACTED_ON: &[&str] =
-    &["master_key", "max_request_size_mb", "background_health_checks", "health_check_interval"];
+const GENERAL_ACTED_ON: &[&str] = &[
+    "master_key",
+    "max_request_size_mb",
+    "background_health_checks",
+    "health_check_interval",
+    "enable_health_check_routing",
+    "health_check_ignore_transient_errors",
+    "health_check_staleness_threshold",
+];
 
 pub(super) fn validate(
     tree: &Map<String, Value>,
@@ -150,12 +154,13 @@ pub(super) fn validate(
     let general = general_settings(general_map, litellm, router_map, diags);
     litellm_warnings(litellm, diags);
 
+    let hosts = hosts(&mut deployments);
     let ids = deployments.iter().map(|d| (d.id.clone(), d.index)).collect();
     let mut models = HashMap::new();
     for d in &deployments {
         models.entry(d.model.clone()).or_insert(d.index);
     }
-    Some(Config { deployments, groups, group_order, aliases, alias_order, ids, models, router, general })
+    Some(Config { deployments, groups, group_order, aliases, alias_order, ids, models, hosts, router, general })
 }
 
 fn section<'a>(tree: &'a Map<String, Value>, key: &str, diags: &mut Diagnostics) -> Option<&'a Map<String, Value>> {
@@ -439,6 +444,9 @@ fn deployment(
     };
     let max_input_tokens = get_uint(info, "max_input_tokens", &info_path, diags)
         .or_else(|| get_uint(info, "max_tokens", &info_path, diags));
+    let health_check_timeout = get_num(info, "health_check_timeout", &info_path, diags).map(seconds);
+    let disable_background_health_check =
+        get_bool(info, "disable_background_health_check", &info_path, diags).unwrap_or(false);
     let id = match get_str(info, "id", &info_path, diags) {
         Some(id) => id,
         None => deployment_id(model_name.as_deref().unwrap_or(""), params),
@@ -465,6 +473,9 @@ fn deployment(
         max_parallel_requests,
         cost_per_token,
         max_input_tokens,
+        host: None,
+        health_check_timeout,
+        disable_background_health_check,
         mode,
         model_info: info.clone(),
         public_params,
@@ -544,6 +555,44 @@ fn target(
         keep_alive,
         extra_params,
     }))
+}
+
+/// Groups engine deployments by host (scheme + authority) and sets each deployment's `host`.
+fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
+    let mut hosts: Vec<Host> = Vec::new();
+    for d in deployments.iter_mut() {
+        let Some(engine) = d.engine() else { continue };
+        let origin = engine.origin();
+        let at = match hosts.iter().position(|h| h.origin == origin) {
+            Some(at) => at,
+            None => {
+                hosts.push(Host {
+                    origin,
+                    ollama_base: None,
+                    openai_base: None,
+                    api_key: engine.api_key.clone(),
+                    probe_timeout: Duration::from_secs(10),
+                    probe_disabled: true,
+                    deployments: Vec::new(),
+                });
+                hosts.len() - 1
+            }
+        };
+        let host = &mut hosts[at];
+        match engine.adapter() {
+            crate::providers::Adapter::Ollama { .. } => host.ollama_base.get_or_insert_with(|| engine.api_base.clone()),
+            crate::providers::Adapter::OpenAiCompatible => {
+                host.openai_base.get_or_insert_with(|| engine.api_base.clone())
+            }
+        };
+        if let Some(t) = d.health_check_timeout {
+            host.probe_timeout = if host.deployments.is_empty() { t } else { host.probe_timeout.max(t) };
+        }
+        host.probe_disabled &= d.disable_background_health_check;
+        host.deployments.push(d.index);
+        d.host = Some(at);
+    }
+    hosts
 }
 
 /// Parameter names whose values are credentials and never leave llmux (`/model/info`, logs).
@@ -842,7 +891,18 @@ fn general_settings(
         None => get_uint(router, "health_check_interval", "router_settings", diags),
     }
     .unwrap_or(300);
+    let flag = |key: &str, diags: &mut Diagnostics| {
+        get_bool(general, key, G, diags).or_else(|| get_bool(router, key, "router_settings", diags))
+    };
+    let health_check_routing = flag("enable_health_check_routing", diags).unwrap_or(true);
+    let health_check_ignore_transient_errors = flag("health_check_ignore_transient_errors", diags).unwrap_or(false);
+    let staleness = get_num(general, "health_check_staleness_threshold", G, diags)
+        .or_else(|| get_num(router, "health_check_staleness_threshold", "router_settings", diags))
+        .map_or(Duration::from_secs(interval.saturating_mul(2).max(1)), seconds);
     GeneralSettings {
+        health_check_routing,
+        health_check_ignore_transient_errors,
+        health_check_staleness: staleness,
         master_key,
         max_request_body_bytes: (max_mb * 1024.0 * 1024.0) as usize,
         background_health_checks,

@@ -18,8 +18,10 @@ use crate::protocol::openai::Operation;
 pub struct DeploymentView {
     /// Cooling down until this time (ms on the state clock); 0 = not cooling down.
     pub cooldown_until: u64,
-    /// The last background probe of its host failed.
+    /// Its host is down (a failed probe, or a refused connection on a live request).
     pub unhealthy: bool,
+    /// Its model is loaded on its host now (a probe saw it, or llmux just routed it there).
+    pub warm: bool,
     /// Requests in flight now.
     pub in_flight: u32,
     /// Mean recent latency in seconds; `None` = no sample yet.
@@ -84,6 +86,8 @@ pub enum Skip {
     OverLimit,
     /// At its `max_parallel_requests`.
     Busy,
+    /// Its model is not loaded on its host while another candidate has it loaded.
+    Cold,
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -98,6 +102,7 @@ impl std::fmt::Display for Skip {
             Skip::ContextWindow => f.write_str("context window too small"),
             Skip::OverLimit => f.write_str("over rpm/tpm"),
             Skip::Busy => f.write_str("at max_parallel_requests"),
+            Skip::Cold => f.write_str("model not loaded"),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -223,6 +228,12 @@ pub fn pick(
     drop_where(&mut pool, &|c| (c.d.order != tier).then_some(Skip::LowerPriority));
     if pool.is_empty() {
         return Err(NoCandidate::Exhausted);
+    }
+
+    // Residency: within the tier, a host that has the model loaded beats one that would have to load it (and
+    // evict another model to do so).
+    if pool.iter().any(|c| c.view.warm) {
+        drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
     }
 
     let chosen = strategy::choose(&config.router.routing_strategy, &pool, rng);

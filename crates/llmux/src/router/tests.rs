@@ -367,3 +367,21 @@ fn context_window_and_content_policy_errors_are_recognised() {
     assert!(!Failure::of(&err("invalid temperature")).unwrap().context_window);
     assert!(Failure::of(&crate::error::Error::invalid("bad", None)).is_none(), "client errors are not engine failures");
 }
+
+#[test]
+fn within_a_tier_the_host_with_the_model_loaded_wins() {
+    let c = config(WEIGHTED);
+    let warm = DeploymentView { warm: true, ..DeploymentView::default() };
+    let t = target(&c, "g");
+    let mut rng = fastrand::Rng::with_seed(4);
+    for _ in 0..100 {
+        let p =
+            pick(&c, &t, &Ask::default(), &[DeploymentView::default(), warm, DeploymentView::default()], 0, &mut rng)
+                .unwrap();
+        assert_eq!(p.deployment, 1, "weight 3 on a cold host does not beat a warm one");
+    }
+    // Order still comes first: a warm lower-priority host does not jump the tier.
+    let c = config(TIERS);
+    let p = pick_one(&c, "small", &[warm, DeploymentView::default(), DeploymentView::default()], 0).unwrap();
+    assert_eq!(p.deployment, 1);
+}

@@ -4,6 +4,7 @@
 //! [`Error`] rendered in one place.
 
 mod auth;
+mod health;
 mod models;
 
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(models::list))
         .route("/model/info", get(models::info))
         .route("/v1/model/info", get(models::info))
+        .route("/health", get(health::health))
+        .route("/health/hosts", get(health::hosts))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(api)

@@ -1,0 +1,122 @@
+//! `GET /health` (LiteLLM's shape) and `GET /health/hosts` (llmux's per-host view).
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::AppState;
+use crate::error::Error;
+use crate::state::{same_model, HostStatus};
+
+/// `?model=` / `?model_id=` filters of `GET /health`.
+#[derive(Debug, Deserialize)]
+pub struct HealthQuery {
+    model: Option<String>,
+    model_id: Option<String>,
+}
+
+/// Healthy and unhealthy deployments. With background checks on, the last probes answer; otherwise every host
+/// is probed now (cheap listings, never a generation). A `model` with no healthy deployment answers 503.
+pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery>) -> Response {
+    let exec = &app.executor;
+    let config = &exec.config;
+    if !config.general.background_health_checks {
+        crate::health::probe_all(config, &exec.state, exec.client()).await;
+    }
+    let members: Vec<usize> = match (&query.model, &query.model_id) {
+        (Some(name), _) => match config.resolve(name) {
+            Some(r) => r.deployments.to_vec(),
+            None => {
+                return Error::UnknownModel { route: "/health".into(), model: name.clone() }.into_response();
+            }
+        },
+        (None, Some(id)) => match config.ids.get(id) {
+            Some(&i) => vec![i],
+            None => return Error::UnknownModel { route: "/health".into(), model: id.clone() }.into_response(),
+        },
+        (None, None) => (0..config.deployments.len()).collect(),
+    };
+    let hosts = exec.state.hosts();
+    let (mut healthy, mut unhealthy) = (Vec::new(), Vec::new());
+    for i in members {
+        let d = &config.deployments[i];
+        let Some(engine) = d.engine() else { continue };
+        let mut entry = Map::new();
+        entry.insert("model".into(), Value::String(d.model.clone()));
+        entry.insert("model_name".into(), Value::String(d.model_name.clone()));
+        entry.insert("model_id".into(), Value::String(d.id.clone()));
+        entry.insert("api_base".into(), Value::String(engine.api_base.clone()));
+        entry.insert("custom_llm_provider".into(), Value::String(engine.engine.prefix.into()));
+        entry.insert("mode".into(), Value::String(d.mode.clone().unwrap_or_else(|| "chat".into())));
+        let host = d.host.and_then(|h| hosts.get(h));
+        let problem = match host {
+            None => Some("never probed".to_owned()),
+            Some(h) if h.status == HostStatus::Down => Some(h.reason.clone()),
+            Some(h)
+                if !h.available.is_empty() && !h.available.iter().any(|a| same_model(a, &engine.upstream_model)) =>
+            {
+                Some(format!("model {:?} is not on {}", engine.upstream_model, engine.host()))
+            }
+            Some(_) => None,
+        };
+        match problem {
+            None => healthy.push(Value::Object(entry)),
+            Some(error) => {
+                entry.insert("error".into(), Value::String(error));
+                unhealthy.push(Value::Object(entry));
+            }
+        }
+    }
+    let status = if query.model.is_some() && healthy.is_empty() {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        http::StatusCode::OK
+    };
+    let body = json!({
+        "healthy_endpoints": healthy,
+        "unhealthy_endpoints": unhealthy,
+        "healthy_count": healthy.len(),
+        "unhealthy_count": unhealthy.len(),
+    });
+    (status, Json(body)).into_response()
+}
+
+/// Every engine host: status with reason and age, last probe, installed and loaded models, deployments.
+pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
+    let exec = &app.executor;
+    let config = &exec.config;
+    let now = exec.state.now();
+    let ago = |t: u64| (now.saturating_sub(t) as f64 / 1000.0 * 10.0).round() / 10.0;
+    let hosts: Vec<Value> = config
+        .hosts
+        .iter()
+        .zip(exec.state.hosts())
+        .map(|(spec, h)| {
+            let engine = if spec.ollama_base.is_some() { "ollama" } else { "openai-compatible" };
+            let deployments: Vec<Value> = spec
+                .deployments
+                .iter()
+                .map(|&i| {
+                    let d = &config.deployments[i];
+                    json!({"deployment": format!("model_list[{i}]"), "model_name": d.model_name, "model": d.model})
+                })
+                .collect();
+            json!({
+                "host": spec.origin,
+                "engine": engine,
+                "status": h.status,
+                "reason": h.reason,
+                "since_seconds_ago": (h.status != HostStatus::Unknown).then(|| ago(h.since)),
+                "last_probe_seconds_ago": h.last_probe.map(ago),
+                "probe_latency_ms": h.probe_latency_ms,
+                "probes": if spec.probe_disabled { "disabled" } else if config.general.background_health_checks { "background" } else { "on request (GET /health)" },
+                "available_models": h.available,
+                "resident_models": h.resident,
+                "deployments": deployments,
+            })
+        })
+        .collect();
+    Json(json!({"hosts": hosts}))
+}
