@@ -126,6 +126,7 @@ fn check(path: &Path) -> ExitCode {
         Ok((config, diags)) => {
             print_diagnostics(&diags);
             print!("{}", config::routing_table(&config));
+            println!();
             println!(
                 "{}: OK ({} deployments, {} groups, {} aliases, {} warnings)",
                 path.display(),

@@ -258,6 +258,19 @@ pub enum Strategy {
     CostBased,
 }
 
+impl Strategy {
+    /// LiteLLM's name for the strategy.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::SimpleShuffle => "simple-shuffle",
+            Strategy::LeastBusy => "least-busy",
+            Strategy::LatencyBased { .. } => "latency-based-routing",
+            Strategy::UsageBased => "usage-based-routing-v2",
+            Strategy::CostBased => "cost-based-routing",
+        }
+    }
+}
+
 /// The error classes LiteLLM's `retry_policy` and `allowed_fails_policy` are keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {

@@ -29,6 +29,33 @@ pub fn routing_table(config: &Config) -> String {
             let _ = writeln!(out, "  order {order:<3} weight {weight:<5} model_list[{i}]  {engine}  {host}");
         }
     }
+    if !config.hosts.is_empty() {
+        let _ = writeln!(out, "hosts");
+        for host in &config.hosts {
+            let kind = if host.ollama_base.is_some() { "ollama" } else { "openai-compatible" };
+            let members: Vec<String> = host.deployments.iter().map(|i| format!("model_list[{i}]")).collect();
+            let _ = writeln!(out, "  {}  {kind}  {}", host.origin, members.join(", "));
+        }
+    }
+    let r = &config.router;
+    let g = &config.general;
+    let probes = if g.background_health_checks {
+        format!(
+            "health probes every {} s ({})",
+            g.health_check_interval,
+            if g.health_check_routing { "gating routing" } else { "informational" }
+        )
+    } else {
+        "no background health probes".to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "routing: {}, num_retries {}, max_attempts {}, cooldown {} s, {probes}",
+        r.routing_strategy.name(),
+        r.num_retries,
+        r.max_attempts,
+        r.cooldown_time.as_secs_f64()
+    );
     if !config.router.fallbacks.is_empty() || !config.router.default_fallbacks.is_empty() {
         let _ = writeln!(out, "fallbacks");
         for (from, to) in &config.router.fallbacks {
