@@ -39,6 +39,9 @@ fn routing_table_shows_each_group_with_aliases_and_tiers() {
     let cranberry = table.find("https://ollama").unwrap();
     assert!(star < cranberry, "order 1 is listed before order 2:\n{table}");
     assert!(table.contains("reasoning_fast -> reasoning_slow, coding"));
+    // One host per Ollama server: banana's three deployments share one probe and one health state.
+    assert!(table.contains("http://banana:11434  ollama  model_list[1], model_list[4], model_list[5]"), "{table}");
+    assert!(table.contains("health probes every 900 s (gating routing)"), "{table}");
 }
 
 #[test]
