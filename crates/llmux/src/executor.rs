@@ -18,6 +18,7 @@ use crate::config::{Config, Deployment, ErrorClass, Strategy};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::{Call, Provider, StreamConverter};
+use crate::router::complexity::Classification;
 use crate::router::policy::{self, Cooldown, Failure};
 use crate::router::{self, NoCandidate};
 use crate::state::{OwnedInFlight, State};
@@ -55,6 +56,8 @@ struct Run<'a> {
     fallbacks: u32,
     /// The highest `order` tier the last group attempt reached.
     last_tier: Option<u32>,
+    /// The complexity router's verdict, when the request named one.
+    classification: Option<Classification>,
     steps: Vec<String>,
     rng: fastrand::Rng,
 }
@@ -64,6 +67,8 @@ struct Hop {
     name: String,
     order: Option<u32>,
     depth: u32,
+    /// The complexity router that chose `name`: its fallbacks apply after the target's own.
+    via: Option<String>,
 }
 
 impl Executor {
@@ -102,6 +107,7 @@ impl Executor {
             retries: 0,
             fallbacks: 0,
             last_tier: None,
+            classification: None,
             steps: Vec::new(),
             rng: fastrand::Rng::new(),
         };
@@ -123,6 +129,10 @@ impl Executor {
             put(headers, "x-litellm-model-id", &d.id);
             put(headers, "x-litellm-model-group", &d.model_name);
         }
+        if let Some(c) = &run.classification {
+            put(headers, "x-litellm-complexity-router-tier", c.tier.as_str());
+            put(headers, "x-litellm-complexity-router-score", &format!("{:.3}", c.score));
+        }
         put(headers, "x-llmux-route", &run.steps.join("; "));
         put(headers, "x-litellm-attempted-retries", &run.retries.to_string());
         put(headers, "x-litellm-max-retries", &self.config.router.num_retries.to_string());
@@ -138,7 +148,7 @@ impl Run<'_> {
     /// group's error, or the last error when order tiers were escalated (both as LiteLLM).
     async fn walk(&mut self) -> Result<(Response, usize), Error> {
         let router = &self.exec.config.router;
-        let mut stack = vec![Hop { name: self.head.model.to_string(), order: None, depth: 0 }];
+        let mut stack = vec![Hop { name: self.head.model.to_string(), order: None, depth: 0, via: None }];
         let mut tried: Vec<(String, Option<u32>)> = Vec::new();
         let mut primary: Option<Error> = None;
         let mut last: Option<Error> = None;
@@ -157,6 +167,19 @@ impl Run<'_> {
                 continue;
             }
             tried.push((target.group.to_owned(), hop.order));
+            if let Some(classifier) = target.classifier {
+                // A complexity router is never called: it classifies the request and hands it to a tier's target,
+                // which then goes through normal routing (its order, health, fallbacks keyed by it first).
+                let messages = request_messages(self.body);
+                let classification = classifier.classify(&messages);
+                let Some(chosen) = classifier.route(&classification, &mut self.rng).map(str::to_owned) else {
+                    return Err(Error::Internal(format!("complexity router {} has no model for its tier", hop.name)));
+                };
+                self.steps.push(describe_classification(&hop.name, &classification, &chosen));
+                self.classification = Some(classification);
+                stack.push(Hop { name: chosen, order: None, depth: hop.depth, via: Some(hop.name) });
+                continue;
+            }
             if hop.depth > 0 {
                 let tier = hop.order.map(|o| format!(" order {o}")).unwrap_or_default();
                 self.steps.push(format!("fallback {}{tier}", hop.name));
@@ -203,6 +226,7 @@ impl Run<'_> {
             let current = self.last_tier.or(hop.order).or(tiers.first().copied()).unwrap_or(0);
             let name = &hop.name;
             hops.extend(tiers.iter().filter(|&&o| o > current).map(|&o| Hop {
+                via: hop.via.clone(),
                 name: name.clone(),
                 order: Some(o),
                 depth,
@@ -228,11 +252,12 @@ impl Run<'_> {
             // A configured context-window/content list without an entry for this group: the original error.
             Some(list) => lookup(list, &hop.name, target.group).map(|v| v.as_slice()).unwrap_or(&[]),
             None => lookup(&router.fallbacks, &hop.name, target.group)
+                .or_else(|| hop.via.as_deref().and_then(|via| lookup(&router.fallbacks, via, via)))
                 .or_else(|| lookup(&router.fallbacks, "*", "*"))
                 .map(|v| v.as_slice())
                 .unwrap_or(&router.default_fallbacks),
         };
-        hops.extend(targets.iter().map(|t| Hop { name: t.clone(), order: None, depth }));
+        hops.extend(targets.iter().map(|t| Hop { name: t.clone(), order: None, depth, via: None }));
         hops
     }
 
@@ -370,6 +395,30 @@ fn describe(name: &str, group: &str, pick: &router::Pick, d: &Deployment) -> Str
         step.push_str(&format!(" (skipped {})", skipped.join(", ")));
     }
     step
+}
+
+/// The `messages` of a chat body, for classification (an unreadable body gives none: the router's default).
+fn request_messages(body: &[u8]) -> Vec<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct Messages {
+        #[serde(default)]
+        messages: Vec<serde_json::Value>,
+    }
+    serde_json::from_slice::<Messages>(body).map(|m| m.messages).unwrap_or_default()
+}
+
+/// One route step for a complexity decision, with each dimension's contribution.
+fn describe_classification(router: &str, c: &Classification, chosen: &str) -> String {
+    let parts: Vec<String> =
+        c.dimensions.iter().filter(|d| d.raw != 0.0).map(|d| format!("{} {:+.3}", d.name, d.weight * d.raw)).collect();
+    let why = if c.no_user_text {
+        "no user text".to_owned()
+    } else if c.reasoning_override {
+        format!("reasoning override; {}", parts.join(", "))
+    } else {
+        parts.join(", ")
+    };
+    format!("{router} -> complexity {} score {:.3} [{why}] -> {chosen}", c.tier, c.score)
 }
 
 fn budget_error(max: u32) -> Error {

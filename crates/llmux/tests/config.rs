@@ -26,7 +26,7 @@ fn homelab_loads_unchanged_with_its_groups_aliases_and_orders() {
     assert!(warned("litellm_settings.enable_background_health_checks"));
     assert!(warned("litellm_settings.health_check_interval"));
     assert!(warned("litellm_settings.check_provider_endpoint"));
-    assert!(warned("model_list[7].litellm_params.complexity_router_config"));
+    assert!(!warned("model_list[7].litellm_params.complexity_router_config"), "the complexity router is acted on");
     assert!(diags.errors().next().is_none());
 }
 
@@ -105,4 +105,26 @@ fn empty_file_loads_with_a_warning() {
     let (config, diags) = load_str("", &|_| None).unwrap();
     assert!(config.deployments.is_empty());
     assert!(diags.warnings().any(|d| d.path == "model_list"));
+}
+
+#[test]
+fn complexity_router_targets_must_exist() {
+    let broken = HOMELAB.replace("COMPLEX: reasoning_slow", "COMPLEX: reasoning_slowww");
+    let diags = load_str(&broken, &|_| None).unwrap_err();
+    let error = diags.errors().next().unwrap();
+    assert!(error.path.starts_with("model_list[7].litellm_params.complexity_router_config"), "{error}");
+    assert!(error.message.contains("reasoning_slowww"), "{error}");
+}
+
+#[test]
+fn homelab_smart_router_sends_commands_fast_and_analysis_slow() {
+    let (config, _) = load_str(HOMELAB, &|_| None).unwrap();
+    let target = llmux::router::resolve(&config, llmux::protocol::openai::Operation::Chat, "smart-router").unwrap();
+    let router = target.classifier.expect("smart-router is a complexity router");
+    let ask = |text: &str| router.classify(&[serde_json::json!({"role": "user", "content": text})]);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let light = ask("turn off the kitchen light");
+    assert_eq!(router.route(&light, &mut rng), Some("reasoning_fast"));
+    let analysis = ask("Think step by step and analyze this: compare and contrast the pros and cons of our distributed database architecture, then deduce the best design.");
+    assert_eq!(router.route(&analysis, &mut rng), Some("reasoning_slow"));
 }

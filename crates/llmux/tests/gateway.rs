@@ -262,7 +262,10 @@ async fn a_host_that_fails_its_probe_is_skipped_without_costing_a_request() {
     assert!(reply.header("x-llmux-deployment").starts_with("model_list[1]"));
     // Probes are cheap listings, never generations.
     let paths: Vec<String> = b.requests().iter().map(|r| r.path.clone()).collect();
-    assert!(paths.iter().all(|p| ["/api/tags", "/api/ps", "/v1/models", "/api/chat"].contains(&p.as_str())), "{paths:?}");
+    assert!(
+        paths.iter().all(|p| ["/api/tags", "/api/ps", "/v1/models", "/api/chat"].contains(&p.as_str())),
+        "{paths:?}"
+    );
     assert_eq!(b.requests().iter().filter(|r| r.path == "/api/chat").count(), 1);
 }
 

@@ -129,6 +129,8 @@ pub enum Target {
     AutoRouter {
         /// The router kind after `auto_router/`, e.g. `complexity_router`.
         kind: String,
+        /// The parsed complexity router, for `auto_router/complexity_router`.
+        complexity: Option<std::sync::Arc<crate::router::complexity::ComplexityRouter>>,
     },
 }
 

@@ -18,13 +18,26 @@ pub fn routing_table(config: &Config) -> String {
         let _ = writeln!(out, "{group}{via}");
         let mut members: Vec<usize> = config.groups.get(group).cloned().unwrap_or_default();
         members.sort_by_key(|&i| config.deployments[i].order.unwrap_or(u32::MAX));
+        for &i in &members {
+            if let Target::AutoRouter { complexity: Some(router), .. } = &config.deployments[i].target {
+                for tier in crate::router::complexity::Tier::ALL {
+                    if let Some(targets) = router.tier_targets(tier) {
+                        let _ = writeln!(out, "  {:<9} -> {}", tier.as_str(), targets.join(" | "));
+                    }
+                }
+                if let Some(default) = router.default_model() {
+                    let _ = writeln!(out, "  default   -> {default}");
+                }
+            }
+        }
         for i in members {
             let d = &config.deployments[i];
             let order = d.order.map_or("-".to_owned(), |o| o.to_string());
             let weight = d.weight.or(d.rpm).or(d.tpm).map_or("-".to_owned(), |w| w.to_string());
             let (engine, host) = match &d.target {
                 Target::Engine(e) => (d.model.as_str(), e.api_base.as_str()),
-                Target::AutoRouter { .. } => (d.model.as_str(), "(strategy router: not implemented yet)"),
+                Target::AutoRouter { complexity: Some(_), .. } => (d.model.as_str(), "(complexity router)"),
+                Target::AutoRouter { .. } => (d.model.as_str(), "(semantic router: not implemented yet)"),
             };
             let _ = writeln!(out, "  order {order:<3} weight {weight:<5} model_list[{i}]  {engine}  {host}");
         }

@@ -53,8 +53,6 @@ const PARAMS_NOT_FORWARDED: &[&str] = &[
     "use_in_pass_through",
     "merge_reasoning_content_in_choices",
     "organization",
-    "complexity_router_config",
-    "complexity_router_default_model",
     "auto_router_config_path",
     "auto_router_config",
     "auto_router_default_model",
@@ -146,10 +144,12 @@ pub(super) fn validate(
         }
         members.push(d.index);
     }
-    let known = |name: &str| groups.contains_key(name) || deployments.iter().any(|d| d.id == name);
+    let ids: std::collections::HashSet<String> = deployments.iter().map(|d| d.id.clone()).collect();
+    let known = |name: &str| groups.contains_key(name) || ids.contains(name);
 
     let (aliases, alias_order) = aliases(router_map.get("model_group_alias"), &known, diags);
     let is_name = |name: &str| known(name) || aliases.contains_key(name);
+    complexity_routers(&mut deployments, &is_name, diags);
     let router = router_settings(router_map, litellm, &is_name, diags);
     let general = general_settings(general_map, litellm, router_map, diags);
     litellm_warnings(litellm, diags);
@@ -375,7 +375,14 @@ fn deployment(
             diags.warn(format!("{info_path}.{key}"), "not acted on by llmux yet; ignored");
         }
     }
+    let is_complexity = matches!(params.get("model"), Some(Value::String(m)) if m == "auto_router/complexity_router");
     for key in params.keys() {
+        if key.starts_with("complexity_router_") && !is_complexity {
+            diags.warn(
+                format!("{params_path}.{key}"),
+                "only read on auto_router/complexity_router deployments; ignored",
+            );
+        }
         if PARAMS_NOT_FORWARDED.contains(&key.as_str()) {
             diags.warn(format!("{params_path}.{key}"), "not acted on by llmux yet; ignored");
         }
@@ -502,7 +509,14 @@ fn target(
         }
     };
     if prefix == "auto_router" {
-        return Some(Target::AutoRouter { kind: upstream_model.to_owned() });
+        if upstream_model != "complexity_router" {
+            diags.warn(
+                format!("{path}.model"),
+                format!("auto_router/{upstream_model} (semantic router) is not implemented by llmux yet: requests to it get 501"),
+            );
+        }
+        // The complexity router is parsed once every model name is known (its targets are validated).
+        return Some(Target::AutoRouter { kind: upstream_model.to_owned(), complexity: None });
     }
     let Some(engine) = providers::engine(prefix) else {
         let known: Vec<&str> = providers::ENGINES.iter().map(|e| e.prefix).collect();
@@ -555,6 +569,33 @@ fn target(
         keep_alive,
         extra_params,
     }))
+}
+
+/// Parses `complexity_router_config` of every `auto_router/complexity_router` deployment, now that every model
+/// name its tiers may point at is known.
+fn complexity_routers(deployments: &mut [Deployment], is_name: &dyn Fn(&str) -> bool, diags: &mut Diagnostics) {
+    for d in deployments.iter_mut() {
+        let Target::AutoRouter { kind, complexity } = &mut d.target else { continue };
+        if kind != "complexity_router" {
+            continue;
+        }
+        let at = format!("model_list[{}].litellm_params", d.index);
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let parsed = crate::router::complexity::ComplexityRouter::from_params(
+            &d.public_params,
+            is_name,
+            &mut |path, message| errors.push((path, message)),
+            &mut |path, message| warnings.push((path, message)),
+        );
+        for (path, message) in errors {
+            diags.error(format!("{at}.{path}"), message);
+        }
+        for (path, message) in warnings {
+            diags.warn(format!("{at}.{path}"), message);
+        }
+        *complexity = parsed.map(std::sync::Arc::new);
+    }
 }
 
 /// Groups engine deployments by host (scheme + authority) and sets each deployment's `host`.

@@ -6,6 +6,7 @@
 //! The candidate pipeline follows LiteLLM's order: health filter → cooldown filter → context-window pre-call
 //! check → `order` (lowest surviving tier only) → strategy.
 
+pub mod complexity;
 pub mod policy;
 mod strategy;
 
@@ -33,33 +34,40 @@ pub struct DeploymentView {
 }
 
 /// A requested name resolved to its model group.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Target<'a> {
     /// The group's `model_name`.
     pub group: &'a str,
     /// The group's deployments (one, when a deployment id was requested).
     pub members: &'a [usize],
+    /// Set when the name is a complexity router: the request is classified and sent to a tier's target.
+    pub classifier: Option<&'a complexity::ComplexityRouter>,
 }
 
 /// Resolves a requested name (deployment id, alias, group, or a deployment's `litellm_params.model`) to a
-/// group, in LiteLLM's order. Strategy routers are refused until llmux implements them.
+/// group, in LiteLLM's order. A complexity router comes back with its classifier; other strategy routers are
+/// refused until llmux implements them.
 pub fn resolve<'a>(config: &'a Config, op: Operation, requested: &str) -> Result<Target<'a>, Error> {
     let resolved = config
         .resolve(requested)
         .ok_or_else(|| Error::UnknownModel { route: op.route().to_owned(), model: requested.to_owned() })?;
-    let auto = resolved.deployments.iter().map(|&i| &config.deployments[i].target).find_map(|t| match t {
-        crate::config::Target::AutoRouter { kind } => Some(kind),
-        crate::config::Target::Engine(_) => None,
-    });
-    if let Some(kind) = auto {
-        return Err(Error::Unsupported {
-            message: format!(
-                "model {requested:?} is a strategy router (auto_router/{kind}), which llmux does not implement yet; call one of its target models directly"
-            ),
-            not_implemented: true,
-        });
+    let mut classifier = None;
+    for &i in resolved.deployments {
+        if let crate::config::Target::AutoRouter { kind, complexity } = &config.deployments[i].target {
+            match complexity {
+                Some(router) => classifier = Some(router.as_ref()),
+                None => {
+                    return Err(Error::Unsupported {
+                        message: format!(
+                            "model {requested:?} is a strategy router (auto_router/{kind}), which llmux does not implement yet; call one of its target models directly"
+                        ),
+                        not_implemented: true,
+                    })
+                }
+            }
+        }
     }
-    Ok(Target { group: resolved.group, members: resolved.deployments })
+    Ok(Target { group: resolved.group, members: resolved.deployments, classifier })
 }
 
 /// The facts of one attempt that routing depends on.

@@ -6,6 +6,7 @@
 mod auth;
 mod health;
 mod models;
+mod utils;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/model/info", get(models::info))
         .route("/health", get(health::health))
         .route("/health/hosts", get(health::hosts))
+        .route("/utils/complexity", post(utils::complexity))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(api)
