@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use load::{load, load_str};
 pub use table::routing_table;
+pub(crate) use validate::type_name;
 
 use crate::providers::{Adapter, EngineSpec};
 

@@ -174,7 +174,8 @@ fn section<'a>(tree: &'a Map<String, Value>, key: &str, diags: &mut Diagnostics)
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a YAML value's type is named in messages ("a list", "a mapping", …).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

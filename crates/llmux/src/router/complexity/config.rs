@@ -10,6 +10,7 @@
 //! Where LiteLLM accepts a setting that can only fail later (an empty tier pool, a target that is not a model) or
 //! silently does nothing (an unknown tier name such as `simple`), llmux reports it at load instead.
 
+use crate::config::type_name;
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -117,17 +118,6 @@ impl Report<'_> {
     }
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         (self.warn)(path.into(), message.into());
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }
 
