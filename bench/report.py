@@ -182,6 +182,34 @@ def main():
     def rate_run(c, path, rate):
         return r(c, path, f"rate{ll_rate}") if c == "litellm" else r(c, path, f"rate{rate}")
 
+    def rounds(c, kind):
+        """Results of the interleaved rounds for contender c, kind 'sat' or 'rate<N>', in round order."""
+        found = [(int(m.group(1)), v) for (cc, path, load_), v in runs.items()
+                 if cc == c and path == "openai" and (m := re.fullmatch(rf"r(\d+)-{kind}", load_))]
+        return [v for _, v in sorted(found, key=lambda x: x[0])]
+
+    def median(xs):
+        xs = sorted(x for x in xs if x is not None)
+        if not xs:
+            return None
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    have_rounds = bool(rounds("llmux", "sat")) and bool(rounds("nginx", "sat")) and bool(rounds("direct", "sat"))
+    rk = f"rate{top_rate}"
+
+    def rmed(c, kind, f):
+        return median([f(v) for v in rounds(c, kind)])
+
+    def cpu_of(v):
+        return v.get("cpu_ms_per_req") if v.get("completed") else None
+
+    def lat_of(q):
+        return lambda v: (v.get("lat_us") or {}).get(q)
+
+    def rps_of(v):
+        return v.get("achieved_rps")
+
     L = []
     L.append(f"# llmux benchmark — {meta['date']}{' (quick mode)' if meta['quick'] else ''}")
     L.append("")
@@ -223,23 +251,37 @@ def main():
         x = r(c, path, load_)
         return x.get("cpu_ms_per_req") if x and x.get("completed") else None
 
-    lx, ng, ll = cpu("llmux", "openai"), cpu("nginx", "openai"), cpu("litellm", "openai")
+    ll = cpu("litellm", "openai")
+    if have_rounds:
+        n_r = len(rounds("llmux", "sat"))
+        how = f"median of {n_r} interleaved rounds"
+        lx, ng = rmed("llmux", "sat", cpu_of), rmed("nginx", "sat", cpu_of)
+        per_round = [div(cpu_of(a), cpu_of(b)) for a, b in zip(rounds("llmux", "sat"), rounds("nginx", "sat"))]
+        spread = " (rounds: " + ", ".join(f"{x:.2f}" for x in per_round if x) + ")"
+        add = {q: sub(rmed("llmux", rk, lat_of(q)), rmed("direct", rk, lat_of(q))) for q in ("p50", "p99")}
+        sat_l, sat_d = rmed("llmux", "sat", rps_of), rmed("direct", "sat", rps_of)
+    else:
+        how = "single run"
+        lx, ng = cpu("llmux", "openai"), cpu("nginx", "openai")
+        spread = ""
+        add = {q: sub(pct(r("llmux", "openai", rk), "lat_us", q), pct(r("direct", "openai", rk), "lat_us", q))
+               for q in ("p50", "p99")}
+        s_l, s_d = r("llmux", "openai", "sat"), r("direct", "openai", "sat")
+        sat_l, sat_d = s_l and s_l["achieved_rps"], s_d and s_d["achieved_rps"]
     x = div(lx, ng)
-    target("CPU per request vs nginx (OpenAI passthrough, saturation)", "≤ 1.5×",
-           f"{fmt_x(x)} ({fmt_cpu(lx)} vs {fmt_cpu(ng)} s/1k req)", None if x is None else x <= 1.5)
+    target(f"CPU per request vs nginx (OpenAI passthrough, saturation, {how})", "≤ 1.5×",
+           f"{fmt_x(x)} ({fmt_cpu(lx)} vs {fmt_cpu(ng)} s/1k req){spread}", None if x is None else x <= 1.5)
     x = div(ll, lx)
     target("CPU per request, LiteLLM ÷ llmux (OpenAI passthrough, saturation)", "≥ 50×",
            f"{x:,.0f}× ({fmt_cpu(ll)} vs {fmt_cpu(lx)} s/1k req)" if x else "—",
            None if x is None else x >= 50)
     for q, goal in (("p50", 100), ("p99", 500)):
-        a = sub(pct(r("llmux", "openai", f"rate{top_rate}"), "lat_us", q),
-                pct(r("direct", "openai", f"rate{top_rate}"), "lat_us", q))
-        target(f"Added latency at {top_rate:,} req/s, {q} (OpenAI passthrough)", f"≤ {goal / 1000:g} ms",
+        a = add[q]
+        target(f"Added latency at {top_rate:,} req/s, {q} (OpenAI passthrough, {how})", f"≤ {goal / 1000:g} ms",
                fmt_added(a), None if a is None else a <= goal)
-    s_l, s_d = r("llmux", "openai", "sat"), r("direct", "openai", "sat")
-    x = div(s_l and s_l["achieved_rps"], s_d and s_d["achieved_rps"])
-    target("Saturation throughput vs direct (OpenAI passthrough)", "≥ 0.6×",
-           f"{fmt_x(x)} ({s_l['achieved_rps']:,.0f} vs {s_d['achieved_rps']:,.0f} req/s)" if x else "—",
+    x = div(sat_l, sat_d)
+    target(f"Saturation throughput vs direct (OpenAI passthrough, {how})", "≥ 0.6×",
+           f"{fmt_x(x)} ({sat_l:,.0f} vs {sat_d:,.0f} req/s)" if x else "—",
            None if x is None else x >= 0.6)
     worst_ttfc, worst_gap50, worst_gap99 = None, None, None
     for path in ("openai-stream", "ollama-stream"):
@@ -272,10 +314,15 @@ def main():
     if cpath.exists():
         crit = parse_criterion(cpath.read_text())
     if crit:
-        worst = max(c[2] for c in crit)
-        best = min(c[2] for c in crit)
-        target("Routing decision (criterion, median), flat from 10 to 10,000 deployments", "≤ 2 µs",
-               f"{best:,.0f}–{worst:,.0f} ns (max/min {worst / best:.1f}×)", worst <= 2000)
+        # Flat = independent of the config's size (10 to 10,000 deployments in groups of 4); a single group of
+        # 1,000 deployments is a different axis (the pick is linear in the candidates) and is listed separately.
+        flat = [c for c in crit if "group of 1000" not in c[0]] or crit
+        worst = max(c[2] for c in flat)
+        best = min(c[2] for c in flat)
+        big = [c for c in crit if "group of 1000" in c[0]]
+        note = f"; one group of 1,000: {big[0][2] / 1000:,.1f} µs" if big else ""
+        target("Routing decision (criterion, median), 10 → 10,000 deployments in groups of 4", "≤ 2 µs, flat",
+               f"{best:,.0f}–{worst:,.0f} ns (max/min {worst / best:.2f}×){note}", worst <= 2000 and worst / best < 2)
     su = r("llmux", "startup", "startup")
     if su:
         target("Start-up to /health/liveliness 200 (examples/homelab.yaml, median)", "< 50 ms",
@@ -285,6 +332,34 @@ def main():
     L.append("")
     L.append(md_table(["Target", "Goal", "Measured", "Met"], targets))
     L.append("")
+
+    # ------------------------------------------------------------ interleaved rounds
+    if have_rounds:
+        k = f"{top_rate // 1000}k" if top_rate % 1000 == 0 else str(top_rate)
+        rows = []
+        d_sat = rmed("direct", "sat", rps_of)
+        n_cpu = rmed("nginx", "sat", cpu_of)
+        for c in ("direct", "nginx", "llmux"):
+            sat_rps = rmed(c, "sat", rps_of)
+            p50, p99 = rmed(c, rk, lat_of("p50")), rmed(c, rk, lat_of("p99"))
+            rows.append([
+                NAMES[c], f"{sat_rps:,.0f}", fmt_x(div(sat_rps, d_sat)), fmt_t(p50), fmt_t(p99),
+                "—" if c == "direct" else fmt_added(sub(p50, rmed("direct", rk, lat_of("p50")))),
+                "—" if c == "direct" else fmt_added(sub(p99, rmed("direct", rk, lat_of("p99")))),
+                fmt_cpu(rmed(c, "sat", cpu_of)), fmt_cpu(rmed(c, rk, cpu_of)),
+                "—" if c != "llmux" else fmt_x(div(rmed(c, "sat", cpu_of), n_cpu), 2),
+                " / ".join(f"{cpu_of(v) * 1000:.0f}" for v in rounds(c, "sat") if cpu_of(v)),
+            ])
+        L.append(f"## Head to head: OpenAI passthrough, median of {len(rounds('llmux', 'sat'))} interleaved rounds")
+        L.append("")
+        L.append(f"direct, nginx and llmux take turns ({p.get('round_duration_s')} s at {top_rate:,} req/s, then "
+                 f"{p.get('round_duration_s')} s saturation, each), so background load hits them alike. These "
+                 "medians are what the targets above are checked against.")
+        L.append("")
+        L.append(md_table(["Contender", "Sat. req/s", "× direct", f"p50 @{k}", f"p99 @{k}", f"added p50 @{k}",
+                           f"added p99 @{k}", "CPU s/1k req (sat)", f"CPU s/1k req (@{k})", "CPU × nginx",
+                           "CPU µs/req (sat), each round"], rows))
+        L.append("")
 
     # ------------------------------------------------------------ non-streaming
     L.append("## Non-streaming paths")
