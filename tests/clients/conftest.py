@@ -40,11 +40,10 @@ def log_root() -> Path:
     return Path(tempfile.mkdtemp(prefix="llmux-e2e-"))
 
 
-@pytest.fixture(scope="session")
-def lab(log_root: Path):
-    """The shared lab: one llmux and five mocks for the whole session."""
+def _running_lab(log_dir: Path):
+    """Starts a lab in `log_dir`, yields it, and stops every process it started, whatever happens."""
     require_binaries()
-    lab = Lab(log_root / "shared")
+    lab = Lab(log_dir)
     lab.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         lab.start()
@@ -55,23 +54,18 @@ def lab(log_root: Path):
         yield lab
     finally:
         lab.stop()
+
+
+@pytest.fixture(scope="session")
+def lab(log_root: Path):
+    """The shared lab: one llmux and five mocks for the whole session."""
+    yield from _running_lab(log_root / "shared")
 
 
 @pytest.fixture
 def own_lab(log_root: Path, request):
     """A private lab for tests that break hosts (killed processes must not affect other tests)."""
-    require_binaries()
-    lab = Lab(log_root / request.node.name.replace("/", "_").replace("[", "_").replace("]", ""))
-    lab.log_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        lab.start()
-    except Exception:
-        lab.stop()
-        raise
-    try:
-        yield lab
-    finally:
-        lab.stop()
+    yield from _running_lab(log_root / request.node.name.replace("/", "_").replace("[", "_").replace("]", ""))
 
 
 @pytest.fixture
