@@ -61,10 +61,10 @@ def fmt_cpu(ms_per_req):
     """CPU seconds per 1,000 requests (= ms per request)."""
     if ms_per_req is None:
         return "—"
-    if ms_per_req >= 10:
-        return f"{ms_per_req:.1f}"
-    if ms_per_req >= 1:
-        return f"{ms_per_req:.2f}"
+    if ms_per_req >= 100:
+        return f"{ms_per_req:.0f}"
+    if ms_per_req >= 0.1:
+        return f"{ms_per_req:#.3g}"
     return f"{ms_per_req:.4f}"
 
 
@@ -462,7 +462,8 @@ def main():
         rows.append([
             NAMES[c], mb(idle and idle["rss_kb"]), mb(peak and peak["hwm_kb"]),
             mb(h and h["rss_kb_open"]), f"{h['opened']:,}/{n:,}" if h else "—", mb(h and h["rss_kb_after"]),
-            f"{su['median_ms']:.1f} ms" if su else "—", str(idle["procs"]) if idle else "—",
+            ("—" if not su else f"{su['median_ms']:.1f} ms" if su["median_ms"] < 1000 else f"{su['median_ms'] / 1000:.1f} s"),
+            str(idle["procs"]) if idle else "—",
         ])
     L.append(md_table(["Contender", "Idle RSS", "Peak RSS (VmHWM, before the held streams)",
                        f"RSS, {n:,} open streams", "streams opened", "RSS after they closed", "Start-up to ready",
