@@ -1,16 +1,18 @@
 //! Command line: `llmux --config FILE` serves, `llmux check FILE` validates and prints the routing table,
-//! `llmux demo` serves the home-lab example against simulated engines.
+//! `llmux demo` serves the home-lab example against simulated engines, `llmux healthcheck` asks a running one
+//! whether it is ready.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, Diagnostics};
-use crate::executor::Executor;
-use crate::server::{self, AppState};
+use crate::lifecycle::{ConfigSource, Live};
+use crate::server::tls::TlsFiles;
+use crate::server::{self, Drain};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -25,6 +27,24 @@ pub struct Args {
     /// Port to listen on.
     #[arg(long, short, default_value_t = 4000, env = "PORT", global = true)]
     pub port: u16,
+    /// Seconds between SIGTERM and closing the listener: readiness answers 503 meanwhile, so a load balancer
+    /// stops sending before connections are refused.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, env = "LLMUX_DRAIN_GRACE", global = true)]
+    pub drain_grace: f64,
+    /// Seconds requests in flight (streams included) may run after the listener closes [default: 30, or
+    /// LiteLLM's GRACEFUL_SHUTDOWN_TIMEOUT].
+    #[arg(long, value_name = "SECONDS", env = "LLMUX_DRAIN_TIMEOUT", global = true)]
+    pub drain_timeout: Option<f64>,
+    /// Seconds between checks of the config file (and its includes) for changes; 0 turns watching off
+    /// (SIGHUP and POST /config/reload still reload).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, env = "LLMUX_WATCH_INTERVAL", global = true)]
+    pub watch: f64,
+    /// PEM certificate chain: serve HTTPS natively (re-read on every config reload).
+    #[arg(long, value_name = "FILE", env = "LLMUX_TLS_CERT", requires = "tls_key", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", env = "LLMUX_TLS_KEY", requires = "tls_cert", global = true)]
+    pub tls_key: Option<PathBuf>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -40,12 +60,63 @@ pub enum Command {
     },
     /// Serve the bundled home-lab config against simulated Ollama hosts on loopback.
     Demo,
+    /// Exit 0 if a running llmux answers its readiness check (for container HEALTHCHECKs), 1 otherwise.
+    Healthcheck {
+        /// What to GET [default: http(s)://127.0.0.1:PORT/health/readiness].
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// How `llmux` serves, from the command line.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How a shutdown drains.
+    pub drain: Drain,
+    /// Certificate and key for native TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How often the config file is checked for changes (zero: never).
+    pub watch: Duration,
+}
+
+impl Args {
+    fn serve_options(&self) -> Result<ServeOptions, String> {
+        let seconds = |what: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(format!("{what} must be a number of seconds, 0 or more (got {v})"))
+            }
+        };
+        let timeout = match self.drain_timeout {
+            Some(v) => v,
+            None => match std::env::var("GRACEFUL_SHUTDOWN_TIMEOUT") {
+                Ok(v) => v.trim().parse().map_err(|_| format!("GRACEFUL_SHUTDOWN_TIMEOUT={v:?} is not a number"))?,
+                Err(_) => 30.0,
+            },
+        };
+        Ok(ServeOptions {
+            drain: Drain {
+                grace: seconds("--drain-grace", self.drain_grace)?,
+                timeout: seconds("--drain-timeout", timeout)?,
+            },
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
+            watch: seconds("--watch", self.watch)?,
+        })
+    }
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
+    let options = match args.serve_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("llmux: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match args.command {
         Some(Command::Check { ref file }) => match file.as_ref().or(args.config.as_ref()) {
             Some(path) => check(path),
@@ -54,14 +125,25 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Some(Command::Demo) => run(crate::demo::run(SocketAddr::new(demo_host(&args), args.port))),
+        Some(Command::Demo) => run(crate::demo::run(SocketAddr::new(demo_host(&args), args.port), options)),
+        Some(Command::Healthcheck { ref url }) => {
+            let scheme = if options.tls.is_some() { "https" } else { "http" };
+            let url = url.clone().unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}/health/readiness", args.port));
+            run(async move {
+                crate::healthcheck::check(&url).await.map_err(|e| anyhow::anyhow!("not ready: {e}"))?;
+                println!("ready: {url}");
+                Ok(())
+            })
+        }
         None => {
             let Some(path) = args.config.clone() else {
                 eprintln!("llmux: no config given; run `llmux --config config.yaml`, or `llmux demo` to try it");
                 return ExitCode::from(2);
             };
-            let Some(config) = load_or_report(&path) else { return ExitCode::FAILURE };
-            run(serve(config, SocketAddr::new(args.host, args.port)))
+            let (loaded, files) = config::load_tracked(&path);
+            let Some(config) = report(&path, loaded) else { return ExitCode::FAILURE };
+            let source = ConfigSource { path, files };
+            run(serve(config, Some(source), SocketAddr::new(args.host, args.port), options))
         }
     }
 }
@@ -105,9 +187,9 @@ fn print_diagnostics(diags: &Diagnostics) {
     }
 }
 
-/// Loads the config, printing every warning once and, on failure, every error.
-fn load_or_report(path: &Path) -> Option<Config> {
-    match config::load(path) {
+/// Prints every warning of a load once and, on failure, every error.
+fn report(path: &Path, loaded: Result<(Config, Diagnostics), Diagnostics>) -> Option<Config> {
+    match loaded {
         Ok((config, diags)) => {
             print_diagnostics(&diags);
             Some(config)
@@ -145,16 +227,14 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// Serves `config` on `addr` until a shutdown signal.
-pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
-    let secrets = config
-        .deployments
-        .iter()
-        .filter_map(|d| d.engine().and_then(|e| e.api_key.as_ref()))
-        .chain(config.general.master_key.as_ref())
-        .map(|s| s.expose().to_owned())
-        .collect();
-    crate::redact::register_secrets(secrets);
+/// Serves `config` (read from `source`, which is then watched and reloaded) on `addr` until a shutdown signal,
+/// then drains.
+pub async fn serve(
+    config: Config,
+    source: Option<ConfigSource>,
+    addr: SocketAddr,
+    options: ServeOptions,
+) -> anyhow::Result<()> {
     if config.general.master_key.is_none() {
         if addr.ip().is_loopback() {
             tracing::info!("no general_settings.master_key: API calls need no key (listening on loopback only)");
@@ -164,7 +244,13 @@ pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
             );
         }
     }
-    let executor = Executor::new(Arc::new(config), crate::upstream::client()?);
-    executor.spawn_health_checks();
-    server::serve(AppState { executor: Arc::new(executor) }, addr).await
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(TlsFiles::load(cert, key).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let live = Live::new(config, source, crate::upstream::client()?, tls);
+    if !options.watch.is_zero() {
+        live.spawn_watcher(options.watch, Duration::from_millis(300));
+    }
+    server::serve(live, addr, options.drain).await
 }

@@ -34,7 +34,7 @@ pub async fn start_hosts() -> anyhow::Result<(Vec<MockHandle>, String)> {
 }
 
 /// Runs the demo on `addr` until interrupted.
-pub async fn run(addr: SocketAddr) -> anyhow::Result<()> {
+pub async fn run(addr: SocketAddr, options: crate::cli::ServeOptions) -> anyhow::Result<()> {
     let (hosts, yaml) = start_hosts().await?;
     let (config, diags) = config::load_str(&yaml, &|name| std::env::var(name).ok())
         .map_err(|d| anyhow::anyhow!("the bundled demo config does not load:\n{d}"))?;
@@ -51,5 +51,5 @@ pub async fn run(addr: SocketAddr) -> anyhow::Result<()> {
          curl -sN {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"coding\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Write a haiku\"}}]}}'\n  \
          curl -s {url}/v1/embeddings -H 'content-type: application/json' -d '{{\"model\":\"embedding\",\"input\":\"hello\"}}'\n"
     );
-    crate::cli::serve(config, addr).await
+    crate::cli::serve(config, None, addr, options).await
 }

@@ -86,6 +86,9 @@ pub enum Error {
     /// The route exists for other methods (405).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A config reload found errors; the running config stays (400). Each line has its YAML path.
+    #[error("the config was not reloaded; the running config stays. {}", .0.join("; "))]
+    ConfigRejected(Vec<String>),
     /// A bug or an unexpected state inside llmux (500).
     #[error("{0}")]
     Internal(String),
@@ -100,9 +103,10 @@ impl Error {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::InvalidRequest { .. } | Error::UnknownModel { .. } | Error::ContextWindowExceeded(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::InvalidRequest { .. }
+            | Error::UnknownModel { .. }
+            | Error::ContextWindowExceeded(_)
+            | Error::ConfigRejected(_) => StatusCode::BAD_REQUEST,
             Error::NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -135,6 +139,7 @@ impl Error {
             Error::BadUpstreamResponse(_) => "bad_response_error",
             Error::NotFound(_) => "not_found_error",
             Error::MethodNotAllowed(_) => "invalid_request_error",
+            Error::ConfigRejected(_) => "invalid_config",
             Error::Internal(_) => "internal_server_error",
         }
     }

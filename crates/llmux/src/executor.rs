@@ -78,19 +78,27 @@ impl Executor {
         Executor { config, state, client }
     }
 
+    /// An executor over a reloaded `config` that keeps what `old` learned (see [`State::successor`]) and its
+    /// engine connection pool.
+    pub fn successor(old: &Executor, config: Arc<Config>) -> Self {
+        let state = Arc::new(State::successor(&old.state, &old.config, &config));
+        Executor { config, state, client: old.client.clone() }
+    }
+
     /// The engine client, shared with on-demand health probes.
     pub fn client(&self) -> &HttpClient {
         &self.client
     }
 
-    /// Starts the background health checks when the config asks for them.
-    pub fn spawn_health_checks(&self) {
+    /// Starts the background health checks when the config asks for them; the handle stops them (a reload
+    /// replaces them with the new config's).
+    pub fn spawn_health_checks(&self) -> Option<tokio::task::AbortHandle> {
         let general = &self.config.general;
-        if general.background_health_checks {
+        general.background_health_checks.then(|| {
             let interval = Duration::from_secs(general.health_check_interval.max(1));
             let task = crate::health::run(self.config.clone(), self.state.clone(), self.client.clone(), interval);
-            tokio::spawn(task);
-        }
+            tokio::spawn(task).abort_handle()
+        })
     }
 
     /// Serves one API request: routes it, calls engines until one answers, and returns the client response.

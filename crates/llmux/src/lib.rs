@@ -12,6 +12,8 @@ pub mod demo;
 pub mod error;
 pub mod executor;
 pub mod health;
+pub mod healthcheck;
+pub mod lifecycle;
 pub mod protocol;
 pub mod providers;
 pub mod redact;

@@ -3,25 +3,27 @@
 //! Engine error messages can echo a request's headers or URL; every message that leaves llmux passes
 //! through [`redact`], which masks the configured secrets and anything shaped like a bearer token or API key.
 
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
-static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Registers the secrets of the loaded config (master key, engine keys). Called once at start-up; later calls
-/// are ignored.
+/// Registers the secrets of a loaded config (master key, engine keys). Each reload adds its own; a secret
+/// stays masked after a reload drops it, since old log lines or in-flight errors may still carry it.
 pub fn register_secrets(secrets: Vec<String>) {
-    let secrets = secrets.into_iter().filter(|s| s.len() >= 4).collect();
-    let _ = SECRETS.set(secrets);
+    let mut known = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    for secret in secrets.into_iter().filter(|s| s.len() >= 4) {
+        if !known.contains(&secret) {
+            known.push(secret);
+        }
+    }
 }
 
 /// `text` with every registered secret and every `sk-…`/`Bearer …` token replaced by `***`.
 pub fn redact(text: &str) -> String {
     let mut out = text.to_owned();
-    if let Some(secrets) = SECRETS.get() {
-        for secret in secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
+    for secret in SECRETS.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
         }
     }
     mask_tokens(&out)

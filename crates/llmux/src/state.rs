@@ -105,7 +105,7 @@ pub struct ProbeOutcome {
     pub missing: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inner {
     cooldown_until: u64,
     cooldown_status: u16,
@@ -171,6 +171,26 @@ impl State {
             hosts: config.hosts.iter().map(|_| Mutex::new(HostState::default())).collect(),
             freed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// State for `config` after a reload from `old_config`: what `old` learned carries over for hosts at the
+    /// same origin (health, residency) and deployments with the same id (cooldowns, counters, latencies), on
+    /// the same clock. In-flight counts start at zero: requests still running finish on the old state.
+    pub fn successor(old: &State, old_config: &Config, config: &Config) -> Self {
+        let mut state = State::new(config);
+        state.epoch = old.epoch;
+        for (slot, d) in state.slots.iter_mut().zip(&config.deployments) {
+            if let Some(inner) = old_config.ids.get(&d.id).and_then(|&i| old.inner(i)) {
+                *slot.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = inner.clone();
+            }
+        }
+        for (host, h) in state.hosts.iter_mut().zip(&config.hosts) {
+            let before = old_config.hosts.iter().position(|o| o.origin == h.origin).and_then(|i| old.host(i));
+            if let Some(before) = before {
+                *host.get_mut().unwrap_or_else(|e| e.into_inner()) = before.clone();
+            }
+        }
+        state
     }
 
     fn host(&self, host: usize) -> Option<MutexGuard<'_, HostState>> {
@@ -410,6 +430,31 @@ model_list:
     litellm_params: {model: openai/n, api_base: "http://h1:1/v1"}
 "#;
         Arc::new(State::new(&crate::config::load_str(yaml, &|_| None).unwrap().0))
+    }
+
+    #[test]
+    fn a_reload_keeps_what_was_learned_about_unchanged_hosts_and_deployments() {
+        let load = |yaml: &str| crate::config::load_str(yaml, &|_| None).unwrap().0;
+        let before = load(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: ollama_chat/m, api_base: \"http://h1:1\"}\n  - model_name: b\n    litellm_params: {model: ollama_chat/m, api_base: \"http://h2:1\"}\n",
+        );
+        // Entry b moved to the front and a new host appeared; a's params did not change, so neither did its id.
+        let after = load(
+            "model_list:\n  - model_name: c\n    litellm_params: {model: ollama_chat/m, api_base: \"http://h3:1\"}\n  - model_name: a\n    litellm_params: {model: ollama_chat/m, api_base: \"http://h1:1\"}\n",
+        );
+        let old = State::new(&before);
+        old.cool_down(0, Duration::from_secs(30), 500, 1_000);
+        old.host_unreachable(0, "connection refused", 1_000, 31_000);
+        old.host_answered(1, 1_000);
+        let new = State::successor(&old, &before, &after);
+        let view = new.snapshot(&[0, 1], 2_000, None);
+        assert_eq!(view[1].cooldown_until, 31_000, "a's cooldown carried over");
+        assert!(view[1].unhealthy, "h1 is still down");
+        assert_eq!(view[0].cooldown_until, 0);
+        assert!(!view[0].unhealthy && !view[0].warm, "h3 is new");
+        let hosts = new.hosts();
+        assert_eq!(hosts[0].status, HostStatus::Unknown);
+        assert_eq!(hosts[1].reason, "connection refused");
     }
 
     #[test]

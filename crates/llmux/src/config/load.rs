@@ -15,10 +15,20 @@ const BLOCKED_ENV: &[&str] =
 /// Loads and validates the config at `path`. On success the config comes with its warnings; on failure every
 /// problem found is returned.
 pub fn load(path: &Path) -> Result<(Config, Diagnostics), Diagnostics> {
+    load_tracked(path).0
+}
+
+/// [`load`], also returning every file it read (the config and its `include`s), so a watcher knows what to
+/// watch even when the config does not load.
+pub fn load_tracked(path: &Path) -> (Result<(Config, Diagnostics), Diagnostics>, Vec<PathBuf>) {
     let mut diags = Diagnostics::default();
     let mut seen = HashSet::new();
     let tree = read_tree(path, &mut seen, &mut diags, "");
-    finish(tree, &mut diags, &|name| std::env::var(name).ok()).map(|c| (c, diags.clone())).map_err(|()| diags)
+    let loaded =
+        finish(tree, &mut diags, &|name| std::env::var(name).ok()).map(|c| (c, diags.clone())).map_err(|()| diags);
+    let mut sources: Vec<PathBuf> = seen.into_iter().collect();
+    sources.sort();
+    (loaded, sources)
 }
 
 /// Loads a config from YAML text (no `include` support: paths need a file), with `env` as the environment.

@@ -11,7 +11,8 @@ use crate::error::Error;
 /// Rejects a request without the master key (as `Authorization: Bearer` or `x-api-key`) with LiteLLM's 401.
 /// The comparison is constant-time, and neither key ever reaches a log or an error body.
 pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(master) = state.config().general.master_key.as_ref() else {
+    let executor = state.executor();
+    let Some(master) = executor.config.general.master_key.as_ref() else {
         return next.run(request).await;
     };
     let headers = request.headers();

@@ -20,7 +20,7 @@ pub struct HealthQuery {
 /// Healthy and unhealthy deployments. With background checks on, the last probes answer; otherwise every host
 /// is probed now (cheap listings, never a generation). A `model` with no healthy deployment answers 503.
 pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery>) -> Response {
-    let exec = &app.executor;
+    let exec = app.executor();
     let config = &exec.config;
     if !config.general.background_health_checks {
         crate::health::probe_all(config, &exec.state, exec.client()).await;
@@ -85,7 +85,7 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
 
 /// Every engine host: status with reason and age, last probe, installed and loaded models, deployments.
 pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
-    let exec = &app.executor;
+    let exec = app.executor();
     let config = &exec.config;
     let now = exec.state.now();
     let ago = |t: u64| (now.saturating_sub(t) as f64 / 1000.0 * 10.0).round() / 10.0;

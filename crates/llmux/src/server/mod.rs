@@ -5,11 +5,15 @@
 
 mod auth;
 mod health;
+mod listen;
 mod models;
+pub mod tls;
 mod utils;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,22 +23,22 @@ use axum::{middleware, Json, Router};
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use crate::config::Config;
 use crate::error::Error;
 use crate::executor::Executor;
+use crate::lifecycle::Live;
 use crate::protocol::openai::{Operation, RequestHead};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// The executor (config, state, engine client).
-    pub executor: Arc<Executor>,
+    /// The current config and its lifecycle.
+    pub live: Arc<Live>,
 }
 
 impl AppState {
-    /// The config snapshot.
-    pub fn config(&self) -> &Config {
-        &self.executor.config
+    /// The executor of the current config: a request keeps this one until it finishes, even across a reload.
+    pub fn executor(&self) -> Arc<Executor> {
+        self.live.executor()
     }
 }
 
@@ -54,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/health/hosts", get(health::hosts))
         .route("/utils/complexity", post(utils::complexity))
+        .route("/config/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(api)
@@ -65,17 +70,64 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `addr` until SIGINT/SIGTERM, then lets in-flight requests finish.
-pub async fn serve(state: AppState, addr: SocketAddr) -> anyhow::Result<()> {
+/// How a shutdown drains.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Between the signal and closing the listener: readiness answers 503 and requests are still served, so
+    /// a load balancer notices before connections are refused.
+    pub grace: Duration,
+    /// How long requests in flight (streams included) may run after the listener closes.
+    pub timeout: Duration,
+}
+
+/// Serves `live` on `addr` until SIGINT/SIGTERM, then drains (see [`Drain`]). SIGHUP reloads the config.
+pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    tracing::info!("llmux listening on http://{}", listener.local_addr()?);
-    // TCP_NODELAY: a streamed token must leave at once, not wait for Nagle's algorithm to batch it.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
-    Ok(())
+    let scheme = if live.tls().is_some() { "https" } else { "http" };
+    tracing::info!("llmux listening on {scheme}://{}", listener.local_addr()?);
+    spawn_reload_on_hangup(&live);
+    let draining = live.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        draining.start_draining();
+        tracing::info!(
+            "shutting down: readiness is 503 now; serving {}s more before the listener closes",
+            drain.grace.as_secs_f64()
+        );
+        tokio::time::sleep(drain.grace).await;
+    };
+    serve_on(live, listener, shutdown, shutdown_signal(), drain.timeout).await
+}
+
+/// Serves on an already bound listener until `shutdown` resolves, then drains for up to `drain_timeout`
+/// (`interrupt` cuts the drain short). For embedding and tests; [`serve`] adds the signals.
+pub async fn serve_on(
+    live: Arc<Live>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+    interrupt: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> anyhow::Result<()> {
+    let router = app(AppState { live: live.clone() });
+    listen::serve(live, router, listener, shutdown, interrupt, drain_timeout).await
+}
+
+fn spawn_reload_on_hangup(live: &Arc<Live>) {
+    #[cfg(unix)]
+    {
+        let live = Arc::downgrade(live);
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; reload with POST /config/reload instead");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let Some(live) = live.upgrade() else { return };
+                let _ = live.reload("SIGHUP").await;
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {
@@ -94,12 +146,11 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Reads the body within the configured limit.
 async fn read_body(state: &AppState, request: Request) -> Result<bytes::Bytes, Error> {
-    let limit = state.config().general.max_request_body_bytes;
+    let limit = state.executor().config.general.max_request_body_bytes;
     let limited = http_body_util::Limited::new(request.into_body(), limit);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -117,12 +168,13 @@ async fn handle(state: AppState, op: Operation, request: Request) -> Response {
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    let keepalive = state.config().router.stream_keepalive;
+    let executor = state.executor();
+    let keepalive = executor.config.router.stream_keepalive;
     if head.stream && !keepalive.is_zero() {
         drop(head);
-        return crate::executor::execute_with_keepalive(state.executor.clone(), op, body, keepalive).await;
+        return crate::executor::execute_with_keepalive(executor, op, body, keepalive).await;
     }
-    state.executor.execute(op, &body, &head).await
+    executor.execute(op, &body, &head).await
 }
 
 async fn chat(State(state): State<AppState>, request: Request) -> Response {
@@ -141,8 +193,13 @@ async fn liveliness() -> Json<&'static str> {
     Json("I'm alive!")
 }
 
+/// 503 from the moment a shutdown begins, so load balancers stop sending; liveness stays 200 meanwhile.
 async fn readiness(State(state): State<AppState>) -> Response {
-    let config = state.config();
+    if state.live.is_draining() {
+        return (http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"}))).into_response();
+    }
+    let executor = state.executor();
+    let config = &executor.config;
     Json(json!({
         "status": "healthy",
         "db": "Not connected",
@@ -152,6 +209,19 @@ async fn readiness(State(state): State<AppState>) -> Response {
         "deployments": config.deployments.len(),
     }))
     .into_response()
+}
+
+/// `POST /config/reload`: re-reads and validates the config file; the running config stays on any error.
+async fn reload(State(state): State<AppState>) -> Response {
+    match state.live.reload("POST /config/reload").await {
+        Ok(report) => Json(json!({
+            "status": "reloaded",
+            "deployments": report.deployments,
+            "warnings": report.warnings,
+        }))
+        .into_response(),
+        Err(errors) => Error::ConfigRejected(errors).into_response(),
+    }
 }
 
 async fn not_found(request: Request<Body>) -> Response {

@@ -21,7 +21,8 @@ fn owned_by(config: &Config, group: &str) -> &'static str {
 
 /// Every model group, then every alias that is not hidden, in file order.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let config = state.config();
+    let executor = state.executor();
+    let config = &executor.config;
     let mut data = Vec::new();
     for group in &config.group_order {
         data.push(json!({"id": group, "object": "model", "created": CREATED, "owned_by": owned_by(config, group)}));
@@ -39,7 +40,8 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
 
 /// One entry per deployment with its `litellm_params` (keys removed) and `model_info` (id and mode filled in).
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
-    let config = state.config();
+    let executor = state.executor();
+    let config = &executor.config;
     let data: Vec<Value> = config
         .deployments
         .iter()

@@ -31,7 +31,8 @@ pub async fn complexity(State(app): State<AppState>, request: Request) -> Respon
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let config = app.config();
+    let executor = app.executor();
+    let config = &executor.config;
     let found = match &ask.model {
         Some(name) => match crate::router::resolve(config, Operation::Chat, name) {
             Ok(target) => target.classifier.map(|c| (name.clone(), c)),

@@ -9,13 +9,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use llmux::executor::Executor;
+use llmux::lifecycle::Live;
 use llmux::server::{app, AppState};
 use llmux_mock::{MockConfig, MockHandle, MockServer};
 
 /// A running llmux.
 pub struct Llmux {
     pub addr: SocketAddr,
+    /// `http://ADDR`, or `https://localhost:PORT` for a TLS client.
+    base: String,
     client: llmux::upstream::HttpClient,
 }
 
@@ -49,18 +51,26 @@ pub async fn mock_with(config: MockConfig) -> MockHandle {
 impl Llmux {
     pub async fn start(yaml: &str) -> Llmux {
         let (config, _) = llmux::config::load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("config:\n{d}"));
-        let executor = Executor::new(Arc::new(config), llmux::upstream::client().unwrap());
-        executor.spawn_health_checks();
+        let live = Live::new(config, None, llmux::upstream::client().unwrap(), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = app(AppState { executor: Arc::new(executor) });
+        let router = app(AppState { live });
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Llmux { addr, client: llmux::upstream::client().unwrap() }
+        Llmux::at(addr)
+    }
+
+    /// A client for an llmux already listening on `addr` (e.g. a process).
+    pub fn at(addr: SocketAddr) -> Llmux {
+        Llmux { addr, base: format!("http://{addr}"), client: llmux::upstream::client().unwrap() }
+    }
+
+    /// An HTTPS client for the llmux on `addr` that trusts only the certificate `trusted` (DER).
+    pub fn at_tls(addr: SocketAddr, trusted: &[u8]) -> Llmux {
+        Llmux { addr, base: format!("https://localhost:{}", addr.port()), client: https_client(trusted) }
     }
 
     fn request(&self, path: &str, body: &str, key: Option<&str>) -> Request<Full<Bytes>> {
-        let mut builder =
-            Request::post(format!("http://{}{path}", self.addr)).header("content-type", "application/json");
+        let mut builder = Request::post(format!("{}{path}", self.base)).header("content-type", "application/json");
         if let Some(key) = key {
             builder = builder.header("authorization", format!("Bearer {key}"));
         }
@@ -79,15 +89,31 @@ impl Llmux {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        let req = Request::get(format!("http://{}{path}", self.addr)).body(Full::new(Bytes::new())).unwrap();
-        let response = self.client.request(req).await.expect("llmux answers");
+        self.try_get(path).await.expect("llmux answers")
+    }
+
+    /// A GET that may fail to connect or be answered.
+    pub async fn try_get(&self, path: &str) -> Result<Reply, String> {
+        let req = Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new())).unwrap();
+        let response = self.client.request(req).await.map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
-        Reply { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply { status: parts.status, headers: parts.headers, body })
     }
 
     /// Starts a stream and returns its body after the first frame, so a test can drop it mid-way.
     pub async fn stream_first_frame(&self, path: &str, body: &str) -> (Bytes, hyper::body::Incoming) {
-        let response = self.client.request(self.request(path, body, None)).await.expect("llmux answers");
+        self.stream_first_frame_key(path, body, None).await
+    }
+
+    /// [`Llmux::stream_first_frame`] with an API key.
+    pub async fn stream_first_frame_key(
+        &self,
+        path: &str,
+        body: &str,
+        key: Option<&str>,
+    ) -> (Bytes, hyper::body::Incoming) {
+        let response = self.client.request(self.request(path, body, key)).await.expect("llmux answers");
         let mut body = response.into_body();
         loop {
             let frame = body.frame().await.expect("a first frame").expect("frame");
@@ -109,6 +135,30 @@ impl Llmux {
         }
         (parts.status, parts.headers, frames)
     }
+}
+
+/// A TLS client config that trusts only the certificate `trusted` (DER).
+pub fn tls_trusting(trusted: &[u8]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(trusted.to_vec())).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// An HTTPS client that trusts only the certificate `trusted` (DER).
+pub fn https_client(trusted: &[u8]) -> llmux::upstream::HttpClient {
+    let tls = tls_trusting(trusted);
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
 }
 
 /// The `data:` payloads of an SSE byte stream.

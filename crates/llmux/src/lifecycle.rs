@@ -1,0 +1,224 @@
+//! The running service around a config: live reload and drain.
+//!
+//! [`Live`] holds the current [`Executor`] behind an atomic pointer. A request takes the snapshot that is
+//! current when it arrives and finishes on it, so a reload never changes a request halfway. Reloads come from
+//! SIGHUP, from a change of the config file or its includes (polled by content, which also sees bind mounts,
+//! Swarm configs and Kubernetes' ConfigMap symlink swaps that file-event APIs miss), and from
+//! `POST /config/reload`. Each one validates the whole new config first and keeps the running one on any error.
+//!
+//! Draining flips readiness to 503 so load balancers stop sending before the listener closes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, Config};
+use crate::executor::Executor;
+use crate::server::tls::TlsFiles;
+use crate::upstream::HttpClient;
+
+/// The service's current config and what hangs off it.
+pub struct Live {
+    current: ArcSwap<Executor>,
+    /// The config file, when llmux was started with one (the demo and tests have none).
+    source: Option<PathBuf>,
+    health: Mutex<Option<tokio::task::AbortHandle>>,
+    draining: AtomicBool,
+    /// Serialises reloads; remembers what the last attempt read.
+    last: tokio::sync::Mutex<Fingerprint>,
+    tls: Option<TlsFiles>,
+}
+
+/// The files a config was read from, and a hash of their contents.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    files: Vec<PathBuf>,
+    hash: [u8; 32],
+}
+
+/// Where a config came from: the file named on the command line and every file it read.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The path as given.
+    pub path: PathBuf,
+    /// The files read (the config and its includes), from [`config::load_tracked`].
+    pub files: Vec<PathBuf>,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// Deployments in the new config.
+    pub deployments: usize,
+    /// The new config's warnings, and a certificate that could not be reloaded.
+    pub warnings: Vec<String>,
+}
+
+impl Live {
+    /// Serves `config` (read from `source`, if any) and starts its background health checks.
+    pub fn new(config: Config, source: Option<ConfigSource>, client: HttpClient, tls: Option<TlsFiles>) -> Arc<Live> {
+        register_secrets(&config);
+        let executor = Executor::new(Arc::new(config), client);
+        let health = executor.spawn_health_checks();
+        let last = match &source {
+            Some(source) => fingerprint(&watched(&source.path, source.files.clone())),
+            None => Fingerprint::default(),
+        };
+        Arc::new(Live {
+            current: ArcSwap::from_pointee(executor),
+            source: source.map(|s| s.path),
+            health: Mutex::new(health),
+            draining: AtomicBool::new(false),
+            last: tokio::sync::Mutex::new(last),
+            tls,
+        })
+    }
+
+    /// The executor of the current config.
+    pub fn executor(&self) -> Arc<Executor> {
+        self.current.load_full()
+    }
+
+    /// The native TLS settings, when llmux terminates TLS itself.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// Whether a shutdown has begun (readiness answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Begins a shutdown: readiness answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Re-reads and validates the config file, then switches new requests to it. `trigger` names the cause in
+    /// the log. On error the running config stays and the error lines (with YAML paths) are returned.
+    pub async fn reload(&self, trigger: &str) -> Result<ReloadReport, Vec<String>> {
+        let Some(path) = self.source.clone() else {
+            return Err(vec!["llmux was started without a config file (--config); there is nothing to reload".into()]);
+        };
+        let mut last = self.last.lock().await;
+        let before = fingerprint(&last.files);
+        let (loaded, files) = config::load_tracked(&path);
+        let after = fingerprint(&watched(&path, files));
+        // A file that changed while it was being read is reloaded again on the next poll.
+        *last = if after.files == before.files && before.hash != after.hash { before } else { after };
+        drop(last);
+        match loaded {
+            Ok((config, diags)) => {
+                let mut warnings: Vec<String> = diags.warnings().map(ToString::to_string).collect();
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                if let Some(tls) = &self.tls {
+                    if let Err(e) = tls.reload() {
+                        tracing::warn!("{e}; keeping the certificate in use");
+                        warnings.push(format!("{e}; keeping the certificate in use"));
+                    }
+                }
+                let deployments = config.deployments.len();
+                self.install(config);
+                tracing::info!(trigger, deployments, warnings = warnings.len(), "config reloaded");
+                Ok(ReloadReport { deployments, warnings })
+            }
+            Err(diags) => {
+                let errors: Vec<String> = diags.errors().map(ToString::to_string).collect();
+                tracing::error!(trigger, "config reload rejected; the running config stays:");
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// Switches new requests to `config`, keeping what the running one learned about hosts and deployments.
+    fn install(&self, config: Config) {
+        register_secrets(&config);
+        let old = self.current.load_full();
+        let next = Arc::new(Executor::successor(&old, Arc::new(config)));
+        let health = next.spawn_health_checks();
+        self.current.store(next);
+        let mut slot = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(previous) = std::mem::replace(&mut *slot, health) {
+            previous.abort();
+        }
+    }
+
+    /// Polls the config file and its includes every `every`, and reloads once a change has settled (two
+    /// polls `debounce` apart read the same content), so a half-written file is not loaded.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration, debounce: Duration) {
+        if self.source.is_none() {
+            return;
+        }
+        let live = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(live) = live.upgrade() else { return };
+                if live.is_draining() {
+                    return;
+                }
+                let last = live.last.lock().await.clone();
+                let now = fingerprint(&last.files);
+                if now.hash == last.hash {
+                    continue;
+                }
+                tokio::time::sleep(debounce).await;
+                if fingerprint(&last.files).hash == now.hash {
+                    let _ = live.reload("config file changed").await;
+                }
+            }
+        });
+    }
+}
+
+fn register_secrets(config: &Config) {
+    let secrets = config
+        .deployments
+        .iter()
+        .filter_map(|d| d.engine().and_then(|e| e.api_key.as_ref()))
+        .chain(config.general.master_key.as_ref())
+        .map(|s| s.expose().to_owned())
+        .collect();
+    crate::redact::register_secrets(secrets);
+}
+
+/// The files to watch: those a load read, and the path as given, whose canonical form may be a symlink target
+/// that a swap removes.
+fn watched(path: &Path, mut files: Vec<PathBuf>) -> Vec<PathBuf> {
+    if !files.iter().any(|f| f == path) {
+        files.insert(0, path.to_path_buf());
+    }
+    files
+}
+
+/// Hashes the contents of `files` (a missing file hashes as missing, so its return is a change too). Config
+/// files are small: reading them inline costs less than a hop to a blocking thread.
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    for file in files {
+        hash_file(&mut hasher, file);
+    }
+    Fingerprint { files: files.to_vec(), hash: hasher.finalize().into() }
+}
+
+fn hash_file(hasher: &mut Sha256, file: &Path) {
+    hasher.update(file.as_os_str().as_encoded_bytes());
+    match std::fs::read(file) {
+        Ok(bytes) => {
+            hasher.update([1]);
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        Err(_) => hasher.update([0]),
+    }
+}

@@ -1,0 +1,88 @@
+//! Accepting connections, plain or TLS, and draining them on shutdown.
+//!
+//! One hyper connection per accepted socket, each watched by a graceful-shutdown handle: when the shutdown
+//! future resolves the listener closes (new connections are refused), idle keep-alive connections close, and
+//! requests in flight, streams included, run to completion for up to the drain timeout.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::lifecycle::Live;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then waits up to `drain_timeout` for in-flight
+/// requests. A second signal (`interrupt`) during the drain ends it at once.
+pub async fn serve(
+    live: Arc<Live>,
+    app: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    interrupt: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> anyhow::Result<()> {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // A streamed token must leave at once, not wait for Nagle's algorithm to batch it.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        match live.tls() {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned();
+                tokio::spawn(async move {
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("listener closed; waiting up to {}s for requests in flight", drain_timeout.as_secs_f64());
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained: every request finished"),
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!("drain timeout ({}s) reached; closing the remaining connections", drain_timeout.as_secs_f64());
+        }
+        () = interrupt => tracing::warn!("second signal: closing the remaining connections now"),
+    }
+    Ok(())
+}
