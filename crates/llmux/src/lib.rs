@@ -19,5 +19,6 @@ pub mod providers;
 pub mod redact;
 pub mod router;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod upstream;

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, RedisSettings};
 use crate::executor::Executor;
 use crate::server::tls::TlsFiles;
 use crate::upstream::HttpClient;
@@ -32,6 +32,8 @@ pub struct Live {
     /// Serialises reloads; remembers what the last attempt read.
     last: tokio::sync::Mutex<Fingerprint>,
     tls: Option<TlsFiles>,
+    /// The Redis that replicas share state through, as configured at start-up.
+    redis: Option<RedisSettings>,
 }
 
 /// The files a config was read from, and a hash of their contents.
@@ -63,19 +65,31 @@ impl Live {
     /// Serves `config` (read from `source`, if any) and starts its background health checks.
     pub fn new(config: Config, source: Option<ConfigSource>, client: HttpClient, tls: Option<TlsFiles>) -> Arc<Live> {
         register_secrets(&config);
+        let redis = config.router.redis.clone();
         let executor = Executor::new(Arc::new(config), client);
         let health = executor.spawn_health_checks();
         let last = match &source {
             Some(source) => fingerprint(&watched(&source.path, source.files.clone())),
             None => Fingerprint::default(),
         };
-        Arc::new(Live {
-            current: ArcSwap::from_pointee(executor),
-            source: source.map(|s| s.path),
-            health: Mutex::new(health),
-            draining: AtomicBool::new(false),
-            last: tokio::sync::Mutex::new(last),
-            tls,
+        Arc::new_cyclic(|this| {
+            if let Some(redis) = &redis {
+                let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());
+                let this = this.clone();
+                let outbox = crate::shared::spawn(redis, prefix, move || {
+                    this.upgrade().map(|live: Arc<Live>| live.executor().state.clone())
+                });
+                executor.state.attach(outbox);
+            }
+            Live {
+                current: ArcSwap::from_pointee(executor),
+                source: source.map(|s| s.path),
+                health: Mutex::new(health),
+                draining: AtomicBool::new(false),
+                last: tokio::sync::Mutex::new(last),
+                tls,
+                redis,
+            }
         })
     }
 
@@ -123,6 +137,11 @@ impl Live {
                         tracing::warn!("{e}; keeping the certificate in use");
                         warnings.push(format!("{e}; keeping the certificate in use"));
                     }
+                }
+                if config.router.redis != self.redis {
+                    let w = "router_settings.redis_*: the Redis settings changed; they take effect at the next restart";
+                    tracing::warn!("{w}");
+                    warnings.push(w.to_owned());
                 }
                 let deployments = config.deployments.len();
                 self.install(config);
@@ -187,6 +206,7 @@ fn register_secrets(config: &Config) {
         .iter()
         .filter_map(|d| d.engine().and_then(|e| e.api_key.as_ref()))
         .chain(config.general.master_key.as_ref())
+        .chain(config.router.redis.iter().flat_map(|r| r.password.iter().chain(r.url.iter())))
         .map(|s| s.expose().to_owned())
         .collect();
     crate::redact::register_secrets(secrets);

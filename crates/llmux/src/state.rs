@@ -1,32 +1,47 @@
 //! Routing state shared by every request: what live traffic and health probes taught the router, read by
-//! [`crate::router`] as a plain snapshot. In memory; the same interface is meant to gain a Redis backing for
-//! replicas.
+//! [`crate::router`] as a plain snapshot. In memory; with Redis configured, [`crate::shared`] copies what other
+//! replicas learned into it (the `peer`/`remote` fields) and sends this replica's changes out through an
+//! [`Outbox`], never on the request's own path.
 //!
-//! Time is passed in as milliseconds since [`State::epoch`], so tests drive it without sleeping.
+//! Time is passed in as milliseconds since [`State::epoch`], so tests drive it without sleeping. Minutes for
+//! usage counters are UTC minutes, so replicas count in the same buckets.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ErrorClass};
 use crate::router::DeploymentView;
+use crate::shared::Outbox;
 
 /// Per-deployment and per-host state, indexed like `Config::deployments` and `Config::hosts`.
 #[derive(Debug)]
 pub struct State {
     epoch: Instant,
+    /// Unix time of `epoch`, in ms: converts state times to and from what replicas share.
+    epoch_unix: u64,
     slots: Vec<Slot>,
     hosts: Vec<Mutex<HostState>>,
+    /// Host origins, indexed like `hosts`.
+    origins: Vec<Arc<str>>,
+    /// Host index by origin, for what other replicas report.
+    by_origin: HashMap<Arc<str>, usize>,
     /// Woken when a slot-limited deployment finishes a request.
     freed: tokio::sync::Notify,
+    /// Where changes go for other replicas, when Redis is configured.
+    outbox: OnceLock<Arc<Outbox>>,
 }
 
 #[derive(Debug, Default)]
 struct Slot {
+    /// The deployment's id, the key replicas share it under.
+    id: Arc<str>,
     in_flight: AtomicU32,
+    /// Requests other replicas have in flight on it.
+    peer_in_flight: AtomicU32,
     /// The deployment has a `max_parallel_requests`, so waiters care when it frees up.
     limited: bool,
     /// Its host, and the model name the engine knows it by (for residency).
@@ -36,7 +51,7 @@ struct Slot {
 }
 
 /// How a host is doing, as `/health/hosts` reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
     /// Not probed and not used yet.
@@ -51,7 +66,7 @@ pub enum HostStatus {
 }
 
 /// A model loaded on a host.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resident {
     /// The engine's model name.
     pub model: String,
@@ -71,6 +86,10 @@ pub struct Resident {
 /// What llmux knows about one engine host.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HostState {
+    /// When this replica (or the replica it learned it from) last changed status or residency (ms on the state
+    /// clock): the newer of two views wins.
+    #[serde(skip)]
+    pub updated: u64,
     /// Up, degraded, down or unknown.
     pub status: HostStatus,
     /// Why, in a few words.
@@ -109,6 +128,10 @@ pub struct ProbeOutcome {
 struct Inner {
     cooldown_until: u64,
     cooldown_status: u16,
+    /// A cooldown another replica set (0 = none).
+    remote_cooldown_until: u64,
+    /// Other replicas' counts for the UTC minute `peer.minute`.
+    peer: PeerUsage,
     /// The minute the counters below belong to.
     minute: u64,
     fails: u32,
@@ -119,6 +142,38 @@ struct Inner {
     allowed_fails: HashMap<Option<ErrorClass>, (u32, u64)>,
     /// Recent latencies (seconds) with the time they were taken.
     latencies: VecDeque<(f64, u64)>,
+}
+
+/// Other replicas' usage of one deployment in one UTC minute.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerUsage {
+    /// The UTC minute (unix ms / 60,000).
+    pub minute: u64,
+    /// Requests started.
+    pub requests: u64,
+    /// Prompt tokens estimated.
+    pub tokens: u64,
+    /// Failed attempts.
+    pub fails: u64,
+    /// Successful attempts.
+    pub successes: u64,
+}
+
+/// A host's state as replicas share it: times are unix ms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedHost {
+    /// Up, degraded, down or unknown.
+    pub status: HostStatus,
+    /// Why.
+    pub reason: String,
+    /// When the status changed.
+    pub since: u64,
+    /// Routing skips the host until then (0 = not down).
+    pub down_until: u64,
+    /// Models loaded.
+    pub resident: Vec<Resident>,
+    /// When the replica that wrote it last changed it.
+    pub updated: u64,
 }
 
 /// Counts of the current minute, read when deciding on a cooldown.
@@ -148,29 +203,57 @@ impl Drop for OwnedInFlight {
     }
 }
 
-fn minute_of(ms: u64) -> u64 {
-    ms / 60_000
-}
-
 impl State {
     /// Fresh state for `config`'s deployments and hosts.
     pub fn new(config: &Config) -> Self {
-        let slots = config
+        let slots: Vec<Slot> = config
             .deployments
             .iter()
             .map(|d| Slot {
+                id: Arc::from(d.id.as_str()),
                 limited: d.max_parallel_requests.is_some(),
                 host: d.host,
                 upstream_model: d.engine().map(|e| e.upstream_model.clone()).unwrap_or_default(),
                 ..Slot::default()
             })
             .collect();
+        let origins: Vec<Arc<str>> = config.hosts.iter().map(|h| Arc::from(h.origin.as_str())).collect();
+        let epoch = Instant::now();
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         State {
-            epoch: Instant::now(),
+            epoch,
+            epoch_unix: u64::try_from(unix.as_millis()).unwrap_or(0),
+            by_origin: origins.iter().enumerate().map(|(i, o)| (o.clone(), i)).collect(),
             slots,
             hosts: config.hosts.iter().map(|_| Mutex::new(HostState::default())).collect(),
+            origins,
             freed: tokio::sync::Notify::new(),
+            outbox: OnceLock::new(),
         }
+    }
+
+    /// Sends this state's changes to other replicas through `outbox` from now on.
+    pub fn attach(&self, outbox: Arc<Outbox>) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.get().map(Arc::as_ref)
+    }
+
+    /// `ms` on the state clock as unix ms.
+    pub fn to_unix(&self, ms: u64) -> u64 {
+        self.epoch_unix.saturating_add(ms)
+    }
+
+    /// Unix ms on the state clock (times before the epoch become 0).
+    pub fn from_unix(&self, unix: u64) -> u64 {
+        unix.saturating_sub(self.epoch_unix)
+    }
+
+    /// The UTC minute `ms` (state clock) falls in.
+    pub fn minute_of(&self, ms: u64) -> u64 {
+        self.to_unix(ms) / 60_000
     }
 
     /// State for `config` after a reload from `old_config`: what `old` learned carries over for hosts at the
@@ -179,6 +262,10 @@ impl State {
     pub fn successor(old: &State, old_config: &Config, config: &Config) -> Self {
         let mut state = State::new(config);
         state.epoch = old.epoch;
+        state.epoch_unix = old.epoch_unix;
+        if let Some(outbox) = old.outbox.get() {
+            state.attach(outbox.clone());
+        }
         for (slot, d) in state.slots.iter_mut().zip(&config.deployments) {
             if let Some(inner) = old_config.ids.get(&d.id).and_then(|&i| old.inner(i)) {
                 *slot.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = inner.clone();
@@ -212,17 +299,28 @@ impl State {
             }
             h.reason = reason.to_owned();
             h.down_until = h.down_until.max(until);
+            h.updated = now;
+        }
+        self.host_changed(host);
+    }
+
+    fn host_changed(&self, host: usize) {
+        if let (Some(outbox), Some(origin)) = (self.outbox(), self.origins.get(host)) {
+            outbox.host(origin);
         }
     }
 
     /// A request on `deployment` succeeded: its host is up, and the model is loaded there now.
     pub fn host_answered(&self, deployment: usize, now: u64) {
         let Some(slot) = self.slots.get(deployment) else { return };
-        let Some(mut h) = slot.host.and_then(|i| self.host(i)) else { return };
+        let Some(index) = slot.host else { return };
+        let Some(mut h) = self.host(index) else { return };
+        let mut changed = false;
         if matches!(h.status, HostStatus::Down | HostStatus::Unknown) {
             h.status = HostStatus::Up;
             h.reason = "answered a request".to_owned();
             h.since = now;
+            changed = true;
         }
         h.down_until = 0;
         if !slot.upstream_model.is_empty() && !h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)) {
@@ -233,6 +331,12 @@ impl State {
                 expires_at: None,
                 probed: false,
             });
+            changed = true;
+        }
+        if changed {
+            h.updated = now;
+            drop(h);
+            self.host_changed(index);
         }
     }
 
@@ -270,12 +374,18 @@ impl State {
                     h.resident = resident;
                 }
             }
+            h.updated = now;
         }
+        self.host_changed(host);
         if outcome.failure.is_none() {
             for &i in deployments {
                 if let Some(mut inner) = self.inner(i) {
-                    if inner.cooldown_status == 0 {
+                    if inner.cooldown_status == 0 && inner.cooldown_until.max(inner.remote_cooldown_until) > now {
                         inner.cooldown_until = 0;
+                        inner.remote_cooldown_until = 0;
+                        if let (Some(outbox), Some(slot)) = (self.outbox(), self.slots.get(i)) {
+                            outbox.lift(&slot.id);
+                        }
                     }
                 }
             }
@@ -304,7 +414,7 @@ impl State {
 
     /// What the router sees of `members` at `now`, in the same order.
     pub fn snapshot(&self, members: &[usize], now: u64, latency_ttl: Option<Duration>) -> Vec<DeploymentView> {
-        let minute = minute_of(now);
+        let minute = self.minute_of(now);
         let ttl = latency_ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         members
             .iter()
@@ -318,30 +428,34 @@ impl State {
                     .map(|(v, _)| *v)
                     .collect();
                 let same_minute = inner.minute == minute;
+                let peer = if inner.peer.minute == minute { inner.peer } else { PeerUsage::default() };
+                let cooldown_until = inner.cooldown_until.max(inner.remote_cooldown_until);
                 let host = slot.host.and_then(|i| self.host(i));
                 let unhealthy = host.as_ref().is_some_and(|h| h.down_until > now);
                 let warm = host
                     .as_ref()
                     .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
                 DeploymentView {
-                    cooldown_until: if inner.cooldown_until > now { inner.cooldown_until } else { 0 },
+                    cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
                     warm,
-                    in_flight: slot.in_flight.load(Ordering::Relaxed),
+                    in_flight: slot.in_flight.load(Ordering::Relaxed) + slot.peer_in_flight.load(Ordering::Relaxed),
                     latency: (!fresh.is_empty()).then(|| fresh.iter().sum::<f64>() / fresh.len() as f64),
-                    requests_this_minute: if same_minute { inner.requests } else { 0 },
-                    tokens_this_minute: if same_minute { inner.tokens } else { 0 },
+                    requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
+                    tokens_this_minute: if same_minute { inner.tokens } else { 0 } + peer.tokens,
                 }
             })
             .collect()
     }
 
-    fn roll_minute(inner: &mut Inner, now: u64) {
-        let minute = minute_of(now);
+    fn roll_minute(&self, inner: &mut Inner, now: u64) {
+        let minute = self.minute_of(now);
         if inner.minute != minute {
             *inner = Inner {
                 cooldown_until: inner.cooldown_until,
                 cooldown_status: inner.cooldown_status,
+                remote_cooldown_until: inner.remote_cooldown_until,
+                peer: inner.peer,
                 minute,
                 allowed_fails: std::mem::take(&mut inner.allowed_fails),
                 latencies: std::mem::take(&mut inner.latencies),
@@ -356,17 +470,22 @@ impl State {
         let slot = self.slots.get(index)?;
         slot.in_flight.fetch_add(1, Ordering::Relaxed);
         if let Some(mut inner) = self.inner(index) {
-            Self::roll_minute(&mut inner, now);
+            self.roll_minute(&mut inner, now);
             inner.requests += 1;
             inner.tokens += tokens;
+        }
+        if let Some(outbox) = self.outbox() {
+            let usage = PeerUsage { minute: self.minute_of(now), requests: 1, tokens, ..PeerUsage::default() };
+            outbox.usage(&slot.id, usage);
         }
         Some(OwnedInFlight { state: self.clone(), index })
     }
 
     /// Deployment `index` answered successfully after `latency`: its host is up, whatever a probe said.
     pub fn record_success(&self, index: usize, latency: Duration, max_samples: usize, now: u64) {
+        self.count_outcome(index, now, false);
         if let Some(mut inner) = self.inner(index) {
-            Self::roll_minute(&mut inner, now);
+            self.roll_minute(&mut inner, now);
             inner.successes += 1;
             inner.latencies.push_back((latency.as_secs_f64(), now));
             while inner.latencies.len() > max_samples.max(1) {
@@ -377,10 +496,28 @@ impl State {
 
     /// Deployment `index` failed: counts the failure and returns this minute's counts.
     pub fn record_failure(&self, index: usize, now: u64) -> MinuteCounts {
+        self.count_outcome(index, now, true);
         let Some(mut inner) = self.inner(index) else { return MinuteCounts::default() };
-        Self::roll_minute(&mut inner, now);
+        self.roll_minute(&mut inner, now);
         inner.fails += 1;
-        MinuteCounts { fails: inner.fails, successes: inner.successes }
+        let peer = if inner.peer.minute == inner.minute { inner.peer } else { PeerUsage::default() };
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        MinuteCounts {
+            fails: inner.fails.saturating_add(clamp(peer.fails)),
+            successes: inner.successes.saturating_add(clamp(peer.successes)),
+        }
+    }
+
+    fn count_outcome(&self, index: usize, now: u64, failed: bool) {
+        if let (Some(outbox), Some(slot)) = (self.outbox(), self.slots.get(index)) {
+            let usage = PeerUsage {
+                minute: self.minute_of(now),
+                fails: u64::from(failed),
+                successes: u64::from(!failed),
+                ..PeerUsage::default()
+            };
+            outbox.usage(&slot.id, usage);
+        }
     }
 
     /// Adds one to the `allowed_fails` counter of `class` (expiring after `ttl`) and returns the new count.
@@ -404,7 +541,97 @@ impl State {
                 inner.cooldown_status = status;
             }
         }
+        if let (Some(outbox), Some(slot)) = (self.outbox(), self.slots.get(index)) {
+            outbox.cooldown(&slot.id, self.to_unix(now).saturating_add(millis(duration)), status);
+        }
     }
+
+    /// Cooldowns this replica set that are still running, as (id, until unix ms, status): re-sent to Redis
+    /// when it comes back after an outage.
+    pub fn active_cooldowns(&self, now: u64) -> Vec<(Arc<str>, u64, u16)> {
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
+                (inner.cooldown_until > now)
+                    .then(|| (slot.id.clone(), self.to_unix(inner.cooldown_until), inner.cooldown_status))
+            })
+            .collect()
+    }
+
+    /// Every deployment's id with this replica's in-flight count.
+    pub fn in_flight_by_id(&self) -> impl Iterator<Item = (&Arc<str>, u32)> {
+        self.slots.iter().map(|s| (&s.id, s.in_flight.load(Ordering::Relaxed)))
+    }
+
+    /// Every host origin.
+    pub fn origins(&self) -> &[Arc<str>] {
+        &self.origins
+    }
+
+    /// Host `origin` as replicas share it.
+    pub fn shared_host(&self, origin: &str) -> Option<SharedHost> {
+        let h = self.by_origin.get(origin).and_then(|&i| self.host(i))?;
+        Some(SharedHost {
+            status: h.status,
+            reason: h.reason.clone(),
+            since: self.to_unix(h.since),
+            down_until: if h.down_until == 0 { 0 } else { self.to_unix(h.down_until) },
+            resident: h.resident.clone(),
+            updated: self.to_unix(h.updated),
+        })
+    }
+
+    /// Takes in what other replicas shared: their cooldowns (by deployment id, until unix ms; a deployment
+    /// missing here has none), host views newer than this replica's, their usage this minute and their
+    /// in-flight counts. Ids and origins this config does not have are ignored.
+    pub fn apply_remote(&self, remote: &Remote) {
+        for slot in &self.slots {
+            let mut inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.remote_cooldown_until = remote.cooldowns.get(&*slot.id).map_or(0, |&u| self.from_unix(u));
+            inner.peer = remote.usage.get(&*slot.id).copied().unwrap_or_default();
+            slot.peer_in_flight.store(remote.in_flight.get(&*slot.id).copied().unwrap_or(0), Ordering::Relaxed);
+        }
+        for (origin, shared) in &remote.hosts {
+            let Some(mut h) = self.by_origin.get(origin.as_str()).and_then(|&i| self.host(i)) else { continue };
+            let updated = self.from_unix(shared.updated);
+            if shared.updated == 0 || updated <= h.updated {
+                continue;
+            }
+            h.status = shared.status;
+            h.reason = shared.reason.clone();
+            h.since = self.from_unix(shared.since);
+            h.down_until = if shared.down_until == 0 { 0 } else { self.from_unix(shared.down_until) };
+            h.resident = shared.resident.clone();
+            h.updated = updated;
+        }
+    }
+
+    /// Forgets what other replicas reported that cannot expire by itself (usage, in-flight counts), when the
+    /// shared store is unreachable. Their cooldowns and host views stay until they run out.
+    pub fn forget_peers(&self) {
+        for slot in &self.slots {
+            slot.peer_in_flight.store(0, Ordering::Relaxed);
+            slot.inner.lock().unwrap_or_else(|e| e.into_inner()).peer = PeerUsage::default();
+        }
+    }
+}
+
+/// What other replicas shared, keyed by deployment id and host origin.
+#[derive(Debug, Default, Clone)]
+pub struct Remote {
+    /// Running cooldowns: until (unix ms).
+    pub cooldowns: HashMap<String, u64>,
+    /// Host views.
+    pub hosts: HashMap<String, SharedHost>,
+    /// Other replicas' usage in the current minute.
+    pub usage: HashMap<String, PeerUsage>,
+    /// Other replicas' in-flight requests.
+    pub in_flight: HashMap<String, u32>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Ollama names `qwen3:8b` and `qwen3:8b` are one model, and so are `llama3` and `llama3:latest`.
@@ -429,7 +656,10 @@ model_list:
   - model_name: b
     litellm_params: {model: openai/n, api_base: "http://h1:1/v1"}
 "#;
-        Arc::new(State::new(&crate::config::load_str(yaml, &|_| None).unwrap().0))
+        let mut state = State::new(&crate::config::load_str(yaml, &|_| None).unwrap().0);
+        // Minutes are UTC minutes: start the tests' clock on a minute boundary.
+        state.epoch_unix = 0;
+        Arc::new(state)
     }
 
     #[test]

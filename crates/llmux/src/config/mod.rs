@@ -237,6 +237,41 @@ pub struct RouterSettings {
     pub timeout: Option<Duration>,
     /// Router-wide `stream_timeout`.
     pub stream_timeout: Option<Duration>,
+    /// Redis for state shared between replicas (`redis_host`/`redis_port`/`redis_password` or `redis_url`,
+    /// else the `REDIS_*` environment variables); `None` keeps state in memory.
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where replicas share routing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis_url` (`redis://[user:password@]host:port[/db]`), which wins over the separate keys.
+    pub url: Option<Secret>,
+    /// `redis_host`.
+    pub host: String,
+    /// `redis_port` (default 6379).
+    pub port: u16,
+    /// `redis_password`.
+    pub password: Option<Secret>,
+    /// `redis_username` (Redis 6 ACL user).
+    pub username: Option<String>,
+    /// `redis_db` (default 0).
+    pub db: i64,
+}
+
+impl RedisSettings {
+    /// Where it points, without credentials, for logs.
+    pub fn display(&self) -> String {
+        match &self.url {
+            Some(url) => {
+                let url = url.expose();
+                let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{rest}")
+            }
+            None => format!("redis://{}:{}/{}", self.host, self.port, self.db),
+        }
+    }
 }
 
 /// `routing_strategy` and its arguments.

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, RouterSettings, Secret,
-    Strategy, Target,
+    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, RedisSettings,
+    RouterSettings, Secret, Strategy, Target,
 };
 use crate::providers;
 
@@ -92,6 +92,12 @@ const ROUTER_ACTED_ON: &[&str] = &[
     "health_check_staleness_threshold",
     "timeout",
     "stream_timeout",
+    "redis_host",
+    "redis_port",
+    "redis_password",
+    "redis_url",
+    "redis_username",
+    "redis_db",
 ];
 
 const LITELLM_ACTED_ON: &[&str] = &[
@@ -150,7 +156,8 @@ pub(super) fn validate(
     let (aliases, alias_order) = aliases(router_map.get("model_group_alias"), &known, diags);
     let is_name = |name: &str| known(name) || aliases.contains_key(name);
     complexity_routers(&mut deployments, &is_name, diags);
-    let router = router_settings(router_map, litellm, &is_name, diags);
+    let mut router = router_settings(router_map, litellm, &is_name, diags);
+    router.redis = redis_settings(router_map, diags, env);
     let general = general_settings(general_map, litellm, router_map, diags);
     litellm_warnings(litellm, diags);
 
@@ -852,7 +859,65 @@ fn router_settings(
             .or_else(|| get_num(litellm, "request_timeout", L, diags))
             .map(seconds),
         stream_timeout: get_num(router, "stream_timeout", R, diags).map(seconds),
+        redis: None,
     }
+}
+
+/// LiteLLM's rule: router state goes to Redis when `redis_url`, or `redis_host` and `redis_port`, are set. Each key
+/// falls back to its `REDIS_*` environment variable, as LiteLLM's Redis client does; the port defaults to 6379
+/// when only the host comes from the environment.
+fn redis_settings(
+    router: &Map<String, Value>,
+    diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<RedisSettings> {
+    const R: &str = "router_settings";
+    let setting = |key: &str, var: &str, diags: &mut Diagnostics| {
+        get_str(router, key, R, diags).or_else(|| env(var)).filter(|v| !v.trim().is_empty())
+    };
+    let url = setting("redis_url", "REDIS_URL", diags);
+    let host = setting("redis_host", "REDIS_HOST", diags);
+    let port = setting("redis_port", "REDIS_PORT", diags);
+    let password = setting("redis_password", "REDIS_PASSWORD", diags);
+    let username = setting("redis_username", "REDIS_USERNAME", diags);
+    let db = match setting("redis_db", "REDIS_DB", diags) {
+        None => 0,
+        Some(v) => v.trim().parse::<i64>().unwrap_or_else(|_| {
+            diags.error(format!("{R}.redis_db"), format!("must be a database number, found {v:?}"));
+            0
+        }),
+    };
+    if let Some(url) = &url {
+        if url.starts_with("rediss://") {
+            diags.error(format!("{R}.redis_url"), "rediss:// (Redis over TLS) is not supported by llmux yet");
+            return None;
+        }
+        if !url.starts_with("redis://") && !url.starts_with("unix://") {
+            diags.error(format!("{R}.redis_url"), "must start with redis:// or unix://");
+            return None;
+        }
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => p.trim().parse::<u16>().unwrap_or_else(|_| {
+            diags.error(format!("{R}.redis_port"), format!("must be a port number, found {p:?}"));
+            6379
+        }),
+    };
+    if url.is_none() && host.is_none() {
+        if router.contains_key("redis_port") || router.contains_key("redis_password") {
+            diags.warn(format!("{R}.redis_host"), "not set: without it (or redis_url) state stays in memory");
+        }
+        return None;
+    }
+    Some(RedisSettings {
+        url: url.map(Secret::new),
+        host: host.unwrap_or_default(),
+        port,
+        password: password.map(Secret::new),
+        username,
+        db,
+    })
 }
 
 fn strategy(router: &Map<String, Value>, diags: &mut Diagnostics) -> Strategy {

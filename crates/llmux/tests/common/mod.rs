@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,12 +91,24 @@ impl Llmux {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.try_get(path).await.expect("llmux answers")
+        self.get_key(path, None).await
+    }
+
+    pub async fn get_key(&self, path: &str, key: Option<&str>) -> Reply {
+        self.try_get_key(path, key).await.expect("llmux answers")
     }
 
     /// A GET that may fail to connect or be answered.
     pub async fn try_get(&self, path: &str) -> Result<Reply, String> {
-        let req = Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new())).unwrap();
+        self.try_get_key(path, None).await
+    }
+
+    async fn try_get_key(&self, path: &str, key: Option<&str>) -> Result<Reply, String> {
+        let mut builder = Request::get(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        let req = builder.body(Full::new(Bytes::new())).unwrap();
         let response = self.client.request(req).await.map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();

@@ -1,0 +1,242 @@
+//! Replicas sharing routing state through a real Redis: two llmux processes, one sees the other's cooldowns,
+//! host health and usage; a Redis outage leaves both answering and sharing resumes when it returns.
+//!
+//! Needs Redis on 127.0.0.1:6379 (each test works under its own key prefix and deletes it first); the outage
+//! test starts its own `redis-server` on a spare port.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::{free_port, write, Process};
+use common::{chat_body, mock, mock_with, Llmux};
+use llmux_mock::{Fault, MockConfig};
+
+const KEY: Option<&str> = Some("sk-replicas");
+
+/// A connection to the Redis on `port`, or a clear failure saying it is missing.
+async fn redis_at(port: u16) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let started = Instant::now();
+    loop {
+        // A server the test just started takes a moment to listen.
+        match client.get_multiplexed_async_connection().await {
+            Ok(conn) => return conn,
+            Err(e) if started.elapsed() > Duration::from_secs(5) => {
+                panic!("these tests need Redis on 127.0.0.1:{port} (apt-get install redis-server): {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A key prefix of this test's own, emptied.
+async fn fresh_prefix(test: &str) -> String {
+    let prefix = format!("llmux-test-{test}-{}", std::process::id());
+    let mut conn = redis_at(6379).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    }
+    prefix
+}
+
+/// Two replicas of the same config, sharing state under `prefix` in the Redis on `redis_port`.
+fn replicas(dir: &Path, yaml: &str, redis_port: u16, prefix: &str) -> (Process, Process) {
+    let path = dir.join("config.yaml");
+    let yaml = yaml.replace("REDIS_PORT", &redis_port.to_string());
+    write(&path, &yaml);
+    let env = [("LLMUX_REDIS_PREFIX", prefix)];
+    (Process::start_env(&path, &["--watch", "0"], &env), Process::start_env(&path, &["--watch", "0"], &env))
+}
+
+/// Group `g`: `a` preferred (`order: 1`), `b` behind it; one retry, so a failure on `a` is answered by `b`.
+fn group_of_two(a: &str, b: &str, extra_router: &str) -> String {
+    format!(
+        r#"model_list:
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{a}", order: 1}}
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{b}", order: 2}}
+router_settings:
+  redis_host: 127.0.0.1
+  redis_port: REDIS_PORT
+  num_retries: 1
+  cooldown_time: 60
+{extra_router}general_settings:
+  master_key: sk-replicas
+"#
+    )
+}
+
+async fn chat(client: &Llmux, model: &str) -> u16 {
+    client.post_key("/v1/chat/completions", &chat_body(model, false), KEY).await.status.as_u16()
+}
+
+/// Waits until `check` holds, polling; fails after `within`.
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
+    let prefix = fresh_prefix("cooldown").await;
+    let limited = mock_with({
+        let mut c = MockConfig::new("limited", &["m"]);
+        c.fault = Fault::Status { status: 429, body: None, retry_after: None };
+        c
+    })
+    .await;
+    let healthy = mock("healthy", &["m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = replicas(dir.path(), &group_of_two(&limited.base_url(), &healthy.base_url(), ""), 6379, &prefix);
+    a.ready().await;
+    b.ready().await;
+    let (ca, cb) = (a.client(), b.client());
+
+    // Replica A meets the 429 on the preferred deployment, cools it down, and is answered by the other.
+    assert_eq!(chat(&ca, "g").await, 200);
+    assert_eq!(limited.requests().len(), 1, "A hit the limited deployment once");
+    let seen = limited.requests().len();
+    // Well within a second B knows: none of its requests reach the cooled-down deployment.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..30 {
+        assert_eq!(chat(&cb, "g").await, 200);
+    }
+    assert_eq!(limited.requests().len(), seen, "B sent a request to a deployment A cooled down");
+}
+
+#[tokio::test]
+async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second() {
+    let prefix = fresh_prefix("hostdown").await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let healthy = mock("healthy", &["m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = replicas(dir.path(), &group_of_two(&dead, &healthy.base_url(), ""), 6379, &prefix);
+    a.ready().await;
+    b.ready().await;
+    let (ca, cb) = (a.client(), b.client());
+    let host_status = |hosts: serde_json::Value| {
+        hosts["hosts"].as_array().unwrap().iter().find(|h| h["host"] == dead.as_str()).unwrap()["status"].clone()
+    };
+    // A walks into the dead host and fails over to the healthy one.
+    assert_eq!(host_status(cb.get_key("/health/hosts", KEY).await.json()), "unknown");
+    assert_eq!(chat(&ca, "g").await, 200);
+    assert_eq!(host_status(ca.get_key("/health/hosts", KEY).await.json()), "down");
+    assert_eq!(healthy.requests().len(), 1);
+    let took = eventually("B sees the host down", Duration::from_secs(1), async || {
+        host_status(cb.get_key("/health/hosts", KEY).await.json()) == "down"
+    })
+    .await;
+    eprintln!("host-down propagation: {took:?}");
+    // And B sends nothing to it: its first request goes straight to the healthy host.
+    let reply = cb.post_key("/v1/chat/completions", &chat_body("g", false), KEY).await;
+    assert_eq!(reply.status, 200);
+    let route = reply.header("x-llmux-route");
+    assert!(!route.contains("failed"), "B tried the dead host first: {route}");
+}
+
+#[tokio::test]
+async fn rpm_limits_count_the_requests_of_every_replica() {
+    let prefix = fresh_prefix("rpm").await;
+    let engine = mock("e", &["m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"model_list:
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{}", rpm: 4}}
+router_settings:
+  routing_strategy: usage-based-routing-v2
+  redis_host: 127.0.0.1
+  redis_port: REDIS_PORT
+general_settings:
+  master_key: sk-replicas
+"#,
+        engine.base_url()
+    );
+    let (a, b) = replicas(dir.path(), &yaml, 6379, &prefix);
+    a.ready().await;
+    b.ready().await;
+    let (ca, cb) = (a.client(), b.client());
+    assert_eq!(chat(&ca, "g").await, 200);
+    assert_eq!(chat(&ca, "g").await, 200);
+    assert_eq!(chat(&cb, "g").await, 200);
+    assert_eq!(chat(&cb, "g").await, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Four this minute across both replicas: the limit is reached for each of them.
+    assert_eq!(chat(&ca, "g").await, 429);
+    assert_eq!(chat(&cb, "g").await, 429);
+    assert_eq!(engine.requests().len(), 4);
+}
+
+/// A `redis-server` of the test's own on `port`, keeping nothing on disk.
+fn redis_server(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (apt-get install redis-server)");
+    child
+}
+
+#[tokio::test]
+async fn a_redis_outage_leaves_both_replicas_answering_and_sharing_resumes() {
+    let port = free_port();
+    let mut server = redis_server(port);
+    let _ = redis_at(port).await;
+    let limited = mock_with({
+        let mut c = MockConfig::new("limited", &["m"]);
+        c.fault = Fault::Status { status: 429, body: None, retry_after: None };
+        c
+    })
+    .await;
+    let healthy = mock("healthy", &["m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = group_of_two(&limited.base_url(), &healthy.base_url(), "  cooldown_time: 4\n")
+        .replace("  cooldown_time: 60\n", "");
+    let (a, b) = replicas(dir.path(), &yaml, port, "llmux");
+    a.ready().await;
+    b.ready().await;
+    let (ca, cb) = (a.client(), b.client());
+    assert_eq!(chat(&ca, "g").await, 200);
+
+    // Redis goes away: no request fails because of it.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for _ in 0..10 {
+        assert_eq!(chat(&ca, "g").await, 200);
+        assert_eq!(chat(&cb, "g").await, 200);
+    }
+    // Let any cooldowns from before run out, then bring Redis back (empty).
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let mut server = redis_server(port);
+    let mut conn = redis_at(port).await;
+    // Both replicas find it again on their own (each re-registers in the fresh server).
+    let took = eventually("both replicas reconnect", Duration::from_secs(15), async || {
+        let n: u64 = redis::cmd("ZCARD").arg("llmux:replicas").query_async(&mut conn).await.unwrap_or(0);
+        n == 2
+    })
+    .await;
+    eprintln!("reconnected after {took:?}");
+
+    // Sharing works again: a cooldown A sets after the outage keeps B away from the deployment.
+    let seen = limited.requests().len();
+    assert_eq!(chat(&ca, "g").await, 200);
+    assert_eq!(limited.requests().len(), seen + 1, "A met the 429 again");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let seen = limited.requests().len();
+    for _ in 0..20 {
+        assert_eq!(chat(&cb, "g").await, 200);
+    }
+    assert_eq!(limited.requests().len(), seen, "B honours A's cooldown once Redis is back");
+    let _ = server.kill();
+    let _ = server.wait();
+}
