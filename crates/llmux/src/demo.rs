@@ -36,7 +36,7 @@ pub async fn start_hosts() -> anyhow::Result<(Vec<MockHandle>, String)> {
 /// Runs the demo on `addr` until interrupted.
 pub async fn run(addr: SocketAddr, options: crate::cli::ServeOptions) -> anyhow::Result<()> {
     let (hosts, yaml) = start_hosts().await?;
-    let (config, diags) = config::load_str(&yaml, &|name| std::env::var(name).ok())
+    let (config, diags) = config::load_str(&yaml, &config::process_env)
         .map_err(|d| anyhow::anyhow!("the bundled demo config does not load:\n{d}"))?;
     for d in diags.iter() {
         eprintln!("{d}");

@@ -24,8 +24,7 @@ pub fn load_tracked(path: &Path) -> (Result<(Config, Diagnostics), Diagnostics>,
     let mut diags = Diagnostics::default();
     let mut seen = HashSet::new();
     let tree = read_tree(path, &mut seen, &mut diags, "");
-    let loaded =
-        finish(tree, &mut diags, &|name| std::env::var(name).ok()).map(|c| (c, diags.clone())).map_err(|()| diags);
+    let loaded = finish(tree, &mut diags, &process_env).map(|c| (c, diags.clone())).map_err(|()| diags);
     let mut sources: Vec<PathBuf> = seen.into_iter().collect();
     sources.sort();
     (loaded, sources)
@@ -95,6 +94,17 @@ fn environment_overlay(
     overlay
 }
 
+/// The process environment as configs see it: `VAR`, or else the contents of the file named by `VAR_FILE`
+/// (Docker and Kubernetes secrets), without its trailing newline.
+pub fn process_env(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    let file = std::env::var(format!("{name}_FILE")).ok()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 /// Replaces every string `os.environ/VAR` in `value` by the variable's value; an unset variable is an error.
 fn resolve_env_refs(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, diags: &mut Diagnostics) {
     match value {
@@ -102,7 +112,13 @@ fn resolve_env_refs(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<
             if let Some(name) = s.strip_prefix("os.environ/") {
                 match env(name) {
                     Some(v) => *s = v,
-                    None => diags.error(path, format!("environment variable {name} is not set")),
+                    None => match env(&format!("{name}_FILE")) {
+                        Some(file) => diags.error(
+                            path,
+                            format!("environment variable {name} is not set, and {name}_FILE ({file}) cannot be read"),
+                        ),
+                        None => diags.error(path, format!("environment variable {name} is not set")),
+                    },
                 }
             }
         }
@@ -209,6 +225,24 @@ mod tests {
         let (config, _) = load(&dir.path().join("main.yaml")).unwrap();
         assert_eq!(config.group_order, ["a", "b"]);
         assert_eq!(config.router.num_retries, 4);
+    }
+
+    #[test]
+    fn a_variable_can_come_from_the_file_its_file_variable_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("key");
+        std::fs::write(&secret, "sk-from-a-file\n").unwrap();
+        // A name no other test or CI sets.
+        std::env::set_var("LLMUX_TEST_SECRET_FILE", &secret);
+        assert_eq!(process_env("LLMUX_TEST_SECRET").as_deref(), Some("sk-from-a-file"));
+        std::env::set_var("LLMUX_TEST_SECRET", "direct");
+        assert_eq!(process_env("LLMUX_TEST_SECRET").as_deref(), Some("direct"), "the variable itself wins");
+        std::env::remove_var("LLMUX_TEST_SECRET");
+        std::env::set_var("LLMUX_TEST_SECRET_FILE", dir.path().join("missing"));
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_base: 'http://h:1', api_key: os.environ/LLMUX_TEST_SECRET}\n";
+        let errors = load_str(yaml, &process_env).unwrap_err().to_string();
+        assert!(errors.contains("LLMUX_TEST_SECRET_FILE"), "{errors}");
+        std::env::remove_var("LLMUX_TEST_SECRET_FILE");
     }
 
     #[test]

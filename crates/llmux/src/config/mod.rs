@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
-pub use load::{load, load_str, load_tracked};
+pub use load::{load, load_str, load_tracked, process_env};
 pub use table::routing_table;
 pub(crate) use validate::type_name;
 
