@@ -688,6 +688,42 @@ model_list:
     }
 
     #[test]
+    fn what_other_replicas_share_adds_to_the_routers_view() {
+        let state = state();
+        let id = |i: usize| state.slots[i].id.to_string();
+        let _mine = state.start(0, 10, 1_000);
+        let mut remote = Remote::default();
+        remote.in_flight.insert(id(0), 3);
+        remote.usage.insert(id(0), PeerUsage { minute: 0, requests: 5, tokens: 50, fails: 4, successes: 1 });
+        remote.cooldowns.insert(id(1), 30_000);
+        remote.hosts.insert(
+            "http://h2:1".into(),
+            SharedHost {
+                status: HostStatus::Down,
+                reason: "connection refused".into(),
+                since: 900,
+                down_until: 40_000,
+                resident: Vec::new(),
+                updated: 900,
+            },
+        );
+        state.apply_remote(&remote);
+        let view = state.snapshot(&ALL, 1_000, None);
+        assert_eq!((view[0].in_flight, view[0].requests_this_minute, view[0].tokens_this_minute), (4, 6, 60));
+        assert_eq!(view[1].cooldown_until, 30_000, "another replica's cooldown");
+        assert!(view[1].unhealthy, "another replica found h2 down");
+        assert_eq!(state.record_failure(0, 1_000), MinuteCounts { fails: 5, successes: 1 });
+        // A newer local view of the host wins over an older shared one.
+        state.host_answered(1, 2_000);
+        state.apply_remote(&remote);
+        assert!(!state.snapshot(&ALL, 2_000, None)[1].unhealthy);
+        // Next minute the peers' counts no longer apply; without Redis they are forgotten.
+        assert_eq!(state.snapshot(&ALL, 60_000, None)[0].requests_this_minute, 0);
+        state.forget_peers();
+        assert_eq!(state.snapshot(&ALL, 1_000, None)[0].in_flight, 1);
+    }
+
+    #[test]
     fn cooldowns_expire_at_their_time() {
         let state = state();
         state.cool_down(1, Duration::from_secs(20), 429, 1_000);
