@@ -315,9 +315,15 @@ impl Run<'_> {
             let step = describe(name, target.group, &pick, d);
             self.last_tier = self.last_tier.max(pick.tier);
             self.attempts += 1;
+            let Some(model) = config.engine_model(d, name) else {
+                return Err(Error::invalid(
+                    format!("{} serves the wildcard {:?}: request a model name that matches it", d.id, d.model_name),
+                    Some("model"),
+                ));
+            };
             let guard = exec.state.start(index, self.prompt_tokens, now);
             let started = Instant::now();
-            let err = match exec.attempt(self.op, d, self.body, self.head, guard).await {
+            let err = match exec.attempt(self.op, d, &model, self.body, self.head, guard).await {
                 Ok(response) => {
                     let max_samples = match router.routing_strategy {
                         Strategy::LatencyBased { max_samples, .. } => max_samples,
@@ -325,7 +331,7 @@ impl Run<'_> {
                     };
                     let now = exec.state.now();
                     exec.state.record_success(index, started.elapsed(), max_samples, now);
-                    exec.state.host_answered(index, now);
+                    exec.state.host_answered(index, &model, now);
                     self.steps.push(step);
                     return Ok((response, index));
                 }
@@ -512,6 +518,7 @@ impl Executor {
         &self,
         op: Operation,
         deployment: &Deployment,
+        model: &str,
         body: &[u8],
         head: &RequestHead<'_>,
         guard: Option<OwnedInFlight>,
@@ -520,7 +527,7 @@ impl Executor {
             .engine()
             .ok_or_else(|| Error::Internal(format!("deployment {} has no engine", deployment.id)))?;
         let provider: &dyn Provider = engine.adapter().provider();
-        let call = Call { op, deployment, body, head };
+        let call = Call { op, deployment, model, body, head };
         let upstream = provider.build_request(&call)?;
         let mut request = Request::post(&upstream.url)
             .body(Full::new(upstream.body))

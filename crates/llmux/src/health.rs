@@ -31,13 +31,16 @@ pub async fn run(config: Arc<Config>, state: Arc<State>, client: HttpClient, int
 
 /// Probes every host once, concurrently, and records the results.
 pub async fn probe_all(config: &Config, state: &State, client: &HttpClient) {
+    probe_hosts(config, state, client, 0..config.hosts.len()).await;
+}
+
+/// Probes the hosts with these indices once, concurrently, and records the results.
+pub async fn probe_hosts(config: &Config, state: &State, client: &HttpClient, hosts: impl Iterator<Item = usize>) {
     // With health-check routing off, probe results are only reported, never gate routing.
     let stale_after =
         if config.general.health_check_routing { config.general.health_check_staleness } else { Duration::ZERO };
-    let checks = config
-        .hosts
-        .iter()
-        .enumerate()
+    let checks = hosts
+        .filter_map(|i| config.hosts.get(i).map(|h| (i, h)))
         .filter(|(_, h)| !h.probe_disabled)
         .map(|(i, host)| async move { (i, probe(config, host, client).await) });
     for (i, outcome) in futures_util::future::join_all(checks).await {
@@ -132,6 +135,10 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
                 for &i in &host.deployments {
                     let Some(engine) = config.deployments[i].engine() else { continue };
                     let model = &engine.upstream_model;
+                    // A wildcard deployment serves whatever the engine lists.
+                    if model.contains('*') {
+                        continue;
+                    }
                     if !available.iter().any(|a| same_model(a, model)) && !missing.contains(model) {
                         missing.push(model.clone());
                     }

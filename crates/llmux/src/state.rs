@@ -310,8 +310,9 @@ impl State {
         }
     }
 
-    /// A request on `deployment` succeeded: its host is up, and the model is loaded there now.
-    pub fn host_answered(&self, deployment: usize, now: u64) {
+    /// A request on `deployment` for the engine's `model` succeeded: its host is up, and the model is loaded
+    /// there now.
+    pub fn host_answered(&self, deployment: usize, model: &str, now: u64) {
         let Some(slot) = self.slots.get(deployment) else { return };
         let Some(index) = slot.host else { return };
         let Some(mut h) = self.host(index) else { return };
@@ -323,9 +324,9 @@ impl State {
             changed = true;
         }
         h.down_until = 0;
-        if !slot.upstream_model.is_empty() && !h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)) {
+        if !model.is_empty() && !h.resident.iter().any(|r| same_model(&r.model, model)) {
             h.resident.push(Resident {
-                model: slot.upstream_model.clone(),
+                model: model.to_owned(),
                 size: None,
                 size_vram: None,
                 expires_at: None,
@@ -675,7 +676,7 @@ model_list:
         let old = State::new(&before);
         old.cool_down(0, Duration::from_secs(30), 500, 1_000);
         old.host_unreachable(0, "connection refused", 1_000, 31_000);
-        old.host_answered(1, 1_000);
+        old.host_answered(1, "m", 1_000);
         let new = State::successor(&old, &before, &after);
         let view = new.snapshot(&[0, 1], 2_000, None);
         assert_eq!(view[1].cooldown_until, 31_000, "a's cooldown carried over");
@@ -714,7 +715,7 @@ model_list:
         assert!(view[1].unhealthy, "another replica found h2 down");
         assert_eq!(state.record_failure(0, 1_000), MinuteCounts { fails: 5, successes: 1 });
         // A newer local view of the host wins over an older shared one.
-        state.host_answered(1, 2_000);
+        state.host_answered(1, "m", 2_000);
         state.apply_remote(&remote);
         assert!(!state.snapshot(&ALL, 2_000, None)[1].unhealthy);
         // Next minute the peers' counts no longer apply; without Redis they are forgotten.
@@ -742,7 +743,7 @@ model_list:
         assert!(!view[1].unhealthy);
         assert!(!state.snapshot(&ALL, 30_000, None)[0].unhealthy, "the passive window ends");
         state.host_unreachable(0, "connection refused", 0, 30_000);
-        state.host_answered(2, 20);
+        state.host_answered(2, "n", 20);
         assert!(!state.snapshot(&ALL, 30, None)[0].unhealthy);
         assert_eq!(state.hosts()[0].status, HostStatus::Up);
     }
@@ -777,7 +778,7 @@ model_list:
     fn routing_a_model_to_a_host_makes_it_resident_there() {
         let state = state();
         assert!(!state.snapshot(&ALL, 0, None)[1].warm);
-        state.host_answered(1, 0);
+        state.host_answered(1, "m", 0);
         assert!(state.snapshot(&ALL, 0, None)[1].warm);
         assert!(!state.snapshot(&ALL, 0, None)[0].warm, "another host");
     }

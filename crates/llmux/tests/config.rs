@@ -25,7 +25,8 @@ fn homelab_loads_unchanged_with_its_groups_aliases_and_orders() {
     let warned = |path: &str| diags.warnings().any(|d| d.path == path);
     assert!(warned("litellm_settings.enable_background_health_checks"));
     assert!(warned("litellm_settings.health_check_interval"));
-    assert!(warned("litellm_settings.check_provider_endpoint"));
+    assert!(!warned("litellm_settings.check_provider_endpoint"), "discovery for wildcard groups is acted on");
+    assert!(config.general.check_provider_endpoint);
     assert!(!warned("model_list[7].litellm_params.complexity_router_config"), "the complexity router is acted on");
     assert!(diags.errors().next().is_none());
 }

@@ -62,6 +62,8 @@ pub struct Config {
     pub models: HashMap<String, usize>,
     /// Engine hosts, each deployment's `host` indexes this.
     pub hosts: Vec<Host>,
+    /// Wildcard `model_name`s (`ollama/*`, `*`), most specific first.
+    pub patterns: Vec<Pattern>,
     /// Router behaviour.
     pub router: RouterSettings,
     /// Proxy behaviour.
@@ -370,6 +372,53 @@ pub struct GeneralSettings {
     /// `health_check_staleness_threshold`: a probe result older than this no longer gates routing (default twice
     /// the interval, so a result lasts until the next probe even when probes are slow).
     pub health_check_staleness: Duration,
+    /// `litellm_settings.check_provider_endpoint`: `/v1/models` expands wildcard groups from each engine's own
+    /// model list instead of listing the pattern.
+    pub check_provider_endpoint: bool,
+}
+
+/// A wildcard `model_name`, matched as LiteLLM does: each `*` captures any text, anchored at the start only.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The `model_name`, e.g. `ollama/*`.
+    pub group: String,
+    regex: regex::Regex,
+}
+
+impl Pattern {
+    /// The pattern of `model_name`, when it has a `*`.
+    pub fn new(model_name: &str) -> Option<Pattern> {
+        if !model_name.contains('*') {
+            return None;
+        }
+        let source = format!("^{}", regex::escape(model_name).replace(r"\*", "(.*)"));
+        let regex = regex::Regex::new(&source).ok()?;
+        Some(Pattern { group: model_name.to_owned(), regex })
+    }
+
+    /// The texts the `*`s stand for in `name`, when it matches.
+    pub fn captures<'n>(&self, name: &'n str) -> Option<Vec<&'n str>> {
+        let caps = self.regex.captures(name)?;
+        Some(caps.iter().skip(1).map(|m| m.map_or("", |m| m.as_str())).collect())
+    }
+
+    /// `template` (e.g. the deployment's `ollama/*`) with each `*` replaced by what it captured in `name`; the
+    /// name itself when the counts differ, as LiteLLM.
+    pub fn expand(&self, template: &str, name: &str) -> Option<String> {
+        let caps = self.captures(name)?;
+        if template.matches('*').count() != caps.len() {
+            return Some(name.to_owned());
+        }
+        let mut out = String::with_capacity(template.len() + name.len());
+        let mut caps = caps.into_iter();
+        for (i, part) in template.split('*').enumerate() {
+            if i > 0 {
+                out.push_str(caps.next().unwrap_or(""));
+            }
+            out.push_str(part);
+        }
+        Some(out)
+    }
 }
 
 /// One engine host (scheme + authority of the deployments' `api_base`): probed once for all its deployments,
@@ -404,13 +453,36 @@ impl Config {
             let d = &self.deployments[*self.ids.get(name)?];
             Some(Resolved { group: &d.model_name, deployments: std::slice::from_ref(&d.index) })
         };
-        if let Some(found) = self.aliases.get(requested).and_then(|alias| by_name(&alias.target)) {
-            return Some(found);
+        let by_pattern = |name: &str| {
+            let pattern = self.patterns.iter().find(|p| p.regex.is_match(name))?;
+            let (group, members) = self.groups.get_key_value(&pattern.group)?;
+            Some(Resolved { group, deployments: members })
+        };
+        if let Some(alias) = self.aliases.get(requested) {
+            if let Some(found) = by_name(&alias.target).or_else(|| by_pattern(&alias.target)) {
+                return Some(found);
+            }
         }
-        by_name(requested).or_else(|| {
-            let d = &self.deployments[*self.models.get(requested)?];
-            Some(Resolved { group: &d.model_name, deployments: std::slice::from_ref(&d.index) })
-        })
+        by_name(requested)
+            .or_else(|| {
+                let d = &self.deployments[*self.models.get(requested)?];
+                Some(Resolved { group: &d.model_name, deployments: std::slice::from_ref(&d.index) })
+            })
+            .or_else(|| by_pattern(requested))
+    }
+
+    /// The model name engine `d` is asked for when a client requested `requested`: the configured one, or for a
+    /// wildcard deployment (`model_name: ollama/*`, `model: ollama/*`) the configured one with each `*` filled in
+    /// from the requested name (`ollama/qwen3:8b` → `qwen3:8b`). `None` when `d` is a wildcard deployment and
+    /// `requested` does not match its pattern (it was asked for by id).
+    pub fn engine_model<'c>(&'c self, d: &'c Deployment, requested: &str) -> Option<std::borrow::Cow<'c, str>> {
+        let engine = d.engine()?;
+        if !engine.upstream_model.contains('*') {
+            return Some(std::borrow::Cow::Borrowed(&engine.upstream_model));
+        }
+        let name = self.aliases.get(requested).map_or(requested, |a| a.target.as_str());
+        let pattern = self.patterns.iter().find(|p| p.group == d.model_name)?;
+        pattern.expand(&engine.upstream_model, name).map(std::borrow::Cow::Owned)
     }
 }
 
@@ -421,4 +493,22 @@ pub struct Resolved<'a> {
     pub group: &'a str,
     /// Deployment indices eligible for this request.
     pub deployments: &'a [usize],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pattern;
+
+    #[test]
+    fn patterns_match_from_the_start_and_fill_stars_in_order() {
+        let p = Pattern::new("local/*/v*").unwrap();
+        assert_eq!(p.captures("local/qwen/v2"), Some(vec!["qwen", "2"]));
+        assert_eq!(p.captures("x/local/qwen/v2"), None, "anchored at the start");
+        assert_eq!(p.expand("ollama_chat/*:*", "local/qwen/v2").as_deref(), Some("ollama_chat/qwen:2"));
+        assert_eq!(p.expand("*", "local/qwen/v2").as_deref(), Some("local/qwen/v2"), "counts differ: the name");
+        assert_eq!(Pattern::new("*").unwrap().expand("*", "anything/at:all").as_deref(), Some("anything/at:all"));
+        assert!(Pattern::new("plain").is_none());
+        let dots = Pattern::new("a.b/*").unwrap();
+        assert!(dots.captures("axb/c").is_none(), "regex metacharacters are literal");
+    }
 }

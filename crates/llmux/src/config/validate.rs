@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, RedisSettings,
+    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, Pattern, RedisSettings,
     RouterSettings, Secret, Strategy, Target,
 };
 use crate::providers;
@@ -162,12 +162,37 @@ pub(super) fn validate(
     litellm_warnings(litellm, diags);
 
     let hosts = hosts(&mut deployments);
+    let mut patterns: Vec<Pattern> = group_order.iter().filter_map(|g| Pattern::new(g)).collect();
+    // LiteLLM's order: the longest pattern first, then the one with more regex metacharacters.
+    let metachars = |p: &Pattern| p.group.chars().filter(|c| "*.?+^$[](){}|\\".contains(*c)).count();
+    patterns.sort_by_key(|p| std::cmp::Reverse((p.group.len(), metachars(p))));
+    for d in &deployments {
+        let stars = d.engine().map_or(0, |e| e.upstream_model.matches('*').count());
+        if stars > 0 && !d.model_name.contains('*') {
+            diags.error(
+                format!("model_list[{}].litellm_params.model", d.index),
+                "a `*` in the model needs a wildcard model_name (e.g. model_name: ollama/*) to fill it in",
+            );
+        }
+    }
     let ids = deployments.iter().map(|d| (d.id.clone(), d.index)).collect();
     let mut models = HashMap::new();
     for d in &deployments {
         models.entry(d.model.clone()).or_insert(d.index);
     }
-    Some(Config { deployments, groups, group_order, aliases, alias_order, ids, models, hosts, router, general })
+    Some(Config {
+        deployments,
+        groups,
+        group_order,
+        aliases,
+        alias_order,
+        ids,
+        models,
+        hosts,
+        patterns,
+        router,
+        general,
+    })
 }
 
 fn section<'a>(tree: &'a Map<String, Value>, key: &str, diags: &mut Diagnostics) -> Option<&'a Map<String, Value>> {
@@ -353,9 +378,6 @@ fn deployment(
             None
         }
     };
-    if model_name.as_deref().is_some_and(|n| n.contains('*')) {
-        diags.error(format!("{path}.model_name"), "wildcard model names are not supported by llmux yet");
-    }
     let params_path = format!("{path}.litellm_params");
     let params = match entry.get("litellm_params") {
         Some(Value::Object(p)) => p,
@@ -1007,6 +1029,8 @@ fn general_settings(
         .or_else(|| get_num(router, "health_check_staleness_threshold", "router_settings", diags))
         .map_or(Duration::from_secs(interval.saturating_mul(2).max(1)), seconds);
     GeneralSettings {
+        check_provider_endpoint: get_bool(litellm, "check_provider_endpoint", "litellm_settings", diags)
+            .unwrap_or(false),
         health_check_routing,
         health_check_ignore_transient_errors,
         health_check_staleness: staleness,
@@ -1021,7 +1045,13 @@ fn litellm_warnings(litellm: &Map<String, Value>, diags: &mut Diagnostics) {
     for key in litellm.keys() {
         let k = key.as_str();
         if LITELLM_ACTED_ON.contains(&k)
-            || ["enable_background_health_checks", "background_health_checks", "health_check_interval"].contains(&k)
+            || [
+                "enable_background_health_checks",
+                "background_health_checks",
+                "health_check_interval",
+                "check_provider_endpoint",
+            ]
+            .contains(&k)
         {
             continue;
         }

@@ -21,6 +21,8 @@ pub struct Call<'a> {
     pub op: Operation,
     /// The deployment chosen for this attempt.
     pub deployment: &'a Deployment,
+    /// The model name to ask the engine for (the configured one, or a wildcard's filled in).
+    pub model: &'a str,
     /// The client's body as received.
     pub body: &'a [u8],
     /// The head read from `body`.

@@ -55,7 +55,9 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
             None => Some("never probed".to_owned()),
             Some(h) if h.status == HostStatus::Down => Some(h.reason.clone()),
             Some(h)
-                if !h.available.is_empty() && !h.available.iter().any(|a| same_model(a, &engine.upstream_model)) =>
+                if !engine.upstream_model.contains('*')
+                    && !h.available.is_empty()
+                    && !h.available.iter().any(|a| same_model(a, &engine.upstream_model)) =>
             {
                 Some(format!("model {:?} is not on {}", engine.upstream_model, engine.host()))
             }

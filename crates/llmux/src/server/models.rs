@@ -19,23 +19,80 @@ fn owned_by(config: &Config, group: &str) -> &'static str {
     }
 }
 
-/// Every model group, then every alias that is not hidden, in file order.
+/// How long an engine's model list answers `/v1/models` before it is asked again (LiteLLM's cache time).
+const DISCOVERY_TTL_MS: u64 = 300_000;
+
+/// Every model group, then every alias that is not hidden, in file order. A wildcard group (`ollama/*`, `*`) is
+/// listed as its pattern, or, with `litellm_settings.check_provider_endpoint`, expanded into one entry per model
+/// its engines list (each one a name that routes back to the group).
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let executor = state.executor();
     let config = &executor.config;
+    let discover = config.general.check_provider_endpoint && !config.patterns.is_empty();
+    if discover {
+        refresh_model_lists(&executor).await;
+    }
+    let hosts = executor.state.hosts();
     let mut data = Vec::new();
+    let mut listed = std::collections::HashSet::new();
     for group in &config.group_order {
-        data.push(json!({"id": group, "object": "model", "created": CREATED, "owned_by": owned_by(config, group)}));
+        let owner = owned_by(config, group);
+        let names: Vec<String> = if discover && group.contains('*') {
+            let mut found: Vec<String> = config
+                .groups
+                .get(group)
+                .into_iter()
+                .flatten()
+                .filter_map(|&i| config.deployments[i].host)
+                .filter_map(|h| hosts.get(h))
+                .flat_map(|h| h.available.iter())
+                .filter_map(|model| expand_listing(group, model))
+                .collect();
+            found.sort();
+            found
+        } else {
+            vec![group.clone()]
+        };
+        for name in names {
+            if listed.insert(name.clone()) {
+                data.push(json!({"id": name, "object": "model", "created": CREATED, "owned_by": owner}));
+            }
+        }
     }
     for name in &config.alias_order {
         let Some(alias) = config.aliases.get(name) else { continue };
-        if alias.hidden || config.groups.contains_key(name) {
+        if alias.hidden || config.groups.contains_key(name) || !listed.insert(name.clone()) {
             continue;
         }
         let group = config.resolve(name).map(|r| r.group).unwrap_or(&alias.target);
         data.push(json!({"id": name, "object": "model", "created": CREATED, "owned_by": owned_by(config, group)}));
     }
     Json(json!({"object": "list", "data": data}))
+}
+
+/// `pattern` with its one `*` replaced by the engine's `model` (a pattern with several `*`s cannot be filled in
+/// from one name, so it is not expanded).
+fn expand_listing(pattern: &str, model: &str) -> Option<String> {
+    (pattern.matches('*').count() == 1).then(|| pattern.replacen('*', model, 1))
+}
+
+/// Probes the hosts of wildcard deployments whose model list is missing or older than [`DISCOVERY_TTL_MS`].
+async fn refresh_model_lists(executor: &crate::executor::Executor) {
+    let config = &executor.config;
+    let now = executor.state.now();
+    let hosts = executor.state.hosts();
+    let mut stale: Vec<usize> = config
+        .patterns
+        .iter()
+        .flat_map(|p| config.groups.get(&p.group).into_iter().flatten())
+        .filter_map(|&i| config.deployments[i].host)
+        .filter(|&h| hosts.get(h).and_then(|s| s.last_probe).is_none_or(|t| now.saturating_sub(t) > DISCOVERY_TTL_MS))
+        .collect();
+    stale.sort_unstable();
+    stale.dedup();
+    if !stale.is_empty() {
+        crate::health::probe_hosts(config, &executor.state, executor.client(), stale.into_iter()).await;
+    }
 }
 
 /// One entry per deployment with its `litellm_params` (keys removed) and `model_info` (id and mode filled in).

@@ -78,6 +78,7 @@ pub(super) fn request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
     let switches = switches(
         target,
         RequestKnobs {
+            model: call.model,
             sampling: &sampling,
             extra: &req.extra,
             response_format: req.response_format.as_ref(),
@@ -86,7 +87,7 @@ pub(super) fn request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
         },
     )?;
     let body = ChatBody {
-        model: &target.upstream_model,
+        model: call.model,
         messages: messages(&req.messages)?,
         stream: call.head.stream,
         options: switches.options,

@@ -64,14 +64,7 @@ pub(super) fn request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
         .filter(|v| !v.is_null())
         .or(target.keep_alive.as_ref())
         .or_else(|| get("keep_alive"));
-    to_body(&EmbedBody {
-        model: &target.upstream_model,
-        input,
-        dimensions,
-        truncate: get("truncate"),
-        keep_alive,
-        options,
-    })
+    to_body(&EmbedBody { model: call.model, input, dimensions, truncate: get("truncate"), keep_alive, options })
 }
 
 /// The `/api/embed` answer; vectors kept as raw JSON so float output is forwarded digit for digit.

@@ -71,6 +71,7 @@ fn chat_request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, Error> 
     let switches = switches(
         target,
         RequestKnobs {
+            model: call.model,
             sampling: &sampling,
             extra: &req.extra,
             response_format: req.response_format.as_ref(),
@@ -81,7 +82,7 @@ fn chat_request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, Error> 
     let mut images = Vec::new();
     let prompt = prompt(&req.messages, &mut images)?;
     to_body(&GenerateBody {
-        model: &target.upstream_model,
+        model: call.model,
         prompt: Cow::Owned(prompt),
         stream: call.head.stream,
         images,
@@ -122,6 +123,7 @@ fn completion_request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
     let mut switches = switches(
         target,
         RequestKnobs {
+            model: call.model,
             sampling: &sampling,
             extra: &req.extra,
             response_format: req.extra.get("response_format"),
@@ -133,7 +135,7 @@ fn completion_request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
         switches.top.insert("suffix".to_owned(), Value::String(suffix.clone()));
     }
     to_body(&GenerateBody {
-        model: &target.upstream_model,
+        model: call.model,
         prompt: Cow::Borrowed(prompt),
         stream: call.head.stream,
         images: Vec::new(),

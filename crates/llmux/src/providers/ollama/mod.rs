@@ -240,6 +240,8 @@ struct RequestKnobs<'a> {
     reasoning_effort: Option<&'a str>,
     /// Top-level Ollama fields this route lifts out of the request and the deployment.
     lift: &'a [&'a str],
+    /// The model the engine is asked for (reasoning switches depend on the model family).
+    model: &'a str,
 }
 
 /// Resolves options and switches. The deployment's `litellm_params` come first and the request's fields second, so
@@ -288,7 +290,7 @@ fn switches(target: &EngineTarget, req: RequestKnobs<'_>) -> Result<Switches, Er
         },
     };
 
-    let model = target.upstream_model.as_str();
+    let model = req.model;
     out.think = non_null(req.extra.get("think"))
         .cloned()
         .or_else(|| req.reasoning_effort.map(|e| think_of(e, model)))

@@ -73,7 +73,8 @@ fn with_call<T>(op: Operation, chat: bool, dep: Dep, body: &Value, f: impl FnOnc
     let deployment = deployment(chat, dep);
     let bytes = serde_json::to_vec(body).unwrap();
     let head = RequestHead::parse(&bytes, op).unwrap();
-    let call = Call { op, deployment: &deployment, body: &bytes, head: &head };
+    let model = deployment.engine().map(|e| e.upstream_model.clone()).unwrap_or_default();
+    let call = Call { op, deployment: &deployment, model: &model, body: &bytes, head: &head };
     f(&call)
 }
 
@@ -318,7 +319,8 @@ fn base_url_already_ending_with_the_route_is_kept() {
     };
     let body = serde_json::to_vec(&chat_body(json!({}))).unwrap();
     let head = RequestHead::parse(&body, Operation::Chat).unwrap();
-    let call = Call { op: Operation::Chat, deployment: &deployment, body: &body, head: &head };
+    let model = deployment.engine().map(|e| e.upstream_model.clone()).unwrap_or_default();
+    let call = Call { op: Operation::Chat, deployment: &deployment, model: &model, body: &body, head: &head };
     assert_eq!(CHAT.build_request(&call).unwrap().url, "http://ollama:11434/api/chat");
 }
 

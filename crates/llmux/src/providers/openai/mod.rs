@@ -26,9 +26,9 @@ impl Provider for OpenAiCompatible {
             Operation::Embeddings => "/embeddings",
         };
         let body = if engine.extra_params.is_empty() && !call.head.controls.any() {
-            call.head.splice_model(call.body, &engine.upstream_model)
+            call.head.splice_model(call.body, call.model)
         } else {
-            with_defaults(call.body, &engine.upstream_model, &engine.extra_params)?
+            with_defaults(call.body, call.model, &engine.extra_params)?
         };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
