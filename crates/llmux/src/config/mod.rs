@@ -239,6 +239,9 @@ pub struct RouterSettings {
     pub timeout: Option<Duration>,
     /// Router-wide `stream_timeout`.
     pub stream_timeout: Option<Duration>,
+    /// Prefer, among the surviving candidates, hosts where the model is loaded now (`residency_routing`,
+    /// llmux's; default on). Off, routing is residency-blind as LiteLLM's.
+    pub residency_routing: bool,
     /// Redis for state shared between replicas (`redis_host`/`redis_port`/`redis_password` or `redis_url`,
     /// else the `REDIS_*` environment variables); `None` keeps state in memory.
     pub redis: Option<RedisSettings>,

@@ -87,6 +87,7 @@ const ROUTER_ACTED_ON: &[&str] = &[
     "default_max_parallel_requests",
     "queue_timeout",
     "stream_keepalive",
+    "residency_routing",
     "enable_health_check_routing",
     "health_check_ignore_transient_errors",
     "health_check_staleness_threshold",
@@ -877,6 +878,7 @@ fn router_settings(
         max_attempts,
         queue_timeout: get_num(router, "queue_timeout", R, diags).map_or(Duration::from_secs(30), seconds),
         stream_keepalive: get_num(router, "stream_keepalive", R, diags).map_or(Duration::from_secs(5), seconds),
+        residency_routing: get_bool(router, "residency_routing", R, diags).unwrap_or(true),
         timeout: get_num(router, "timeout", R, diags)
             .or_else(|| get_num(litellm, "request_timeout", L, diags))
             .map(seconds),

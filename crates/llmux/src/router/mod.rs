@@ -240,7 +240,7 @@ pub fn pick(
 
     // Residency: within the tier, a host that has the model loaded beats one that would have to load it (and
     // evict another model to do so).
-    if pool.iter().any(|c| c.view.warm) {
+    if config.router.residency_routing && pool.iter().any(|c| c.view.warm) {
         drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
     }
 

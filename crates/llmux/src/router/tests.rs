@@ -385,3 +385,20 @@ fn within_a_tier_the_host_with_the_model_loaded_wins() {
     let p = pick_one(&c, "small", &[warm, DeploymentView::default(), DeploymentView::default()], 0).unwrap();
     assert_eq!(p.deployment, 1);
 }
+
+#[test]
+fn residency_routing_off_is_residency_blind() {
+    let mut c = config(WEIGHTED);
+    c.router.residency_routing = false;
+    let warm = DeploymentView { warm: true, ..DeploymentView::default() };
+    let t = target(&c, "g");
+    let mut rng = fastrand::Rng::with_seed(4);
+    let views = [DeploymentView::default(), warm, DeploymentView::default()];
+    let mut cold = 0;
+    for _ in 0..200 {
+        if pick(&c, &t, &Ask::default(), &views, 0, &mut rng).unwrap().deployment != 1 {
+            cold += 1;
+        }
+    }
+    assert!(cold > 20, "the shuffle ignores where the model is loaded ({cold} of 200 went to cold hosts)");
+}
