@@ -57,6 +57,10 @@ pub enum Command {
     Check {
         /// The config file (or use --config).
         file: Option<PathBuf>,
+        /// Also ask each engine host for its models (cheap listings, never a generation) and check that the
+        /// models assigned to a host with `llmux_settings.hosts` limits can all stay loaded together.
+        #[arg(long)]
+        probe: bool,
     },
     /// Serve the bundled home-lab config against simulated Ollama hosts on loopback.
     Demo,
@@ -118,8 +122,8 @@ pub fn main() -> ExitCode {
         }
     };
     match args.command {
-        Some(Command::Check { ref file }) => match file.as_ref().or(args.config.as_ref()) {
-            Some(path) => check(path),
+        Some(Command::Check { ref file, probe }) => match file.as_ref().or(args.config.as_ref()) {
+            Some(path) => check(path, probe),
             None => {
                 eprintln!("usage: llmux check CONFIG.yaml");
                 ExitCode::from(2)
@@ -203,12 +207,24 @@ fn report(path: &Path, loaded: Result<(Config, Diagnostics), Diagnostics>) -> Op
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, probe: bool) -> ExitCode {
     match config::load(path) {
         Ok((config, diags)) => {
             print_diagnostics(&diags);
             print!("{}", config::routing_table(&config));
             println!();
+            let limited = config.hosts.iter().filter(|h| h.limits != Default::default()).count();
+            if probe {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    eprintln!("llmux: cannot start the runtime");
+                    return ExitCode::FAILURE;
+                };
+                if !runtime.block_on(check_placement(&config)) {
+                    return ExitCode::FAILURE;
+                }
+            } else if limited > 0 {
+                println!("{limited} hosts declare memory limits: `llmux check --probe` checks them against the engines' model sizes\n");
+            }
             println!(
                 "{}: OK ({} deployments, {} groups, {} aliases, {} warnings)",
                 path.display(),
@@ -225,6 +241,50 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Probes every host and prints, for each with declared limits, whether its assigned models fit together.
+/// False when one does not, or a host could not be asked.
+async fn check_placement(config: &Config) -> bool {
+    let Ok(client) = crate::upstream::client() else { return false };
+    let state = crate::state::State::new(config);
+    crate::health::probe_all(config, &state, &client).await;
+    let mut ok = true;
+    let gb = |b: u64| b as f64 / 1e9;
+    for (host, seen) in config.hosts.iter().zip(state.hosts()) {
+        if let Some(reason) = (seen.status == crate::state::HostStatus::Down).then_some(&seen.reason) {
+            println!("{}: not reachable ({reason})", host.origin);
+            ok &= host.limits == Default::default();
+            continue;
+        }
+        let Some(placement) = crate::health::placement(config, host, &seen.sizes) else { continue };
+        let models: Vec<String> = placement
+            .assigned
+            .iter()
+            .map(|a| match a.size {
+                Some(size) => format!("{} {:.1} GB", a.model, gb(size)),
+                None => format!("{} (size unknown)", a.model),
+            })
+            .collect();
+        let budget =
+            placement.memory_budget.map_or("no memory budget".to_owned(), |b| format!("budget {:.1} GB", gb(b)));
+        let verdict = match (&placement.problem, placement.fits) {
+            (Some(problem), _) => {
+                ok = false;
+                format!("DOES NOT FIT: {problem}")
+            }
+            (None, None) => "unknown: the engine does not report every size".to_owned(),
+            (None, Some(_)) => "fits".to_owned(),
+        };
+        println!(
+            "{}: {} ({:.1} GB, {budget}): {verdict}",
+            host.origin,
+            models.join(", "),
+            gb(placement.assigned_bytes)
+        );
+    }
+    println!();
+    ok
 }
 
 /// Serves `config` (read from `source`, which is then watched and reloaded) on `addr` until a shutdown signal,

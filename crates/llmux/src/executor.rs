@@ -90,9 +90,13 @@ impl Executor {
         &self.client
     }
 
-    /// Starts the background health checks when the config asks for them; the handle stops them (a reload
-    /// replaces them with the new config's).
+    /// Starts the background health checks when the config asks for them (the handle stops them: a reload
+    /// replaces them with the new config's), and preloads pinned models.
     pub fn spawn_health_checks(&self) -> Option<tokio::task::AbortHandle> {
+        if self.config.hosts.iter().any(|h| h.ollama_base.is_some() && !h.limits.pinned.is_empty()) {
+            let (config, client) = (self.config.clone(), self.client.clone());
+            tokio::spawn(async move { crate::health::preload_pinned(&config, &client).await });
+        }
         let general = &self.config.general;
         general.background_health_checks.then(|| {
             let interval = Duration::from_secs(general.health_check_interval.max(1));

@@ -3,6 +3,7 @@
 //! OpenAI-compatible engines answer `/models`. Results feed routing through [`State`], together with what live
 //! traffic shows (a refused connection takes the host out at once; an answer brings it back).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,21 +116,22 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
                             })
                             .collect()
                     });
-                    Ok((tags.models.iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(), resident))
+                    let sizes = tags.models.iter().filter_map(|m| Some((m.name().to_owned(), m.size?))).collect();
+                    Ok((tags.models.iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(), resident, sizes))
                 }
             }
         }
         (None, Some(base)) => {
             get::<ModelList>(client, &join_url(base, "/models"), key, host.probe_timeout, transient_ok)
                 .await
-                .map(|list| (list.data.into_iter().map(|m| m.id).collect(), None))
+                .map(|list| (list.data.into_iter().map(|m| m.id).collect(), None, HashMap::new()))
         }
         (None, None) => Err("no engine endpoint".to_owned()),
     };
     let latency = started.elapsed();
     match fetched {
         Err(failure) => ProbeOutcome { failure: Some(failure), latency, ..ProbeOutcome::default() },
-        Ok((available, resident)) => {
+        Ok((available, resident, sizes)) => {
             let mut missing: Vec<String> = Vec::new();
             if !available.is_empty() {
                 for &i in &host.deployments {
@@ -144,7 +146,7 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
                     }
                 }
             }
-            ProbeOutcome { failure: None, latency, available, resident, missing }
+            ProbeOutcome { failure: None, latency, available, sizes, resident, missing }
         }
     }
 }
@@ -185,4 +187,115 @@ async fn get<T: for<'de> Deserialize<'de> + Default>(
         _ => return Err("the answer did not arrive".to_owned()),
     };
     serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// Whether the models assigned to a host can all stay loaded at once, as far as its declared limits and the
+/// sizes the engine reports tell. An LRU eviction costs a reload of 30 s or more, so this is checked up front.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Placement {
+    /// `memory_budget` in bytes.
+    pub memory_budget: Option<u64>,
+    /// `max_loaded_models`.
+    pub max_loaded_models: Option<u32>,
+    /// Models that must stay loaded.
+    pub pinned: Vec<String>,
+    /// Each engine model the host's deployments use, with its size when the engine reports one.
+    pub assigned: Vec<AssignedModel>,
+    /// Their sizes added up (the known ones).
+    pub assigned_bytes: u64,
+    /// `Some(false)` when they cannot all be loaded together; `None` when a size is unknown and the count fits.
+    pub fits: Option<bool>,
+    /// Why not, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// One model assigned to a host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AssignedModel {
+    /// The engine's model name.
+    pub model: String,
+    /// Bytes, from `/api/tags`.
+    pub size: Option<u64>,
+}
+
+/// The placement of `host`'s models under its limits, from what its last probe listed; `None` without limits.
+pub fn placement(config: &Config, host: &Host, sizes: &HashMap<String, u64>) -> Option<Placement> {
+    let limits = &host.limits;
+    if limits.memory_budget.is_none() && limits.max_loaded_models.is_none() && limits.pinned.is_empty() {
+        return None;
+    }
+    let mut assigned: Vec<AssignedModel> = Vec::new();
+    for &i in &host.deployments {
+        let Some(engine) = config.deployments[i].engine() else { continue };
+        let model = &engine.upstream_model;
+        if model.contains('*') || assigned.iter().any(|a| same_model(&a.model, model)) {
+            continue;
+        }
+        let size = sizes.iter().find(|(m, _)| same_model(m, model)).map(|(_, s)| *s);
+        assigned.push(AssignedModel { model: model.clone(), size });
+    }
+    let assigned_bytes = assigned.iter().filter_map(|a| a.size).sum();
+    let unknown = assigned.iter().filter(|a| a.size.is_none()).count();
+    let gb = |b: u64| b as f64 / 1e9;
+    let mut problem = None;
+    if let Some(max) = limits.max_loaded_models.filter(|&max| assigned.len() > max as usize) {
+        problem = Some(format!("{} models are assigned but only {max} can be loaded at once", assigned.len()));
+    }
+    if let Some(budget) = limits.memory_budget.filter(|&b| assigned_bytes > b) {
+        problem = Some(format!(
+            "the assigned models need {:.1} GB together, more than the {:.1} GB budget: they cannot all stay loaded",
+            gb(assigned_bytes),
+            gb(budget)
+        ));
+    }
+    let fits = if problem.is_some() {
+        Some(false)
+    } else if unknown > 0 && limits.memory_budget.is_some() {
+        None
+    } else {
+        Some(true)
+    };
+    Some(Placement {
+        memory_budget: limits.memory_budget,
+        max_loaded_models: limits.max_loaded_models,
+        pinned: limits.pinned.clone(),
+        assigned,
+        assigned_bytes,
+        fits,
+        problem,
+    })
+}
+
+/// Loads every pinned model on its Ollama host now, to stay (`/api/generate` with no prompt and
+/// `keep_alive: -1`, as Ollama documents), so the first request does not pay the load.
+pub async fn preload_pinned(config: &Config, client: &HttpClient) {
+    for host in &config.hosts {
+        let Some(base) = &host.ollama_base else { continue };
+        for model in &host.limits.pinned {
+            let body = serde_json::json!({"model": model, "keep_alive": -1}).to_string();
+            let mut request = Request::post(join_url(base, "/api/generate"))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)));
+            if let (Ok(request), Some(key)) = (request.as_mut(), &host.api_key) {
+                if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                    request.headers_mut().insert(http::header::AUTHORIZATION, value);
+                }
+            }
+            let Ok(request) = request else { continue };
+            // A cold load can take minutes; this runs in the background and nothing waits on it.
+            let outcome = tokio::time::timeout(Duration::from_secs(600), client.request(request)).await;
+            match outcome {
+                Ok(Ok(response)) if response.status().is_success() => {
+                    let _ = response.into_body().collect().await;
+                    tracing::info!("preloaded pinned model {model} on {}", host.origin);
+                }
+                Ok(Ok(response)) => {
+                    tracing::warn!("preloading pinned model {model} on {}: HTTP {}", host.origin, response.status())
+                }
+                Ok(Err(e)) => tracing::warn!("preloading pinned model {model} on {}: {e}", host.origin),
+                Err(_) => tracing::warn!("preloading pinned model {model} on {}: no answer in 10 minutes", host.origin),
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ErrorClass};
+use crate::config::{Config, ErrorClass, HostLimits};
 use crate::router::DeploymentView;
 use crate::shared::Outbox;
 
@@ -27,6 +27,8 @@ pub struct State {
     hosts: Vec<Mutex<HostState>>,
     /// Host origins, indexed like `hosts`.
     origins: Vec<Arc<str>>,
+    /// What the owner declared about each host's memory, indexed like `hosts`.
+    limits: Vec<HostLimits>,
     /// Host index by origin, for what other replicas report.
     by_origin: HashMap<Arc<str>, usize>,
     /// Woken when a slot-limited deployment finishes a request.
@@ -105,6 +107,9 @@ pub struct HostState {
     pub probe_latency_ms: Option<u64>,
     /// Models the engine lists (`/api/tags`, `/v1/models`).
     pub available: Vec<String>,
+    /// Their sizes in bytes, where the engine says (`/api/tags`).
+    #[serde(skip)]
+    pub sizes: HashMap<String, u64>,
     /// Models loaded now.
     pub resident: Vec<Resident>,
 }
@@ -118,6 +123,8 @@ pub struct ProbeOutcome {
     pub latency: Duration,
     /// Models listed.
     pub available: Vec<String>,
+    /// Their sizes in bytes, where the engine says.
+    pub sizes: HashMap<String, u64>,
     /// Models loaded (Ollama's `/api/ps`); `None` when the engine cannot say.
     pub resident: Option<Vec<Resident>>,
     /// Configured models the engine does not list.
@@ -227,6 +234,7 @@ impl State {
             slots,
             hosts: config.hosts.iter().map(|_| Mutex::new(HostState::default())).collect(),
             origins,
+            limits: config.hosts.iter().map(|h| h.limits.clone()).collect(),
             freed: tokio::sync::Notify::new(),
             outbox: OnceLock::new(),
         }
@@ -371,6 +379,7 @@ impl State {
             h.probe_latency_ms = Some(u64::try_from(outcome.latency.as_millis()).unwrap_or(u64::MAX));
             if outcome.failure.is_none() {
                 h.available = outcome.available;
+                h.sizes = outcome.sizes;
                 if let Some(resident) = outcome.resident {
                     h.resident = resident;
                 }
@@ -436,10 +445,16 @@ impl State {
                 let warm = host
                     .as_ref()
                     .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
+                let limits = slot.host.and_then(|i| self.limits.get(i));
+                let evicts_pinned = match (&host, limits) {
+                    (Some(h), Some(limits)) if !warm => would_evict_pinned(h, limits, &slot.upstream_model),
+                    _ => false,
+                };
                 DeploymentView {
                     cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
                     warm,
+                    evicts_pinned,
                     in_flight: slot.in_flight.load(Ordering::Relaxed) + slot.peer_in_flight.load(Ordering::Relaxed),
                     latency: (!fresh.is_empty()).then(|| fresh.iter().sum::<f64>() / fresh.len() as f64),
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
@@ -635,6 +650,21 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Whether loading `model` on host `h` must evict something while a pinned model is loaded (so the pinned one
+/// may be the victim): the host is at `max_loaded_models`, or the model does not fit in what `memory_budget`
+/// leaves. A model of unknown size only counts against `max_loaded_models`.
+fn would_evict_pinned(h: &HostState, limits: &HostLimits, model: &str) -> bool {
+    let pinned = |name: &str| limits.pinned.iter().any(|p| same_model(p, name));
+    if limits.pinned.is_empty() || pinned(model) || !h.resident.iter().any(|r| pinned(&r.model)) {
+        return false;
+    }
+    let size_of = |name: &str| h.sizes.iter().find(|(m, _)| same_model(m, name)).map(|(_, s)| *s);
+    let full = limits.max_loaded_models.is_some_and(|max| h.resident.len() >= max as usize);
+    let loaded: u64 = h.resident.iter().filter_map(|r| r.size.or_else(|| size_of(&r.model))).sum();
+    let over = matches!((limits.memory_budget, size_of(model)), (Some(budget), Some(size)) if loaded + size > budget);
+    full || over
+}
+
 /// Ollama names `qwen3:8b` and `qwen3:8b` are one model, and so are `llama3` and `llama3:latest`.
 pub fn same_model(a: &str, b: &str) -> bool {
     a == b || a.strip_suffix(":latest").unwrap_or(a) == b.strip_suffix(":latest").unwrap_or(b)
@@ -722,6 +752,34 @@ model_list:
         assert_eq!(state.snapshot(&ALL, 60_000, None)[0].requests_this_minute, 0);
         state.forget_peers();
         assert_eq!(state.snapshot(&ALL, 1_000, None)[0].in_flight, 1);
+    }
+
+    #[test]
+    fn a_cold_model_that_does_not_fit_next_to_a_pinned_one_would_evict_it() {
+        let limits =
+            HostLimits { memory_budget: Some(10_000), max_loaded_models: Some(3), pinned: vec!["keep:latest".into()] };
+        let loaded = |models: &[(&str, u64)]| HostState {
+            resident: models
+                .iter()
+                .map(|(m, size)| Resident {
+                    model: (*m).into(),
+                    size: Some(*size),
+                    size_vram: None,
+                    expires_at: None,
+                    probed: true,
+                })
+                .collect(),
+            sizes: [("big".to_owned(), 6_000), ("small".to_owned(), 1_000)].into_iter().collect(),
+            ..HostState::default()
+        };
+        let h = loaded(&[("keep", 5_000)]);
+        assert!(would_evict_pinned(&h, &limits, "big"), "5,000 + 6,000 > 10,000");
+        assert!(!would_evict_pinned(&h, &limits, "small"));
+        assert!(!would_evict_pinned(&h, &limits, "unknown-size"), "unknown size: only the count can tell");
+        assert!(!would_evict_pinned(&h, &limits, "keep"), "the pinned model itself");
+        assert!(!would_evict_pinned(&loaded(&[("other", 5_000)]), &limits, "big"), "nothing pinned is loaded");
+        let full = loaded(&[("keep", 1), ("a", 1), ("b", 1)]);
+        assert!(would_evict_pinned(&full, &limits, "small"), "at max_loaded_models");
     }
 
     #[test]

@@ -129,3 +129,39 @@ fn homelab_smart_router_sends_commands_fast_and_analysis_slow() {
     let analysis = ask("Think step by step and analyze this: compare and contrast the pros and cons of our distributed database architecture, then deduce the best design.");
     assert_eq!(router.route(&analysis, &mut rng), Some("reasoning_slow"));
 }
+
+#[test]
+fn host_limits_are_read_from_llmux_settings() {
+    let yaml = r#"
+model_list:
+  - model_name: fast
+    litellm_params: {model: ollama_chat/qwen3:4b, api_base: "http://Star:11434"}
+  - model_name: slow
+    litellm_params: {model: ollama_chat/qwen3:30b, api_base: "http://star:11434", keep_alive: 10m}
+  - model_name: other
+    litellm_params: {model: ollama_chat/qwen3:4b, api_base: "http://banana:11434"}
+llmux_settings:
+  hosts:
+    "http://star:11434/": {memory_budget: 84GB, max_loaded_models: 3, pinned: ["qwen3:4b", "qwen3:30b", "gone:1b"]}
+    "http://banana:11434": {memory_budget: 14 GiB}
+    "http://nowhere:1": {memory_budget: 1GB}
+"#;
+    let (config, diags) = load_str(yaml, &|_| None).unwrap();
+    let star = &config.hosts[0].limits;
+    assert_eq!(star.memory_budget, Some(84_000_000_000));
+    assert_eq!(star.max_loaded_models, Some(3));
+    assert_eq!(star.pinned, ["qwen3:4b", "qwen3:30b", "gone:1b"]);
+    assert_eq!(config.hosts[1].limits.memory_budget, Some(14 * 1024 * 1024 * 1024));
+    let warned = |path: &str| diags.warnings().any(|d| d.path == path);
+    assert!(warned("llmux_settings.hosts.http://star:11434/.pinned[2]"), "no deployment serves gone:1b");
+    assert!(warned("llmux_settings.hosts.http://nowhere:1"));
+    // A pinned model is kept loaded on Ollama unless the deployment says otherwise.
+    let keep_alive = |i: usize| config.deployments[i].engine().unwrap().keep_alive.clone();
+    assert_eq!(keep_alive(0), Some(serde_json::json!(-1)));
+    assert_eq!(keep_alive(1), Some(serde_json::json!("10m")));
+    assert_eq!(keep_alive(2), None, "pinned on star, not on banana");
+
+    let bad = "model_list:\n  - model_name: a\n    litellm_params: {model: ollama_chat/a, api_base: 'http://h:1'}\nllmux_settings:\n  hosts:\n    'http://h:1': {memory_budget: lots}\n";
+    let errors = load_str(bad, &|_| None).unwrap_err().to_string();
+    assert!(errors.contains("llmux_settings.hosts.http://h:1.memory_budget"), "{errors}");
+}

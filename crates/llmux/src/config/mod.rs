@@ -167,8 +167,7 @@ impl EngineTarget {
 
     /// `scheme://host:port` of the base URL: the identity of the engine host.
     pub fn origin(&self) -> String {
-        let scheme = self.api_base.split_once("://").map_or("http", |(s, _)| s);
-        format!("{}://{}", scheme.to_ascii_lowercase(), self.host().to_ascii_lowercase())
+        origin_of(&self.api_base)
     }
 }
 
@@ -442,6 +441,26 @@ pub struct Host {
     pub probe_disabled: bool,
     /// The deployments on this host.
     pub deployments: Vec<usize>,
+    /// What the owner declared about the host's memory (`llmux_settings.hosts`).
+    pub limits: HostLimits,
+}
+
+/// `llmux_settings.hosts.<api_base>`: how many models the host holds at once, and which must stay loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Bytes of memory for models (`memory_budget: 84GB`).
+    pub memory_budget: Option<u64>,
+    /// Models loaded at once (Ollama's `OLLAMA_MAX_LOADED_MODELS`).
+    pub max_loaded_models: Option<u32>,
+    /// Engine model names that must not be evicted (`pinned: [qwen3:8b]`); preloaded at start-up on Ollama.
+    pub pinned: Vec<String>,
+}
+
+/// `scheme://host:port` of a URL, lower-cased, as [`EngineTarget::origin`] writes it.
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
 }
 
 impl Config {

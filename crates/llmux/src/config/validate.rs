@@ -11,13 +11,19 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, Pattern, RedisSettings,
-    RouterSettings, Secret, Strategy, Target,
+    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, HostLimits, Pattern,
+    RedisSettings, RouterSettings, Secret, Strategy, Target,
 };
 use crate::providers;
 
-const TOP_LEVEL: &[&str] =
-    &["model_list", "litellm_settings", "router_settings", "general_settings", "environment_variables"];
+const TOP_LEVEL: &[&str] = &[
+    "model_list",
+    "litellm_settings",
+    "router_settings",
+    "general_settings",
+    "environment_variables",
+    "llmux_settings",
+];
 
 /// `litellm_params` keys llmux reads itself; everything not here and not in [`PARAMS_NOT_FORWARDED`] is an engine
 /// option forwarded with each request.
@@ -162,7 +168,19 @@ pub(super) fn validate(
     let general = general_settings(general_map, litellm, router_map, diags);
     litellm_warnings(litellm, diags);
 
-    let hosts = hosts(&mut deployments);
+    let mut hosts = hosts(&mut deployments);
+    host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, diags);
+    // A pinned model stays loaded: Ollama would unload it after its default 5 minutes idle.
+    for host in &hosts {
+        for &i in &host.deployments {
+            if let Target::Engine(engine) = &mut deployments[i].target {
+                let pinned = host.limits.pinned.iter().any(|p| crate::state::same_model(p, &engine.upstream_model));
+                if pinned && engine.keep_alive.is_none() {
+                    engine.keep_alive = Some(Value::from(-1));
+                }
+            }
+        }
+    }
     let mut patterns: Vec<Pattern> = group_order.iter().filter_map(|g| Pattern::new(g)).collect();
     // LiteLLM's order: the longest pattern first, then the one with more regex metacharacters.
     let metachars = |p: &Pattern| p.group.chars().filter(|c| "*.?+^$[](){}|\\".contains(*c)).count();
@@ -646,6 +664,7 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
                     probe_timeout: Duration::from_secs(10),
                     probe_disabled: true,
                     deployments: Vec::new(),
+                    limits: HostLimits::default(),
                 });
                 hosts.len() - 1
             }
@@ -665,6 +684,116 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
         d.host = Some(at);
     }
     hosts
+}
+
+/// `llmux_settings.hosts`: per engine host (keyed by its `api_base` or `scheme://host:port`), `memory_budget`,
+/// `max_loaded_models` and `pinned` models.
+fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Deployment], diags: &mut Diagnostics) {
+    const S: &str = "llmux_settings";
+    let settings = match settings {
+        None | Some(Value::Null) => return,
+        Some(Value::Object(m)) => m,
+        Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
+    };
+    for key in settings.keys().filter(|k| *k != "hosts") {
+        diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
+    }
+    let entries = match settings.get("hosts") {
+        None | Some(Value::Null) => return,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return diags.error(
+                format!("{S}.hosts"),
+                format!("must be a mapping of api_base: settings, found {}", type_name(other)),
+            )
+        }
+    };
+    for (url, value) in entries {
+        let at = format!("{S}.hosts.{url}");
+        let origin = super::origin_of(url);
+        let Some(host) = hosts.iter_mut().find(|h| h.origin == origin) else {
+            diags.warn(&at, format!("no deployment has its api_base on {origin}; ignored"));
+            continue;
+        };
+        let Value::Object(entry) = value else {
+            diags.error(&at, format!("must be a mapping, found {}", type_name(value)));
+            continue;
+        };
+        for key in entry.keys().filter(|k| !["memory_budget", "max_loaded_models", "pinned"].contains(&k.as_str())) {
+            diags.warn(format!("{at}.{key}"), "unknown host setting; ignored");
+        }
+        host.limits.memory_budget = match entry.get("memory_budget") {
+            None | Some(Value::Null) => None,
+            Some(v) => bytes_of(v).or_else(|| {
+                diags.error(format!("{at}.memory_budget"), format!("must be a size like 84GB or 44GiB, found {v}"));
+                None
+            }),
+        };
+        host.limits.max_loaded_models = get_uint(entry, "max_loaded_models", &at, diags).map(clamp_u32);
+        let served: Vec<&str> = host
+            .deployments
+            .iter()
+            .filter_map(|&i| deployments[i].engine())
+            .map(|e| e.upstream_model.as_str())
+            .collect();
+        host.limits.pinned = match entry.get("pinned") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item.as_str() {
+                    Some(name) => {
+                        if !served.iter().any(|m| crate::state::same_model(m, name)) {
+                            diags.warn(
+                                format!("{at}.pinned[{i}]"),
+                                format!(
+                                    "no deployment on this host serves {name:?} (engine model names: {})",
+                                    served.join(", ")
+                                ),
+                            );
+                        }
+                        Some(name.to_owned())
+                    }
+                    None => {
+                        diags.error(format!("{at}.pinned[{i}]"), "must be an engine model name");
+                        None
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                diags.error(
+                    format!("{at}.pinned"),
+                    format!("must be a list of model names, found {}", type_name(other)),
+                );
+                Vec::new()
+            }
+        };
+    }
+}
+
+/// A size in bytes: a number, or a number with a unit (`84GB`, `44 GiB`, `512MB`); GB is 10^9, GiB 2^30.
+fn bytes_of(value: &Value) -> Option<u64> {
+    if let Some(n) = value.as_u64() {
+        return Some(n);
+    }
+    let text = value.as_str()?.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
 /// Parameter names whose values are credentials and never leave llmux (`/model/info`, logs).

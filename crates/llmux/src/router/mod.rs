@@ -23,6 +23,8 @@ pub struct DeploymentView {
     pub unhealthy: bool,
     /// Its model is loaded on its host now (a probe saw it, or llmux just routed it there).
     pub warm: bool,
+    /// Loading its model would push a pinned model out of its host's memory (`llmux_settings.hosts`).
+    pub evicts_pinned: bool,
     /// Requests in flight now.
     pub in_flight: u32,
     /// Mean recent latency in seconds; `None` = no sample yet.
@@ -96,6 +98,8 @@ pub enum Skip {
     Busy,
     /// Its model is not loaded on its host while another candidate has it loaded.
     Cold,
+    /// Loading its model would evict a pinned model, and another candidate would not.
+    EvictsPinned,
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -111,6 +115,7 @@ impl std::fmt::Display for Skip {
             Skip::OverLimit => f.write_str("over rpm/tpm"),
             Skip::Busy => f.write_str("at max_parallel_requests"),
             Skip::Cold => f.write_str("model not loaded"),
+            Skip::EvictsPinned => f.write_str("would evict a pinned model"),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -242,6 +247,11 @@ pub fn pick(
     // evict another model to do so).
     if config.router.residency_routing && pool.iter().any(|c| c.view.warm) {
         drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
+    }
+
+    // Pinned models stay loaded: a host that would have to evict one is used only when nothing else is left.
+    if pool.iter().any(|c| !c.view.evicts_pinned) {
+        drop_where(&mut pool, &|c| c.view.evicts_pinned.then_some(Skip::EvictsPinned));
     }
 
     let chosen = strategy::choose(&config.router.routing_strategy, &pool, rng);

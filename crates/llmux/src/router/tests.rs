@@ -402,3 +402,17 @@ fn residency_routing_off_is_residency_blind() {
     }
     assert!(cold > 20, "the shuffle ignores where the model is loaded ({cold} of 200 went to cold hosts)");
 }
+
+#[test]
+fn a_host_that_would_evict_a_pinned_model_is_used_only_when_nothing_else_is_left() {
+    let c = config(WEIGHTED);
+    let t = target(&c, "g");
+    let evicts = DeploymentView { evicts_pinned: true, ..DeploymentView::default() };
+    let mut rng = fastrand::Rng::with_seed(9);
+    for _ in 0..100 {
+        let p = pick(&c, &t, &Ask::default(), &[evicts, DeploymentView::default(), evicts], 0, &mut rng).unwrap();
+        assert_eq!(p.deployment, 1);
+    }
+    let p = pick(&c, &t, &Ask::default(), &[evicts, evicts, evicts], 0, &mut rng).unwrap();
+    assert!(p.skipped.is_empty() || !p.skipped.iter().any(|(_, s)| *s == Skip::EvictsPinned), "no alternative: used");
+}

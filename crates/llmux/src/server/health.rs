@@ -116,6 +116,7 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
                 "probes": if spec.probe_disabled { "disabled" } else if config.general.background_health_checks { "background" } else { "on request (GET /health)" },
                 "available_models": h.available,
                 "resident_models": h.resident,
+                "placement": crate::health::placement(config, spec, &h.sizes),
                 "deployments": deployments,
             })
         })
