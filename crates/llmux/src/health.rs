@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::config::{Config, Host};
 use crate::providers::join_url;
-use crate::state::{same_model, ProbeOutcome, Resident, State};
+use crate::state::{same_model, ProbeOutcome, Resident, SlotUse, State};
 use crate::upstream::HttpClient;
 
 /// Largest probe answer read.
@@ -89,6 +89,25 @@ struct ModelList {
 #[derive(Deserialize)]
 struct ModelEntry {
     id: String,
+    /// `llamacpp` on llama.cpp's server, which serves one loaded model.
+    #[serde(default)]
+    owned_by: String,
+    /// llama.cpp's model facts.
+    #[serde(default)]
+    meta: Option<LlamaMeta>,
+}
+
+#[derive(Deserialize, Default)]
+struct LlamaMeta {
+    n_ctx: Option<u64>,
+    size: Option<u64>,
+}
+
+/// One of llama.cpp's `/slots`.
+#[derive(Deserialize, Default)]
+struct LlamaSlot {
+    #[serde(default)]
+    is_processing: bool,
 }
 
 /// One probe of one host: the engine's model list (and, for Ollama, its loaded models).
@@ -96,6 +115,8 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
     let started = Instant::now();
     let key = host.api_key.as_ref().map(|k| k.expose());
     let transient_ok = config.general.health_check_ignore_transient_errors;
+    let mut llama_cpp = None;
+    let mut context = None;
     let fetched = match (&host.ollama_base, &host.openai_base) {
         (Some(base), _) => {
             let tags = get::<Tags>(client, &join_url(base, "/api/tags"), key, host.probe_timeout, transient_ok).await;
@@ -122,9 +143,35 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
             }
         }
         (None, Some(base)) => {
-            get::<ModelList>(client, &join_url(base, "/models"), key, host.probe_timeout, transient_ok)
-                .await
-                .map(|list| (list.data.into_iter().map(|m| m.id).collect(), None, HashMap::new()))
+            match get::<ModelList>(client, &join_url(base, "/models"), key, host.probe_timeout, transient_ok).await {
+                // llama.cpp (and vLLM) answer 503 while the model loads: the host is there, just not ready.
+                Err(e) if e.starts_with("status 503") => {
+                    return ProbeOutcome { loading: true, latency: started.elapsed(), ..ProbeOutcome::default() };
+                }
+                Err(e) => Err(e),
+                Ok(list) if list.data.iter().any(|m| m.owned_by == "llamacpp") => {
+                    llama_cpp = Some(llama_slots(client, host, key).await);
+                    let resident = list
+                        .data
+                        .iter()
+                        .map(|m| Resident {
+                            model: m.id.clone(),
+                            size: m.meta.as_ref().and_then(|meta| meta.size),
+                            size_vram: None,
+                            expires_at: None,
+                            probed: true,
+                        })
+                        .collect();
+                    context = list.data.iter().find_map(|m| m.meta.as_ref().and_then(|meta| meta.n_ctx));
+                    let sizes = list
+                        .data
+                        .iter()
+                        .filter_map(|m| Some((m.id.clone(), m.meta.as_ref().and_then(|meta| meta.size)?)))
+                        .collect();
+                    Ok((list.data.into_iter().map(|m| m.id).collect(), Some(resident), sizes))
+                }
+                Ok(list) => Ok((list.data.into_iter().map(|m| m.id).collect(), None, HashMap::new())),
+            }
         }
         (None, None) => Err("no engine endpoint".to_owned()),
     };
@@ -146,9 +193,32 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
                     }
                 }
             }
-            ProbeOutcome { failure: None, latency, available, sizes, resident, missing }
+            let slots = llama_cpp.flatten();
+            let engine =
+                if host.ollama_base.is_some() { Some("ollama") } else { llama_cpp.is_some().then_some("llama.cpp") };
+            ProbeOutcome {
+                failure: None,
+                latency,
+                available,
+                sizes,
+                resident,
+                missing,
+                loading: false,
+                engine,
+                slots,
+                context,
+            }
         }
     }
+}
+
+/// llama.cpp's slots (`/slots` at the server's root): how many requests it can run at once and how many it
+/// runs now. `None` when the server has the endpoint off (`--no-slots`).
+async fn llama_slots(client: &HttpClient, host: &Host, key: Option<&str>) -> Option<SlotUse> {
+    let url = join_url(&host.origin, "/slots");
+    let slots = get::<Vec<LlamaSlot>>(client, &url, key, host.probe_timeout, false).await.ok()?;
+    let busy = slots.iter().filter(|s| s.is_processing).count();
+    Some(SlotUse { total: slots.len(), busy })
 }
 
 /// GETs and decodes a probe URL; 5xx, time-outs and connection failures are failures (429/408 too, unless

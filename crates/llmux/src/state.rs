@@ -63,8 +63,19 @@ pub enum HostStatus {
     Up,
     /// Answering, but something is wrong (e.g. a configured model is not on it).
     Degraded,
+    /// Answering, but not ready: loading a model (llama.cpp's 503 "Loading model").
+    Loading,
     /// Not answering.
     Down,
+}
+
+/// A llama.cpp server's slots: requests it can run at once, and how many it runs now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SlotUse {
+    /// Slots (`-np`).
+    pub total: usize,
+    /// Slots processing a request.
+    pub busy: usize,
 }
 
 /// A model loaded on a host.
@@ -112,6 +123,15 @@ pub struct HostState {
     pub sizes: HashMap<String, u64>,
     /// Models loaded now.
     pub resident: Vec<Resident>,
+    /// The engine, when a probe recognised it (`ollama`, `llama.cpp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<&'static str>,
+    /// llama.cpp's slots at the last probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotUse>,
+    /// The context size the engine runs its model with (llama.cpp's `n_ctx`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
 }
 
 /// What one probe of a host found.
@@ -129,6 +149,14 @@ pub struct ProbeOutcome {
     pub resident: Option<Vec<Resident>>,
     /// Configured models the engine does not list.
     pub missing: Vec<String>,
+    /// The engine answered "not ready yet" (503 while it loads a model).
+    pub loading: bool,
+    /// The engine, when recognised.
+    pub engine: Option<&'static str>,
+    /// llama.cpp's slots.
+    pub slots: Option<SlotUse>,
+    /// The context size the engine runs with.
+    pub context: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -325,7 +353,7 @@ impl State {
         let Some(index) = slot.host else { return };
         let Some(mut h) = self.host(index) else { return };
         let mut changed = false;
-        if matches!(h.status, HostStatus::Down | HostStatus::Unknown) {
+        if matches!(h.status, HostStatus::Down | HostStatus::Unknown | HostStatus::Loading) {
             h.status = HostStatus::Up;
             h.reason = "answered a request".to_owned();
             h.since = now;
@@ -362,6 +390,7 @@ impl State {
         if let Some(mut h) = self.host(host) {
             let (status, reason) = match (&outcome.failure, outcome.missing.is_empty()) {
                 (Some(why), _) => (HostStatus::Down, why.clone()),
+                (None, _) if outcome.loading => (HostStatus::Loading, "the engine is loading a model".to_owned()),
                 (None, true) => (HostStatus::Up, "probe answered".to_owned()),
                 (None, false) => (HostStatus::Degraded, format!("not on this host: {}", outcome.missing.join(", "))),
             };
@@ -370,16 +399,19 @@ impl State {
             }
             h.status = status;
             h.reason = reason;
-            h.down_until = if status == HostStatus::Down {
+            h.down_until = if matches!(status, HostStatus::Down | HostStatus::Loading) {
                 now.saturating_add(u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX))
             } else {
                 0
             };
             h.last_probe = Some(now);
             h.probe_latency_ms = Some(u64::try_from(outcome.latency.as_millis()).unwrap_or(u64::MAX));
-            if outcome.failure.is_none() {
+            if outcome.failure.is_none() && !outcome.loading {
                 h.available = outcome.available;
                 h.sizes = outcome.sizes;
+                h.engine = outcome.engine.or(h.engine);
+                h.slots = outcome.slots;
+                h.context_length = outcome.context;
                 if let Some(resident) = outcome.resident {
                     h.resident = resident;
                 }
@@ -387,7 +419,7 @@ impl State {
             h.updated = now;
         }
         self.host_changed(host);
-        if outcome.failure.is_none() {
+        if outcome.failure.is_none() && !outcome.loading {
             for &i in deployments {
                 if let Some(mut inner) = self.inner(i) {
                     if inner.cooldown_status == 0 && inner.cooldown_until.max(inner.remote_cooldown_until) > now {

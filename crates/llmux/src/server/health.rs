@@ -53,7 +53,7 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
         let host = d.host.and_then(|h| hosts.get(h));
         let problem = match host {
             None => Some("never probed".to_owned()),
-            Some(h) if h.status == HostStatus::Down => Some(h.reason.clone()),
+            Some(h) if matches!(h.status, HostStatus::Down | HostStatus::Loading) => Some(h.reason.clone()),
             Some(h)
                 if !engine.upstream_model.contains('*')
                     && !h.available.is_empty()
@@ -96,7 +96,7 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
         .iter()
         .zip(exec.state.hosts())
         .map(|(spec, h)| {
-            let engine = if spec.ollama_base.is_some() { "ollama" } else { "openai-compatible" };
+            let engine = h.engine.unwrap_or(if spec.ollama_base.is_some() { "ollama" } else { "openai-compatible" });
             let deployments: Vec<Value> = spec
                 .deployments
                 .iter()
@@ -116,6 +116,8 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
                 "probes": if spec.probe_disabled { "disabled" } else if config.general.background_health_checks { "background" } else { "on request (GET /health)" },
                 "available_models": h.available,
                 "resident_models": h.resident,
+                "slots": h.slots,
+                "context_length": h.context_length,
                 "placement": crate::health::placement(config, spec, &h.sizes),
                 "deployments": deployments,
             })
