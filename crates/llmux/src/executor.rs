@@ -20,6 +20,7 @@ use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::{Call, Provider, StreamConverter};
 use crate::router::complexity::Classification;
 use crate::router::policy::{self, Cooldown, Failure};
+use crate::router::semantic;
 use crate::router::{self, NoCandidate};
 use crate::state::{OwnedInFlight, State};
 use crate::upstream::HttpClient;
@@ -190,6 +191,13 @@ impl Run<'_> {
                 self.steps.push(describe_classification(&hop.name, &classification, &chosen));
                 self.classification = Some(classification);
                 stack.push(Hop { name: chosen, order: None, depth: hop.depth, via: Some(hop.name) });
+                continue;
+            }
+            if let Some(semantic) = target.semantic {
+                // A semantic router is never called either: the request's text picks the closest route.
+                let choice = self.exec.semantic_route(semantic, self.body).await;
+                self.steps.push(describe_semantic(&hop.name, &choice));
+                stack.push(Hop { name: choice.model, order: None, depth: hop.depth, via: Some(hop.name) });
                 continue;
             }
             if hop.depth > 0 {
@@ -425,6 +433,15 @@ fn request_messages(body: &[u8]) -> Vec<serde_json::Value> {
     serde_json::from_slice::<Messages>(body).map(|m| m.messages).unwrap_or_default()
 }
 
+/// One route step for a semantic router's decision.
+fn describe_semantic(router: &str, choice: &semantic::Choice) -> String {
+    match (choice.score, &choice.fallback_reason) {
+        (Some(score), _) => format!("{router} (semantic) -> {} (similarity {score:.3})", choice.model),
+        (None, Some(why)) => format!("{router} (semantic) -> default {} ({why})", choice.model),
+        (None, None) => format!("{router} (semantic) -> {}", choice.model),
+    }
+}
+
 /// One route step for a complexity decision, with each dimension's contribution.
 fn describe_classification(router: &str, c: &Classification, chosen: &str) -> String {
     let parts: Vec<String> =
@@ -516,6 +533,84 @@ fn estimate_prompt_tokens(body: &[u8]) -> u64 {
 }
 
 impl Executor {
+    /// Where a semantic router sends this request body. Never fails: without user text, or when an embedding
+    /// call fails, the router's default model is the answer.
+    async fn semantic_route(&self, router: &semantic::SemanticRouter, body: &[u8]) -> semantic::Choice {
+        let messages = request_messages(body);
+        let Some(text) = semantic::last_user_text(&messages) else { return router.fallback("no user text") };
+        let vectors = match self.prepare_semantic(router).await {
+            Ok(v) => v,
+            Err(e) => return router.fallback(&e),
+        };
+        match self.embed(&router.embedding_model, &[text.as_str()]).await {
+            Ok(mut v) if v.len() == 1 => router.choose(&v.remove(0), vectors),
+            Ok(v) => router.fallback(&format!("the embedding model returned {} vectors for 1 input", v.len())),
+            Err(e) => router.fallback(&format!("embedding the request failed: {e}")),
+        }
+    }
+
+    /// A semantic router's utterance vectors, embedded the first time (once per config).
+    async fn prepare_semantic<'r>(&self, router: &'r semantic::SemanticRouter) -> Result<&'r [Vec<Vec<f32>>], String> {
+        let embed = || async {
+            self.embed(&router.embedding_model, &router.utterances())
+                .await
+                .map_err(|e| format!("embedding the utterances failed: {e}"))
+        };
+        router.vectors(embed).await
+    }
+
+    /// Embeds every semantic router's utterances now, so the first request does not wait for it; a failure is
+    /// logged and retried by the first request that needs them.
+    pub async fn prepare_semantic_routers(&self) {
+        for d in &self.config.deployments {
+            if let crate::config::Target::AutoRouter { semantic: Some(router), .. } = &d.target {
+                match self.prepare_semantic(router).await {
+                    Ok(_) => tracing::info!(
+                        "semantic router {}: {} utterances embedded",
+                        d.model_name,
+                        router.utterances().len()
+                    ),
+                    Err(e) => tracing::warn!("semantic router {}: {e}; retried on its first request", d.model_name),
+                }
+            }
+        }
+    }
+
+    /// Embeds `inputs` with the model name `model`, through llmux's own routing (order, health, fallbacks).
+    async fn embed(&self, model: &str, inputs: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        #[derive(serde::Deserialize)]
+        struct Embeddings {
+            data: Vec<Item>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            embedding: Vec<f32>,
+            #[serde(default)]
+            index: usize,
+        }
+        let body =
+            serde_json::to_vec(&serde_json::json!({"model": model, "input": inputs})).map_err(|e| e.to_string())?;
+        let head = RequestHead::parse(&body, Operation::Embeddings).map_err(|e| e.to_string())?;
+        // Boxed: this request runs through `execute`, which may reach a semantic router again.
+        let response = Box::pin(self.execute(Operation::Embeddings, &body, &head)).await;
+        let status = response.status();
+        let bytes = http_body_util::Limited::new(response.into_body(), 64 * 1024 * 1024)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the embeddings: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{model} answered {status}: {}",
+                String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+            ));
+        }
+        let mut parsed: Embeddings =
+            serde_json::from_slice(&bytes).map_err(|e| format!("unreadable embeddings: {e}"))?;
+        parsed.data.sort_by_key(|item| item.index);
+        Ok(parsed.data.into_iter().map(|item| item.embedding).collect())
+    }
+
     /// One call to one deployment. `guard` keeps it counted in flight until the answer is complete (for a
     /// stream: until its body ends or the client goes away).
     async fn attempt(

@@ -72,7 +72,7 @@ impl Live {
             Some(source) => fingerprint(&watched(&source.path, source.files.clone())),
             None => Fingerprint::default(),
         };
-        Arc::new_cyclic(|this| {
+        let live = Arc::new_cyclic(|this| {
             if let Some(redis) = &redis {
                 let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());
                 let this = this.clone();
@@ -90,7 +90,9 @@ impl Live {
                 tls,
                 redis,
             }
-        })
+        });
+        prepare_semantic_routers(live.executor());
+        live
     }
 
     /// The executor of the current config.
@@ -165,6 +167,7 @@ impl Live {
         let old = self.current.load_full();
         let next = Arc::new(Executor::successor(&old, Arc::new(config)));
         let health = next.spawn_health_checks();
+        prepare_semantic_routers(next.clone());
         self.current.store(next);
         let mut slot = self.health.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(previous) = std::mem::replace(&mut *slot, health) {
@@ -197,6 +200,18 @@ impl Live {
                 }
             }
         });
+    }
+}
+
+/// Embeds the semantic routers' utterances in the background, when the config has any.
+fn prepare_semantic_routers(executor: Arc<Executor>) {
+    let any = executor
+        .config
+        .deployments
+        .iter()
+        .any(|d| matches!(&d.target, crate::config::Target::AutoRouter { semantic: Some(_), .. }));
+    if any {
+        tokio::spawn(async move { executor.prepare_semantic_routers().await });
     }
 }
 

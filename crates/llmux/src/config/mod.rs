@@ -134,6 +134,8 @@ pub enum Target {
         kind: String,
         /// The parsed complexity router, for `auto_router/complexity_router`.
         complexity: Option<std::sync::Arc<crate::router::complexity::ComplexityRouter>>,
+        /// The parsed semantic router, for any other `auto_router/<name>`.
+        semantic: Option<std::sync::Arc<crate::router::semantic::SemanticRouter>>,
     },
 }
 

@@ -37,7 +37,7 @@ pub fn routing_table(config: &Config) -> String {
             let (engine, host) = match &d.target {
                 Target::Engine(e) => (d.model.as_str(), e.api_base.as_str()),
                 Target::AutoRouter { complexity: Some(_), .. } => (d.model.as_str(), "(complexity router)"),
-                Target::AutoRouter { .. } => (d.model.as_str(), "(semantic router: not implemented yet)"),
+                Target::AutoRouter { .. } => (d.model.as_str(), "(semantic router)"),
             };
             let _ = writeln!(out, "  order {order:<3} weight {weight:<5} model_list[{i}]  {engine}  {host}");
         }

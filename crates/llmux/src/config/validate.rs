@@ -425,7 +425,12 @@ fn deployment(
         }
     }
     let is_complexity = matches!(params.get("model"), Some(Value::String(m)) if m == "auto_router/complexity_router");
+    let is_semantic =
+        matches!(params.get("model"), Some(Value::String(m)) if m.starts_with("auto_router/") && !is_complexity);
     for key in params.keys() {
+        if is_semantic && key.starts_with("auto_router_") && key != "auto_router_max_tokens" {
+            continue;
+        }
         if key.starts_with("complexity_router_") && !is_complexity {
             diags.warn(
                 format!("{params_path}.{key}"),
@@ -558,14 +563,8 @@ fn target(
         }
     };
     if prefix == "auto_router" {
-        if upstream_model != "complexity_router" {
-            diags.warn(
-                format!("{path}.model"),
-                format!("auto_router/{upstream_model} (semantic router) is not implemented by llmux yet: requests to it get 501"),
-            );
-        }
-        // The complexity router is parsed once every model name is known (its targets are validated).
-        return Some(Target::AutoRouter { kind: upstream_model.to_owned(), complexity: None });
+        // Strategy routers are parsed once every model name is known (their targets are validated).
+        return Some(Target::AutoRouter { kind: upstream_model.to_owned(), complexity: None, semantic: None });
     }
     let Some(engine) = providers::engine(prefix) else {
         let known: Vec<&str> = providers::ENGINES.iter().map(|e| e.prefix).collect();
@@ -624,11 +623,24 @@ fn target(
 /// name its tiers may point at is known.
 fn complexity_routers(deployments: &mut [Deployment], is_name: &dyn Fn(&str) -> bool, diags: &mut Diagnostics) {
     for d in deployments.iter_mut() {
-        let Target::AutoRouter { kind, complexity } = &mut d.target else { continue };
+        let Target::AutoRouter { kind, complexity, semantic } = &mut d.target else { continue };
+        let at = format!("model_list[{}].litellm_params", d.index);
         if kind != "complexity_router" {
+            let read = |path: &str| std::fs::read_to_string(path).map_err(|e| e.to_string());
+            let parsed = crate::router::semantic::SemanticRouter::from_params(
+                &d.public_params,
+                is_name,
+                &read,
+                &mut |path, message| diags.error(format!("{at}.{path}"), message),
+            );
+            if let Some(router) = &parsed {
+                if router.embedding_model == d.model_name {
+                    diags.error(format!("{at}.auto_router_embedding_model"), "must not be the router itself");
+                }
+            }
+            *semantic = parsed.map(std::sync::Arc::new);
             continue;
         }
-        let at = format!("model_list[{}].litellm_params", d.index);
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let parsed = crate::router::complexity::ComplexityRouter::from_params(

@@ -8,6 +8,7 @@
 
 pub mod complexity;
 pub mod policy;
+pub mod semantic;
 mod strategy;
 
 use crate::config::{Config, Deployment};
@@ -44,32 +45,31 @@ pub struct Target<'a> {
     pub members: &'a [usize],
     /// Set when the name is a complexity router: the request is classified and sent to a tier's target.
     pub classifier: Option<&'a complexity::ComplexityRouter>,
+    /// Set when the name is a semantic router: the request's text is embedded and sent to the closest route.
+    pub semantic: Option<&'a semantic::SemanticRouter>,
 }
 
 /// Resolves a requested name (deployment id, alias, group, or a deployment's `litellm_params.model`) to a
-/// group, in LiteLLM's order. A complexity router comes back with its classifier; other strategy routers are
-/// refused until llmux implements them.
+/// group, in LiteLLM's order. A strategy router (`auto_router/...`) comes back with its classifier or its
+/// semantic router.
 pub fn resolve<'a>(config: &'a Config, op: Operation, requested: &str) -> Result<Target<'a>, Error> {
     let resolved = config
         .resolve(requested)
         .ok_or_else(|| Error::UnknownModel { route: op.route().to_owned(), model: requested.to_owned() })?;
     let mut classifier = None;
+    let mut semantic = None;
     for &i in resolved.deployments {
-        if let crate::config::Target::AutoRouter { kind, complexity } = &config.deployments[i].target {
-            match complexity {
-                Some(router) => classifier = Some(router.as_ref()),
-                None => {
-                    return Err(Error::Unsupported {
-                        message: format!(
-                            "model {requested:?} is a strategy router (auto_router/{kind}), which llmux does not implement yet; call one of its target models directly"
-                        ),
-                        not_implemented: true,
-                    })
+        if let crate::config::Target::AutoRouter { kind, complexity, semantic: s } = &config.deployments[i].target {
+            match (complexity, s) {
+                (Some(router), _) => classifier = Some(router.as_ref()),
+                (None, Some(router)) => semantic = Some(router.as_ref()),
+                (None, None) => {
+                    return Err(Error::Internal(format!("the strategy router auto_router/{kind} was not parsed")));
                 }
             }
         }
     }
-    Ok(Target { group: resolved.group, members: resolved.deployments, classifier })
+    Ok(Target { group: resolved.group, members: resolved.deployments, classifier, semantic })
 }
 
 /// The facts of one attempt that routing depends on.
