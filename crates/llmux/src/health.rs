@@ -149,8 +149,22 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
                     return ProbeOutcome { loading: true, latency: started.elapsed(), ..ProbeOutcome::default() };
                 }
                 Err(e) => Err(e),
-                Ok(list) if list.data.iter().any(|m| m.owned_by == "llamacpp") => {
+                Ok(mut list) if list.data.iter().any(|m| m.owned_by == "llamacpp") => {
                     llama_cpp = Some(llama_slots(client, host, key).await);
+                    context = list.data.iter().find_map(|m| m.meta.as_ref().and_then(|meta| meta.n_ctx));
+                    // One llama-server serves one model, whatever a request names it (without --alias it lists
+                    // the GGUF path): every deployment on the host is served by it, and it is loaded.
+                    if let [only] = list.data.as_slice() {
+                        let size = only.meta.as_ref().and_then(|meta| meta.size);
+                        for &i in &host.deployments {
+                            let Some(engine) = config.deployments[i].engine() else { continue };
+                            let model = &engine.upstream_model;
+                            if !model.contains('*') && !list.data.iter().any(|m| same_model(&m.id, model)) {
+                                let meta = Some(LlamaMeta { n_ctx: context, size });
+                                list.data.push(ModelEntry { id: model.clone(), owned_by: "llamacpp".into(), meta });
+                            }
+                        }
+                    }
                     let resident = list
                         .data
                         .iter()
@@ -162,7 +176,6 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient) -> ProbeOu
                             probed: true,
                         })
                         .collect();
-                    context = list.data.iter().find_map(|m| m.meta.as_ref().and_then(|meta| meta.n_ctx));
                     let sizes = list
                         .data
                         .iter()

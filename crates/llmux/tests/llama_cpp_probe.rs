@@ -48,6 +48,22 @@ async fn llama_server(loading: Arc<AtomicBool>) -> String {
 }
 
 #[tokio::test]
+async fn a_llama_server_without_alias_serves_whatever_the_deployment_calls_its_model() {
+    let base = llama_server(Arc::new(AtomicBool::new(false))).await;
+    // Without --alias llama-server lists its GGUF path; the deployment names the model differently.
+    let yaml = format!(
+        "model_list:\n  - model_name: tiny\n    litellm_params: {{model: openai/my-model, api_base: \"{base}/v1\"}}\n"
+    );
+    let llmux = common::Llmux::start(&yaml).await;
+    assert_eq!(llmux.get("/health").await.json()["healthy_count"], 1);
+    let host = llmux.get("/health/hosts").await.json()["hosts"][0].clone();
+    assert_eq!(host["status"], "up", "{host}");
+    let resident: Vec<&str> =
+        host["resident_models"].as_array().unwrap().iter().filter_map(|m| m["model"].as_str()).collect();
+    assert!(resident.contains(&"my-model"), "{resident:?}");
+}
+
+#[tokio::test]
 async fn a_llama_cpp_host_reports_its_model_slots_and_loading_state() {
     let loading = Arc::new(AtomicBool::new(false));
     let base = llama_server(loading.clone()).await;

@@ -177,7 +177,8 @@ pub(super) fn messages(messages: &[ChatMessage]) -> Result<Vec<Message<'_>>, Err
 
 /// `/api/chat` answer → `chat.completion`.
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
-    let mut reply = parse_reply(body)?;
+    let body = super::valid_utf8(body);
+    let mut reply = parse_reply(&body)?;
     let message = reply.message.take().unwrap_or_default();
     chat_completion(call, message.content, message.thinking, message.tool_calls.unwrap_or_default(), &reply)
 }

@@ -228,7 +228,8 @@ fn flush(prompt: &mut String, block: Option<Block>, text: &mut String) {
 
 /// `/api/generate` answer → `chat.completion` or `text_completion`.
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
-    let mut reply = parse_reply(body)?;
+    let body = super::valid_utf8(body);
+    let mut reply = parse_reply(&body)?;
     if call.op != Operation::Completion {
         let (text, thinking) = (reply.response.take(), reply.thinking.take());
         return chat_completion(call, text, thinking, Vec::new(), &reply);

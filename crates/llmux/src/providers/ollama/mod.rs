@@ -548,6 +548,15 @@ fn new_call_id() -> String {
     format!("call_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
 }
 
+/// `bytes`, with invalid UTF-8 replaced by U+FFFD: an engine that cuts a character in two (llama.cpp at
+/// `max_tokens`, a model emitting raw bytes) still gets its answer through, as text can carry it.
+fn valid_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => std::borrow::Cow::Borrowed(bytes),
+        Err(_) => std::borrow::Cow::Owned(String::from_utf8_lossy(bytes).into_owned().into_bytes()),
+    }
+}
+
 /// Parses a whole (non-streamed) reply; a reply carrying `error` is the engine's failure.
 fn parse_reply(body: &[u8]) -> Result<Reply<'_>, Error> {
     let reply: Reply<'_> = serde_json::from_slice(body)

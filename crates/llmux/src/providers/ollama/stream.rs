@@ -75,6 +75,8 @@ impl NdjsonConverter {
         if line.is_empty() || self.done {
             return Ok(());
         }
+        let line = super::valid_utf8(line);
+        let line = line.as_ref();
         let reply: Reply<'_> = serde_json::from_slice(line)
             .map_err(|e| Error::BadUpstreamResponse(format!("Ollama sent a stream line llmux cannot read: {e}")))?;
         if reply.error.is_some() {

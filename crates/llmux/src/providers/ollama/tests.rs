@@ -873,3 +873,16 @@ fn stream_ignores_what_follows_the_done_line() {
     assert_eq!(texts(&events).0, "a");
     assert_eq!(events.iter().filter(|e| *e == "[DONE]").count(), 1);
 }
+
+#[test]
+fn raw_invalid_utf8_from_the_engine_becomes_replacement_characters_not_an_error() {
+    let request = json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut line = br#"{"model":"qwen3:8b","message":{"role":"assistant","content":"a"#.to_vec();
+    line.extend_from_slice(&[0xE2, 0x82]); // a cut three-byte character
+    line.extend_from_slice(b"b\"},\"done\":false}\n");
+    let done = done_line("stop");
+    let events = run_stream(Operation::Chat, true, request, &[&line, done.as_bytes()]).unwrap();
+    let text: String = events.iter().filter_map(|e| e["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "a\u{FFFD}b");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+}
