@@ -32,6 +32,18 @@ async fn redis_at(port: u16) -> redis::aio::MultiplexedConnection {
     }
 }
 
+/// Waits until a replica has written to `hash` in the Redis on `port` (and the field count reaches `fields`),
+/// then for two polls of the other replicas: what one replica learned is then visible to the others.
+async fn shared(port: u16, hash: &str, fields: usize) {
+    let mut conn = redis_at(port).await;
+    eventually(&format!("{hash} in redis"), Duration::from_secs(10), async || {
+        let n: usize = redis::cmd("HLEN").arg(hash).query_async(&mut conn).await.unwrap_or(0);
+        n >= fields
+    })
+    .await;
+    tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
+}
+
 /// A key prefix of this test's own, emptied.
 async fn fresh_prefix(test: &str) -> String {
     let prefix = format!("llmux-test-{test}-{}", std::process::id());
@@ -105,8 +117,8 @@ async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
     assert_eq!(chat(&ca, "g").await, 200);
     assert_eq!(limited.requests().len(), 1, "A hit the limited deployment once");
     let seen = limited.requests().len();
-    // Well within a second B knows: none of its requests reach the cooled-down deployment.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Once A's cooldown is in Redis, B knows: none of its requests reach the cooled-down deployment.
+    shared(6379, &format!("{prefix}:cooldown"), 1).await;
     for _ in 0..30 {
         assert_eq!(chat(&cb, "g").await, 200);
     }
@@ -131,7 +143,8 @@ async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second()
     assert_eq!(chat(&ca, "g").await, 200);
     assert_eq!(host_status(ca.get_key("/health/hosts", KEY).await.json()), "down");
     assert_eq!(healthy.requests().len(), 1);
-    let took = eventually("B sees the host down", Duration::from_secs(1), async || {
+    // The design target is a few hundred ms (50 ms flush + 250 ms poll); the bound leaves room for a loaded CI box.
+    let took = eventually("B sees the host down", Duration::from_secs(2), async || {
         host_status(cb.get_key("/health/hosts", KEY).await.json()) == "down"
     })
     .await;
@@ -145,6 +158,11 @@ async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second()
 
 #[tokio::test]
 async fn rpm_limits_count_the_requests_of_every_replica() {
+    // Usage is counted per UTC minute: start well inside one, so the four requests share a bucket.
+    let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 60_000;
+    if into_minute > 50_000 {
+        tokio::time::sleep(Duration::from_millis(u64::try_from(60_500 - into_minute).unwrap())).await;
+    }
     let prefix = fresh_prefix("rpm").await;
     let engine = mock("e", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +187,20 @@ general_settings:
     assert_eq!(chat(&ca, "g").await, 200);
     assert_eq!(chat(&cb, "g").await, 200);
     assert_eq!(chat(&cb, "g").await, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Both replicas' requests are counted in Redis (`<deployment id>|r` of this minute's bucket) ...
+    let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() / 60_000;
+    let mut conn = redis_at(6379).await;
+    eventually("four requests counted in redis", Duration::from_secs(10), async || {
+        let counts: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(format!("{prefix}:usage:{minute}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        counts.iter().any(|(field, n)| field.ends_with("|r") && *n == 4)
+    })
+    .await;
+    // ... and each replica has read the other's since.
+    tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
     // Four this minute across both replicas: the limit is reached for each of them.
     assert_eq!(chat(&ca, "g").await, 429);
     assert_eq!(chat(&cb, "g").await, 429);
@@ -231,7 +262,7 @@ async fn a_redis_outage_leaves_both_replicas_answering_and_sharing_resumes() {
     let seen = limited.requests().len();
     assert_eq!(chat(&ca, "g").await, 200);
     assert_eq!(limited.requests().len(), seen + 1, "A met the 429 again");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    shared(port, "llmux:cooldown", 1).await;
     let seen = limited.requests().len();
     for _ in 0..20 {
         assert_eq!(chat(&cb, "g").await, 200);
