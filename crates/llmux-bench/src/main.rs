@@ -7,6 +7,8 @@
 //! - `stream`: open loop of streaming requests; time to first body chunk and the gaps between chunks.
 //! - `hold`: opens N streams, holds them while sampling the contender's memory.
 //! - `startup`: spawns a command and times spawn → first 200 from a URL.
+//! - `replay`: sends a schedule of requests (JSON lines) each at its own time; time to first token and total
+//!   time per request and per client (`bench/swap`).
 //!
 //! `--watch-pid PID` (repeatable) names the contender: the CPU time (utime+stime) and memory (VmRSS, VmHWM) of
 //! that process and all its descendants are read at the start and end of the measured window.
@@ -16,6 +18,7 @@
 
 mod conn;
 mod procfs;
+mod replay;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -149,6 +152,12 @@ enum Mode {
         #[arg(long, default_value_t = 60.0)]
         max_wait: f64,
     },
+    /// Sends a schedule of requests (JSON lines of {"at", "client", "path", "body"}) each at its own time;
+    /// time to first token and total time, per client.
+    Replay {
+        #[command(flatten)]
+        args: replay::ReplayArgs,
+    },
     /// Spawns a command and times spawn → first HTTP 200 from --url (polled every 0.5 ms), --runs times.
     Startup {
         /// URL to poll (http://host:port/path).
@@ -213,6 +222,7 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
         Mode::Hold { req, streams, ramp, hold, open_timeout } => {
             hold_streams(&req, streams, ramp, hold, open_timeout).await?
         }
+        Mode::Replay { args } => replay::replay(&args).await?,
         Mode::Startup { .. } | Mode::Mem { .. } | Mode::WaitQuiet { .. } => {
             unreachable!("handled without a runtime")
         }

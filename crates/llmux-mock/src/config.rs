@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::faults::Fault;
+use crate::residency::ResidencyConfig;
 
 /// The reply template used when none is configured.
 ///
@@ -50,8 +51,12 @@ pub struct MockConfig {
     pub thinking: Option<String>,
     /// When set and the request carries `tools`, the reply is this tool call.
     pub tool_call: Option<ToolCallSpec>,
-    /// Context length reported by `/api/show` (`llama.context_length`).
+    /// Context length reported by `/api/show` (`llama.context_length`), and as the per-slot context (`n_ctx`)
+    /// by llama.cpp's `/slots`, `/props` and `/v1/models`.
     pub context_length: u64,
+    /// Parallel slots reported by llama.cpp's `/slots` and `/props` (`total_slots`); requests in flight show
+    /// as busy slots. Reporting only: the mock never queues.
+    pub slots: u32,
     /// Length of the embedding vectors returned when the request does not ask
     /// for a specific `dimensions`.
     pub embedding_dims: usize,
@@ -75,6 +80,10 @@ pub struct MockConfig {
     /// (oldest dropped first), so long benchmarks do not grow memory without bound.
     /// 0 = record nothing.
     pub record_limit: usize,
+    /// Model residency simulation (memory budget, model sizes and load times, LRU eviction, keep-alive);
+    /// `None` (the default) = off: every model answers at once and `/api/ps` lists `loaded`. See
+    /// [`ResidencyConfig`].
+    pub residency: Option<ResidencyConfig>,
 }
 
 impl Default for MockConfig {
@@ -88,6 +97,7 @@ impl Default for MockConfig {
             thinking: None,
             tool_call: None,
             context_length: 8192,
+            slots: 4,
             embedding_dims: 8,
             latency_ms: 0,
             ttft_ms: 0,
@@ -96,6 +106,7 @@ impl Default for MockConfig {
             fault_times: None,
             fault_paths: Vec::new(),
             record_limit: 1_000,
+            residency: None,
         }
     }
 }
@@ -166,7 +177,7 @@ impl MockConfig {
 }
 
 /// `name` with Ollama's implicit `:latest` tag made explicit.
-fn canonical_model(name: &str) -> String {
+pub(crate) fn canonical_model(name: &str) -> String {
     // The tag follows the last ':' after any namespace ('/'), so a registry
     // host with a port ("host:5000/m") is not mistaken for a tag.
     let base = name.rsplit('/').next().unwrap_or(name);

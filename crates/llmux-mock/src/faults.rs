@@ -146,14 +146,15 @@ impl From<Fault> for Value {
 pub(crate) enum Proto {
     /// `/api/*`: `{"error": "message"}`.
     Ollama,
-    /// `/v1/*`: `{"error": {"message", "type", "param", "code"}}`.
+    /// `/v1/*`: `{"error": {"code", "message", "type"}}` (llama.cpp's).
     OpenAi,
 }
 
 impl Proto {
     /// The protocol spoken on `path`.
     pub(crate) fn for_path(path: &str) -> Self {
-        if path.starts_with("/v1/") {
+        // llama.cpp's own endpoints answer errors in its (OpenAI-like) shape too.
+        if path.starts_with("/v1/") || matches!(path, "/health" | "/slots" | "/props") {
             Proto::OpenAi
         } else {
             Proto::Ollama
@@ -164,7 +165,7 @@ impl Proto {
     pub(crate) fn error(self, status: StatusCode, message: &str) -> Response {
         match self {
             Proto::Ollama => crate::ollama::error(status, message),
-            Proto::OpenAi => crate::openai::error(status, message, None),
+            Proto::OpenAi => crate::openai::error(status, message),
         }
     }
 }

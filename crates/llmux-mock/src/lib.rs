@@ -3,10 +3,17 @@
 //! The mock speaks Ollama's native API (`/api/chat`, `/api/generate`,
 //! `/api/embed`, `/api/tags`, `/api/ps`, `/api/show`, ...) and the
 //! OpenAI-compatible API (`/v1/chat/completions`, `/v1/completions`,
-//! `/v1/embeddings`, `/v1/models`) with deterministic answers, real
+//! `/v1/embeddings`, `/v1/models`, shaped like llama.cpp's server, with its `/health`, `/slots` and
+//! `/props`) with deterministic answers, real
 //! token-by-token streaming, and injectable faults (error statuses, hangs,
 //! dropped or refused connections, malformed bodies). It records every
 //! request so tests can check what llmux sent upstream.
+//!
+//! With [`MockConfig::residency`] set it also simulates model residency as
+//! Ollama manages it: a memory budget, model sizes and load times, LRU
+//! eviction, keep-alive, preload/unload, and an `/api/ps` that tells the
+//! truth (see [`ResidencyConfig`]); loads and evictions are counted in
+//! [`MockStats`].
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -42,6 +49,7 @@ mod faults;
 mod ollama;
 mod openai;
 mod record;
+mod residency;
 mod state;
 mod stream;
 mod util;
@@ -68,6 +76,7 @@ pub use config::{MockConfig, ToolCallSpec, DEFAULT_FAULT_PATHS, DEFAULT_REPLY};
 pub use faults::Fault;
 pub use ollama::OLLAMA_VERSION;
 pub use record::{MockStats, RecordedRequest};
+pub use residency::{parse_size, KeepAlive, ResidencyConfig, ResidentModel};
 
 use state::{lock, App, ConnControl, Shared};
 
@@ -153,6 +162,12 @@ impl MockHandle {
         self.shared.stats()
     }
 
+    /// The models loaded now (loading ones included), as `/api/ps` lists them, when the residency simulation
+    /// ([`MockConfig::residency`]) is on; `None` when it is off.
+    pub fn resident(&self) -> Option<Vec<ResidentModel>> {
+        residency::resident(&self.shared)
+    }
+
     /// Restores the start-up knobs and clears recorded requests and counters.
     pub fn reset(&self) {
         self.shared.reset();
@@ -195,6 +210,9 @@ fn router(app: App) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*model}", get(openai::model))
+        .route("/health", get(openai::health))
+        .route("/slots", get(openai::slots))
+        .route("/props", get(openai::props))
         .fallback(not_found)
         .layer(from_fn_with_state(Arc::clone(&app), state::engine_middleware));
     let control = Router::new()
@@ -208,7 +226,8 @@ fn router(app: App) -> Router {
 /// 404 for unknown paths, in the shape of the protocol the path belongs to.
 async fn not_found(uri: Uri) -> Response {
     if uri.path().starts_with("/v1/") {
-        openai::error(StatusCode::NOT_FOUND, &format!("Unknown request URL: {}", uri.path()), Some("unknown_url"))
+        // llama.cpp's answer, whatever the path.
+        openai::error(StatusCode::NOT_FOUND, "File Not Found")
     } else {
         // What Ollama's router answers for unknown paths.
         (StatusCode::NOT_FOUND, "404 page not found").into_response()

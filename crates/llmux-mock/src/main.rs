@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context as _;
 use clap::Parser;
 use llmux_mock::{Fault, MockConfig, MockServer};
+
+mod residency_args;
 use tracing_subscriber::EnvFilter;
 
 /// A fault-injecting mock inference engine speaking the Ollama and OpenAI APIs.
@@ -49,9 +51,12 @@ struct Cli {
     /// Reasoning text sent before the reply.
     #[arg(long)]
     thinking: Option<String>,
-    /// Context length reported by /api/show.
+    /// Context length reported by /api/show (and per slot by /slots, /props).
     #[arg(long)]
     context_length: Option<u64>,
+    /// Parallel slots reported by llama.cpp's /slots and /props.
+    #[arg(long)]
+    slots: Option<u32>,
     /// Default embedding size.
     #[arg(long)]
     embedding_dims: Option<usize>,
@@ -65,6 +70,8 @@ struct Cli {
     /// JSON object of knobs (same keys as POST /mock/config), or @FILE to read it from a file.
     #[arg(long)]
     config_json: Option<String>,
+    #[command(flatten)]
+    residency: residency_args::ResidencyArgs,
 }
 
 impl Cli {
@@ -85,7 +92,7 @@ impl Cli {
             )*};
         }
         set!(name, models, loaded, latency_ms, ttft_ms, tokens_per_sec, reply);
-        set!(context_length, embedding_dims);
+        set!(context_length, slots, embedding_dims);
         if let Some(n) = self.reply_tokens {
             cfg.reply_tokens = Some(n);
         }
@@ -100,6 +107,7 @@ impl Cli {
         if let Some(n) = self.fault_times {
             cfg.fault_times = Some(n);
         }
+        self.residency.apply(&mut cfg)?;
         cfg.models.retain(|m| !m.is_empty());
         Ok(cfg)
     }
@@ -166,6 +174,34 @@ mod tests {
         assert_eq!(cfg.models, vec!["a", "b"]);
         assert_eq!(cfg.fault, Fault::status(503));
         assert_eq!(cfg.fault_times, Some(2));
+    }
+
+    #[test]
+    fn residency_flags() {
+        let cli = Cli::parse_from(["llmux-mock"]);
+        assert_eq!(cli.config().unwrap().residency, None);
+        let cli = Cli::parse_from([
+            "llmux-mock",
+            "--config-json",
+            r#"{"residency":{"default_load_ms":5}}"#,
+            "--memory-budget",
+            "14GB",
+            "--model-size",
+            "a:4b=3.5GB,b=600MB",
+            "--model-load-ms",
+            "a:4b=300",
+            "--keep-alive",
+            "10m",
+        ]);
+        let r = cli.config().unwrap().residency.unwrap();
+        assert_eq!(r.memory_budget, Some(14_000_000_000));
+        assert_eq!(r.size_of("a:4b"), 3_500_000_000);
+        assert_eq!(r.size_of("b"), 600_000_000);
+        assert_eq!(r.load_time("a:4b").as_millis(), 300);
+        assert_eq!(r.default_load_ms, 5);
+        assert_eq!(r.keep_alive, llmux_mock::KeepAlive::For(std::time::Duration::from_secs(600)));
+        assert!(Cli::parse_from(["llmux-mock", "--memory-budget", "lots"]).config().is_err());
+        assert!(Cli::parse_from(["llmux-mock", "--model-size", "a"]).config().is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::config::MockConfig;
 use crate::engine::{self, GenInput, Plan};
 use crate::state::Ctx;
 use crate::stream::{self, Frame, Framing};
-use crate::util::{fake_digest, fnv1a, rfc3339, rfc3339_now};
+use crate::util::{fake_digest, rfc3339, rfc3339_now};
 
 /// The version `/api/version` reports.
 pub const OLLAMA_VERSION: &str = "0.12.0";
@@ -94,7 +94,7 @@ pub(crate) async fn tags(ctx: Ctx) -> Response {
                 "name": name,
                 "model": name,
                 "modified_at": rfc3339(UNIX_EPOCH + Duration::from_secs(1_735_689_600)),
-                "size": model_size(name),
+                "size": crate::residency::reported_size(&ctx.cfg, name),
                 "digest": fake_digest(name),
                 "details": details(),
             })
@@ -105,6 +105,26 @@ pub(crate) async fn tags(ctx: Ctx) -> Response {
 
 /// `GET /api/ps`: the models marked loaded.
 pub(crate) async fn ps(ctx: Ctx) -> Response {
+    if let Some(resident) = crate::residency::resident(&ctx.app) {
+        // The residency simulation's truth: what is loaded (or loading), its size and expiry.
+        let forever = SystemTime::now() + Duration::from_nanos(i64::MAX as u64);
+        let models: Vec<Value> = resident
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "model": m.name,
+                    "size": m.size,
+                    "digest": fake_digest(&m.name),
+                    "details": details(),
+                    "expires_at": rfc3339(m.expires_at.unwrap_or(forever)),
+                    "size_vram": m.size,
+                    "context_length": ctx.cfg.context_length,
+                })
+            })
+            .collect();
+        return Json(json!({ "models": models })).into_response();
+    }
     let expires = rfc3339(SystemTime::now() + Duration::from_secs(300));
     let models: Vec<Value> = ctx
         .cfg
@@ -352,8 +372,8 @@ pub(crate) async fn embed(ctx: Ctx, body: Bytes) -> ApiResult {
     Ok(Json(json!({
         "model": model,
         "embeddings": embeddings,
-        "total_duration": nanos(timing.latency.saturating_add(timing.ttft)).max(1),
-        "load_duration": nanos(timing.latency),
+        "total_duration": nanos(timing.latency.saturating_add(timing.ttft).saturating_add(ctx.load)).max(1),
+        "load_duration": nanos(timing.latency.saturating_add(ctx.load)),
         "prompt_eval_count": prompt_tokens,
     }))
     .into_response())
@@ -434,7 +454,7 @@ fn tool_calls(call: &crate::config::ToolCallSpec) -> Value {
 fn add_stats(out: &mut Value, plan: &Plan, ctx: &Ctx) {
     let timing = ctx.timing();
     let eval_count = plan.completion_tokens();
-    let load = nanos(timing.latency);
+    let load = nanos(timing.latency.saturating_add(ctx.load));
     let prompt_eval = nanos(timing.ttft).max(plan.prompt_tokens.saturating_mul(1_000));
     let eval = nanos(timing.generation(plan.steps())).max(eval_count.max(1).saturating_mul(1_000));
     let total = load.saturating_add(prompt_eval).saturating_add(eval).max(nanos(ctx.started.elapsed()));
@@ -464,7 +484,7 @@ fn details() -> Value {
 
 /// A plausible, stable model size in bytes (1–8 GB).
 fn model_size(name: &str) -> u64 {
-    1_000_000_000 + fnv1a(name.as_bytes()) % 7_000_000_000
+    crate::residency::pseudo_size(name)
 }
 
 #[cfg(test)]

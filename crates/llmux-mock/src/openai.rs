@@ -1,4 +1,11 @@
-//! The OpenAI-compatible API (`/v1/*`), as Ollama and vLLM serve it.
+//! The OpenAI-compatible API (`/v1/*`), shaped like llama.cpp's `llama-server` answers it, plus the
+//! llama.cpp endpoints a router reads (`/health`, `/slots`, `/props`).
+//!
+//! The shapes are checked against answers recorded from a real `llama-server` (`tests/engines/fixtures`, compared
+//! by `tests/engines/test_mock_shapes.py`): a streamed chat starts with a role-only chunk
+//! (`{"role":"assistant","content":null}`, written together with the first token), chunks carry no `usage` until
+//! the usage chunk, the last chunk carries llama.cpp's `timings`, `usage` has `prompt_tokens_details`, and
+//! errors are `{"error": {"code": <status>, "message", "type"}}`.
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
@@ -19,24 +26,21 @@ const MODEL_CREATED: u64 = 1_735_689_600;
 /// Fingerprint reported in completions, naming the mock.
 const SYSTEM_FINGERPRINT: &str = "fp_llmux_mock";
 
-/// An error in OpenAI's shape:
-/// `{"error": {"message", "type", "param", "code"}}`.
-pub(crate) fn error(status: StatusCode, message: &str, code: Option<&str>) -> Response {
+/// An error in llama.cpp's shape (OpenAI's, with the HTTP status as `code`):
+/// `{"error": {"code": 404, "message", "type"}}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     let kind = match status.as_u16() {
-        400 | 404 | 409 | 413 | 422 => "invalid_request_error",
+        400 | 409 | 413 | 422 => "invalid_request_error",
         401 => "authentication_error",
         403 => "permission_error",
+        404 => "not_found_error",
         429 => "rate_limit_error",
+        501 => "not_supported_error",
+        503 => "unavailable_error",
         500..=599 => "server_error",
         _ => "api_error",
     };
-    (
-        status,
-        Json(json!({
-            "error": { "message": message, "type": kind, "param": null, "code": code }
-        })),
-    )
-        .into_response()
+    (status, Json(json!({ "error": { "code": status.as_u16(), "message": message, "type": kind } }))).into_response()
 }
 
 /// A request error, answered in OpenAI's shape.
@@ -44,26 +48,24 @@ pub(crate) fn error(status: StatusCode, message: &str, code: Option<&str>) -> Re
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
-    code: Option<&'static str>,
 }
 
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), code: None }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
 
     fn model_not_found(model: &str) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             message: format!("The model `{model}` does not exist or you do not have access to it."),
-            code: Some("model_not_found"),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error(self.status, &self.message, self.code)
+        error(self.status, &self.message)
     }
 }
 
@@ -109,9 +111,32 @@ fn max_tokens(req: &Map<String, Value>) -> Option<u64> {
 fn usage(plan: &Plan) -> Value {
     let completion = plan.completion_tokens();
     json!({
-        "prompt_tokens": plan.prompt_tokens,
         "completion_tokens": completion,
+        "prompt_tokens": plan.prompt_tokens,
         "total_tokens": plan.prompt_tokens + completion,
+        "prompt_tokens_details": { "cached_tokens": 0 },
+    })
+}
+
+/// llama.cpp's `timings` (sent with the last chunk, and in non-streamed answers): prompt and generation token
+/// counts and times; the times are the pacing the mock applies.
+fn timings(ctx: &Ctx, plan: &Plan) -> Value {
+    let t = ctx.timing();
+    let prompt_ms = t.latency.as_secs_f64() * 1e3 + t.ttft.as_secs_f64() * 1e3;
+    let predicted_n = plan.completion_tokens();
+    let predicted_ms = t.generation(plan.steps()).as_secs_f64() * 1e3;
+    let per = |ms: f64, n: u64| if n == 0 { 0.0 } else { ms / n as f64 };
+    let rate = |ms: f64, n: u64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+    json!({
+        "cache_n": 0,
+        "prompt_n": plan.prompt_tokens,
+        "prompt_ms": prompt_ms,
+        "prompt_per_token_ms": per(prompt_ms, plan.prompt_tokens),
+        "prompt_per_second": rate(prompt_ms, plan.prompt_tokens),
+        "predicted_n": predicted_n,
+        "predicted_ms": predicted_ms,
+        "predicted_per_token_ms": per(predicted_ms, predicted_n),
+        "predicted_per_second": rate(predicted_ms, predicted_n),
     })
 }
 
@@ -119,8 +144,13 @@ fn usage(plan: &Plan) -> Value {
 pub(crate) async fn chat_completions(ctx: Ctx, body: Bytes) -> ApiResult {
     let req = parse(&body)?;
     let model = served_model(&ctx, &req)?;
+    // llama.cpp accepts an empty list, not a missing one.
+    let messages = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("'messages' is required"))?;
     ctx.app.mark_loaded(&model);
-    let messages = req.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
     let input = GenInput {
         input: messages
             .iter()
@@ -138,7 +168,7 @@ pub(crate) async fn chat_completions(ctx: Ctx, body: Bytes) -> ApiResult {
     let (stream, include_usage) = stream_flags(&req);
     let head = Head { id: random_id("chatcmpl-"), created: unix_secs(), model: input.model };
     if stream {
-        Ok(stream::respond(&ctx, Framing::Sse, chat_frames(&head, &plan, include_usage)))
+        Ok(stream::respond(&ctx, Framing::Sse, chat_frames(&head, &plan, include_usage, &timings(&ctx, &plan))))
     } else {
         ctx.simulate_generation(plan.steps()).await;
         let mut message = json!({ "role": "assistant", "content": plan.text() });
@@ -162,10 +192,10 @@ pub(crate) async fn chat_completions(ctx: Ctx, body: Bytes) -> ApiResult {
             "choices": [{
                 "index": 0,
                 "message": message,
-                "logprobs": null,
                 "finish_reason": plan.finish.openai(),
             }],
             "usage": usage(&plan),
+            "timings": timings(&ctx, &plan),
         }))
         .into_response())
     }
@@ -178,26 +208,23 @@ struct Head {
     model: String,
 }
 
-/// The SSE chunks of a streamed chat completion.
-fn chat_frames(head: &Head, plan: &Plan, include_usage: bool) -> Vec<Frame> {
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut v = json!({
-            "id": head.id,
-            "object": "chat.completion.chunk",
+/// The SSE chunks of a streamed chat completion, as llama.cpp sends them: a role-only chunk written together
+/// with the first delta (so the first token still arrives after exactly the time-to-first-token), one chunk per
+/// delta, the finish chunk with an empty delta, with `include_usage` a usage chunk with no choices, and
+/// `[DONE]`. No chunk carries `usage` but the usage chunk; the last chunk before `[DONE]` carries `timings`.
+fn chat_frames(head: &Head, plan: &Plan, include_usage: bool, timings: &Value) -> Vec<Frame> {
+    let chunk = |choices: Value| {
+        json!({
+            "choices": choices,
             "created": head.created,
+            "id": head.id,
             "model": head.model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": choices,
-        });
-        if include_usage {
-            // With include_usage every chunk carries `usage`, null until the last.
-            v["usage"] = usage.unwrap_or(Value::Null);
-        }
-        v
+            "object": "chat.completion.chunk",
+        })
     };
-    let delta = |delta: Value, finish: Option<&str>| {
-        chunk(json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]), None)
-    };
+    let delta =
+        |delta: Value, finish: Option<&str>| chunk(json!([{ "finish_reason": finish, "index": 0, "delta": delta }]));
     let mut deltas: Vec<(Value, bool)> = Vec::new();
     for t in &plan.thinking {
         deltas.push((json!({ "reasoning_content": t }), true));
@@ -221,20 +248,29 @@ fn chat_frames(head: &Head, plan: &Plan, include_usage: bool) -> Vec<Frame> {
             deltas.push((json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }), true));
         }
     }
-    if deltas.is_empty() {
-        deltas.push((json!({ "content": "" }), false));
+    let role = Framing::Sse.frame(&delta(json!({ "role": "assistant", "content": null }), None), false);
+    let mut frames: Vec<Frame> = Vec::with_capacity(deltas.len() + 4);
+    for (i, (d, paced)) in deltas.into_iter().enumerate() {
+        let frame = Framing::Sse.frame(&delta(d, None), paced);
+        if i == 0 {
+            frames.push(Frame { bytes: [role.bytes.clone(), frame.bytes].concat().into(), paced });
+        } else {
+            frames.push(frame);
+        }
     }
-    // The role rides on the first delta, so the first chunk is already
-    // content and time-to-first-token means what it says.
-    if let Some(obj) = deltas[0].0.as_object_mut() {
-        obj.insert("role".to_owned(), json!("assistant"));
+    if frames.is_empty() {
+        frames.push(role);
     }
-    let mut frames: Vec<Frame> =
-        deltas.into_iter().map(|(d, paced)| Framing::Sse.frame(&delta(d, None), paced)).collect();
-    frames.push(Framing::Sse.frame(&delta(json!({}), Some(plan.finish.openai())), false));
+    let mut last = vec![delta(json!({}), Some(plan.finish.openai()))];
     if include_usage {
-        frames.push(Framing::Sse.frame(&chunk(json!([]), Some(usage(plan))), false));
+        let mut usage_chunk = chunk(json!([]));
+        usage_chunk["usage"] = usage(plan);
+        last.push(usage_chunk);
     }
+    if let Some(tail) = last.last_mut() {
+        tail["timings"] = timings.clone();
+    }
+    frames.extend(last.iter().map(|v| Framing::Sse.frame(v, false)));
     frames.push(Framing::done());
     frames
 }
@@ -264,46 +300,35 @@ pub(crate) async fn completions(ctx: Ctx, body: Bytes) -> ApiResult {
     plan.thinking.clear();
     let (stream, include_usage) = stream_flags(&req);
     let head = Head { id: random_id("cmpl-"), created: unix_secs(), model: input.model };
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut v = json!({
-            "id": head.id,
-            "object": "text_completion",
+    let timings = timings(&ctx, &plan);
+    let chunk = |text: &str, finish: Option<&str>| {
+        json!({
+            "choices": [{ "text": text, "index": 0, "logprobs": null, "finish_reason": finish }],
             "created": head.created,
             "model": head.model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": choices,
-        });
-        if let Some(u) = usage {
-            v["usage"] = u;
-        }
-        v
+            "object": "text_completion",
+            "id": head.id,
+        })
     };
     if stream {
-        let text = |t: &str, finish: Option<&str>| {
-            chunk(
-                json!([{ "text": t, "index": 0, "logprobs": null, "finish_reason": finish }]),
-                include_usage.then_some(Value::Null),
-            )
-        };
-        let mut frames: Vec<Frame> = plan.content.iter().map(|t| Framing::Sse.frame(&text(t, None), true)).collect();
-        frames.push(Framing::Sse.frame(&text("", Some(plan.finish.openai())), false));
+        // llama.cpp does not send a separate usage chunk here: with include_usage, `usage` rides on the
+        // finish chunk (and `timings` always does).
+        let mut frames: Vec<Frame> = plan.content.iter().map(|t| Framing::Sse.frame(&chunk(t, None), true)).collect();
+        let mut finish = chunk("", Some(plan.finish.openai()));
         if include_usage {
-            frames.push(Framing::Sse.frame(&chunk(json!([]), Some(usage(&plan))), false));
+            finish["usage"] = usage(&plan);
         }
+        finish["timings"] = timings;
+        frames.push(Framing::Sse.frame(&finish, false));
         frames.push(Framing::done());
         Ok(stream::respond(&ctx, Framing::Sse, frames))
     } else {
         ctx.simulate_generation(plan.steps()).await;
-        Ok(Json(chunk(
-            json!([{
-                "text": plan.text(),
-                "index": 0,
-                "logprobs": null,
-                "finish_reason": plan.finish.openai(),
-            }]),
-            Some(usage(&plan)),
-        ))
-        .into_response())
+        let mut answer = chunk(&plan.text(), Some(plan.finish.openai()));
+        answer["usage"] = usage(&plan);
+        answer["timings"] = timings;
+        Ok(Json(answer).into_response())
     }
 }
 
@@ -336,13 +361,14 @@ pub(crate) async fn embeddings(ctx: Ctx, body: Bytes) -> ApiResult {
         .enumerate()
         .map(|(index, text)| {
             let vector = engine::embed(text, dims);
-            let embedding = if base64 {
+            if base64 {
                 let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+                // llama.cpp repeats the format in each entry.
+                json!({ "embedding": encoded, "index": index, "object": "embedding", "encoding_format": "base64" })
             } else {
-                json!(vector)
-            };
-            json!({ "object": "embedding", "index": index, "embedding": embedding })
+                json!({ "embedding": vector, "index": index, "object": "embedding" })
+            }
         })
         .collect();
     let prompt_tokens: u64 = inputs.iter().map(|t| engine::estimate_tokens(t.chars().count())).sum();
@@ -355,23 +381,86 @@ pub(crate) async fn embeddings(ctx: Ctx, body: Bytes) -> ApiResult {
     .into_response())
 }
 
-fn model_object(id: &str) -> Value {
-    json!({ "id": id, "object": "model", "created": MODEL_CREATED, "owned_by": "library" })
+fn model_object(ctx: &Ctx, id: &str) -> Value {
+    json!({
+        "id": id,
+        "object": "model",
+        "created": MODEL_CREATED,
+        "owned_by": "library",
+        // llama.cpp's model facts (a subset): what a router reads to learn the context window.
+        "meta": {
+            "n_ctx": ctx.cfg.context_length,
+            "n_ctx_train": ctx.cfg.context_length,
+            "n_embd": ctx.cfg.embedding_dims,
+        },
+    })
 }
 
 /// `GET /v1/models`: the served models (or, when any model is served, the
 /// ones used so far).
 pub(crate) async fn models(ctx: Ctx) -> Response {
     let names = if ctx.cfg.models.is_empty() { &ctx.cfg.loaded } else { &ctx.cfg.models };
-    let data: Vec<Value> = names.iter().map(|m| model_object(m)).collect();
+    let data: Vec<Value> = names.iter().map(|m| model_object(&ctx, m)).collect();
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
 /// `GET /v1/models/{model}`.
 pub(crate) async fn model(ctx: Ctx, Path(id): Path<String>) -> ApiResult {
     if ctx.cfg.serves(&id) {
-        Ok(Json(model_object(&id)).into_response())
+        Ok(Json(model_object(&ctx, &id)).into_response())
     } else {
         Err(ApiError::model_not_found(&id))
     }
+}
+
+/// The model a single-model llama.cpp server reports: the first served one.
+fn own_model(ctx: &Ctx) -> String {
+    ctx.cfg.models.first().or(ctx.cfg.loaded.last()).cloned().unwrap_or_else(|| "mock".to_owned())
+}
+
+/// `GET /health` (llama.cpp): `{"status": "ok"}` once the model is loaded. A loading server answers 503; make the
+/// mock do that with a fault on this path (`fault_paths: ["/health"]`).
+pub(crate) async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Busy slots: inference requests in flight (this `/slots` or `/props` request itself excluded), at most all.
+fn busy_slots(ctx: &Ctx) -> u64 {
+    let in_flight = crate::state::lock(&ctx.app.stats).in_flight.saturating_sub(1);
+    in_flight.min(u64::from(ctx.cfg.slots))
+}
+
+/// `GET /slots` (llama.cpp): one entry per slot with its context size and whether it is processing (the keys
+/// llama.cpp shows for every slot; it adds the last task's parameters for slots that have run one).
+pub(crate) async fn slots(ctx: Ctx) -> Response {
+    let busy = busy_slots(&ctx);
+    let slots: Vec<Value> = (0..ctx.cfg.slots)
+        .map(|id| {
+            json!({
+                "id": id,
+                "n_ctx": ctx.cfg.context_length,
+                "speculative": false,
+                "is_processing": u64::from(id) < busy,
+            })
+        })
+        .collect();
+    Json(Value::Array(slots)).into_response()
+}
+
+/// `GET /props` (llama.cpp): the server's settings a router reads: per-slot context, slot count, model.
+pub(crate) async fn props(ctx: Ctx) -> Response {
+    let model = own_model(&ctx);
+    Json(json!({
+        "default_generation_settings": { "n_ctx": ctx.cfg.context_length },
+        "total_slots": ctx.cfg.slots,
+        "model_alias": model,
+        "model_path": format!("/models/{model}.gguf"),
+        "modalities": { "vision": false, "video": false, "audio": false },
+        "endpoint_slots": true,
+        "endpoint_props": false,
+        "endpoint_metrics": false,
+        "build_info": SYSTEM_FINGERPRINT,
+        "is_sleeping": false,
+    }))
+    .into_response()
 }

@@ -72,6 +72,18 @@ pub struct MockStats {
     pub connections: u64,
     /// TCP connections closed on accept by [`Fault::Refuse`](crate::Fault::Refuse).
     pub refused: u64,
+    /// Models loaded by the residency simulation ([`MockConfig::residency`](crate::MockConfig::residency)).
+    #[serde(default)]
+    pub loads: u64,
+    /// Idle models evicted to make room for a load.
+    #[serde(default)]
+    pub evictions: u64,
+    /// Models unloaded because their keep-alive ran out, or asked with `keep_alive: 0`.
+    #[serde(default)]
+    pub unloads: u64,
+    /// `loads` per model.
+    #[serde(default)]
+    pub model_loads: BTreeMap<String, u64>,
 }
 
 /// Progress of one request, shared between the handler and its response body.

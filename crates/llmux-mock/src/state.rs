@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     initial: MockConfig,
     requests: Mutex<VecDeque<RecordedRequest>>,
     pub(crate) stats: Arc<Mutex<MockStats>>,
+    /// The simulated loaded models, when [`MockConfig::residency`] is on.
+    pub(crate) residency: Mutex<crate::residency::State>,
 }
 
 /// Handle to the shared state, used as the axum router state.
@@ -47,6 +49,7 @@ impl Shared {
             config: Mutex::new(config),
             requests: Mutex::new(VecDeque::new()),
             stats: Arc::new(Mutex::new(MockStats::default())),
+            residency: Mutex::new(crate::residency::State::default()),
         }
     }
 
@@ -64,6 +67,7 @@ impl Shared {
     /// (requests still in flight stay counted as such).
     pub(crate) fn reset(&self) {
         *lock(&self.config) = self.initial.clone();
+        lock(&self.residency).reset();
         self.clear_requests();
         let mut stats = lock(&self.stats);
         *stats = MockStats { in_flight: stats.in_flight, ..MockStats::default() };
@@ -137,13 +141,19 @@ impl Shared {
     /// Notes that `model` was just used, as Ollama's `/api/ps` would show.
     pub(crate) fn mark_loaded(&self, model: &str) {
         let mut cfg = lock(&self.config);
+        if cfg.residency.is_some() {
+            return; // the residency simulation keeps `loaded`
+        }
         cfg.loaded.retain(|m| m != model);
         cfg.loaded.push(model.to_owned());
     }
 
     /// Notes that `model` was unloaded (`keep_alive: 0`).
     pub(crate) fn mark_unloaded(&self, model: &str) {
-        lock(&self.config).loaded.retain(|m| m != model);
+        let mut cfg = lock(&self.config);
+        if cfg.residency.is_none() {
+            cfg.loaded.retain(|m| m != model);
+        }
     }
 }
 
@@ -201,6 +211,8 @@ pub(crate) struct Ctx {
     pub(crate) track: Arc<Track>,
     /// When the request arrived.
     pub(crate) started: Instant,
+    /// How long the request waited for its model to load (residency simulation), for `load_duration`.
+    pub(crate) load: std::time::Duration,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
@@ -228,12 +240,13 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
     // Parsed once here for both the recording and the stream check.
     let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let stream = wants_stream(&path, &json);
+    let residency = crate::residency::Want::parse(&path, &json);
     let guard = TrackGuard::begin(&app.stats, &path);
     let (cfg, fault, faultable) = app.take_fault(&path);
     if cfg.record_limit > 0 {
         app.record(recorded(&parts, &bytes, json), cfg.record_limit);
     }
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         app: Arc::clone(&app),
         cfg,
         fault,
@@ -241,18 +254,22 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
         conn: parts.extensions.get::<ConnControl>().cloned(),
         track: guard.track(),
         started,
+        load: std::time::Duration::ZERO,
     };
     // Faults are applied here rather than in each handler so that every
     // endpoint listed in `fault_paths` honours them the same way.
     let early = ctx.gate(Proto::for_path(&path), stream).await;
+    let mut lease = None;
     let resp = match early {
         Some(resp) => resp,
         None => {
+            lease = crate::residency::admit(&app, &ctx.cfg, residency).await;
+            ctx.load = lease.as_ref().map_or(std::time::Duration::ZERO, |l| l.waited);
             parts.extensions.insert(ctx);
             next.run(Request::from_parts(parts, Body::from(bytes))).await
         }
     };
-    resp.map(|body| Body::new(TrackedBody::new(body, guard)))
+    crate::residency::hold(resp.map(|body| Body::new(TrackedBody::new(body, guard))), lease)
 }
 
 /// Whether the request asks for a streamed answer: the body's `stream` flag,

@@ -41,7 +41,7 @@ async fn status_fault_applies_fault_times_then_reverts() {
     assert_eq!(get(mock.addr(), "/api/tags").await.status, 200);
     let resp = post(mock.addr(), "/v1/chat/completions", &chat(false)).await;
     assert_eq!(resp.status, 503);
-    assert_eq!(resp.json()["error"]["type"], "server_error");
+    assert_eq!(resp.json()["error"]["type"], "unavailable_error");
 
     assert_eq!(post(mock.addr(), "/api/chat", &chat(false)).await.status, 200);
     assert_eq!(mock.config().fault, Fault::None);
@@ -137,10 +137,12 @@ async fn malformed_bodies() {
     assert!(serde_json::from_str::<Value>(lines[0]).is_ok());
     assert!(serde_json::from_str::<Value>(lines[1]).is_err());
 
+    // The first frame is the role chunk and the first token (two events), the second frame is broken.
     let resp = post(mock.addr(), "/v1/chat/completions", &chat(true)).await;
     let events = resp.sse();
     assert!(serde_json::from_str::<Value>(&events[0]).is_ok());
-    assert!(serde_json::from_str::<Value>(&events[1]).is_err());
+    assert!(serde_json::from_str::<Value>(&events[1]).is_ok());
+    assert!(serde_json::from_str::<Value>(&events[2]).is_err());
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod control;
 mod faults;
 mod ollama;
 mod openai;
+mod residency;
 
 use std::time::{Duration, Instant};
 

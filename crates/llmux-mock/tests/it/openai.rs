@@ -28,7 +28,15 @@ async fn chat_completion_non_stream() {
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert_eq!(v["choices"][0]["message"]["content"], "Hello from gamma (gpt-x).");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
-    assert_eq!(v["usage"], json!({ "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7 }));
+    assert_eq!(
+        v["usage"],
+        json!({ "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                "prompt_tokens_details": { "cached_tokens": 0 } })
+    );
+    // Like llama.cpp: no `logprobs` unless asked for, and its `timings`.
+    assert!(v["choices"][0].get("logprobs").is_none());
+    assert_eq!(v["timings"]["predicted_n"], 4);
+    assert_eq!(v["timings"]["prompt_n"], 3);
 }
 
 #[tokio::test]
@@ -49,32 +57,101 @@ async fn chat_stream_sse_with_include_usage() {
         assert_eq!(c["object"], "chat.completion.chunk");
         assert_eq!(c["id"], id);
         assert_eq!(c["model"], "gpt-x");
-        assert!(c.get("usage").is_some(), "include_usage puts usage on every chunk");
     }
-    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    // As llama.cpp: a role-only chunk first, and no `usage` key on any chunk but the usage chunk.
+    assert_eq!(chunks[0]["choices"][0]["delta"], json!({ "role": "assistant", "content": null }));
     let (usage_chunk, rest) = chunks.split_last().unwrap();
     assert_eq!(usage_chunk["choices"], json!([]));
     assert_eq!(usage_chunk["usage"]["completion_tokens"], 4);
     assert_eq!(usage_chunk["usage"]["total_tokens"], 7);
+    assert_eq!(usage_chunk["timings"]["predicted_n"], 4);
+    assert!(rest.iter().all(|c| c.get("usage").is_none() && c.get("timings").is_none()));
     let (finish, deltas) = rest.split_last().unwrap();
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
     assert_eq!(finish["choices"][0]["delta"], json!({}));
-    let text: String = deltas
+    let text: String = deltas[1..]
         .iter()
         .map(|c| {
             assert!(c["choices"][0]["finish_reason"].is_null());
-            assert!(c["usage"].is_null());
+            assert!(c["choices"][0]["delta"].get("role").is_none());
             c["choices"][0]["delta"]["content"].as_str().unwrap().to_owned()
         })
         .collect();
     assert_eq!(text, "Hello from gamma (gpt-x).");
 
-    // Without include_usage there is no usage chunk and no usage field.
+    // Without include_usage there is no usage chunk and no usage field; the finish chunk carries the timings.
     body["stream_options"] = json!({ "include_usage": false });
     let events = post(mock.addr(), "/v1/chat/completions", &body).await.sse();
     let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
     assert!(last.get("usage").is_none());
+    assert!(last["timings"].is_object());
+}
+
+#[tokio::test]
+async fn chat_role_chunk_arrives_with_the_first_token() {
+    // The role chunk and the first content chunk are one write, so a paced stream's first content still comes
+    // after exactly the time-to-first-token.
+    let mut cfg = MockConfig::new("gamma", &["gpt-x"]);
+    cfg.tokens_per_sec = 20.0;
+    let mock = start(cfg).await;
+    let mut body = chat_body();
+    body["stream"] = json!(true);
+    let resp = post(mock.addr(), "/v1/chat/completions", &body).await;
+    let first = std::str::from_utf8(&resp.chunks[0]).unwrap();
+    assert!(first.contains(r#""role":"assistant""#) && first.contains(r#""content":"Hello""#), "{first}");
+}
+
+#[tokio::test]
+async fn chat_without_messages_is_rejected() {
+    let mock = start(MockConfig::new("gamma", &["gpt-x"])).await;
+    let resp = post(mock.addr(), "/v1/chat/completions", &json!({ "model": "gpt-x" })).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(
+        resp.json()["error"],
+        json!({ "code": 400, "message": "'messages' is required",
+                                             "type": "invalid_request_error" })
+    );
+    // An empty list is accepted (llama.cpp answers it too).
+    let resp = post(mock.addr(), "/v1/chat/completions", &json!({ "model": "gpt-x", "messages": [] })).await;
+    assert_eq!(resp.status, 200);
+}
+
+#[tokio::test]
+async fn llama_cpp_endpoints() {
+    let mut cfg = MockConfig::new("gamma", &["gpt-x"]);
+    cfg.context_length = 2048;
+    cfg.slots = 3;
+    let mock = start(cfg).await;
+    assert_eq!(get(mock.addr(), "/health").await.json(), json!({ "status": "ok" }));
+    let slots = get(mock.addr(), "/slots").await.json();
+    assert_eq!(slots.as_array().unwrap().len(), 3);
+    assert_eq!(slots[0], json!({ "id": 0, "n_ctx": 2048, "speculative": false, "is_processing": false }));
+    let props = get(mock.addr(), "/props").await.json();
+    assert_eq!(props["total_slots"], 3);
+    assert_eq!(props["default_generation_settings"]["n_ctx"], 2048);
+    assert_eq!(props["model_alias"], "gpt-x");
+    let models = get(mock.addr(), "/v1/models").await.json();
+    assert_eq!(models["data"][0]["meta"]["n_ctx_train"], 2048);
+}
+
+#[tokio::test]
+async fn busy_slots_follow_requests_in_flight() {
+    let mut cfg = MockConfig::new("gamma", &["gpt-x"]);
+    cfg.slots = 2;
+    cfg.ttft_ms = 400;
+    let mock = start(cfg).await;
+    let addr = mock.addr();
+    let mut body = chat_body();
+    body["stream"] = json!(true);
+    let busy = tokio::spawn(async move { post(addr, "/v1/chat/completions", &body).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let slots = get(mock.addr(), "/slots").await.json();
+    let processing: Vec<bool> = slots.as_array().unwrap().iter().map(|s| s["is_processing"] == true).collect();
+    assert_eq!(processing, [true, false]);
+    busy.await.unwrap();
+    let slots = get(mock.addr(), "/slots").await.json();
+    assert!(slots.as_array().unwrap().iter().all(|s| s["is_processing"] == false));
 }
 
 #[tokio::test]
@@ -202,9 +279,10 @@ async fn models_and_errors() {
     assert_eq!(resp.status, 404);
     let err = &resp.json()["error"];
     assert!(err["message"].as_str().unwrap().contains("nope"));
-    assert_eq!(err["type"], "invalid_request_error");
-    assert!(err.get("param").is_some());
-    assert_eq!(err["code"], "model_not_found");
+    // llama.cpp's error shape: the status as `code`, no `param`.
+    assert_eq!(err["type"], "not_found_error");
+    assert!(err.get("param").is_none());
+    assert_eq!(err["code"], 404);
 
     let resp =
         crate::client::send(mock.addr(), "POST", "/v1/chat/completions", None, &[("content-type", "application/json")])
