@@ -334,6 +334,7 @@ impl Run<'_> {
                 ));
             };
             let guard = exec.state.start(index, self.prompt_tokens, now);
+            let marked = exec.state.model_routed(index, &model, now);
             let started = Instant::now();
             let err = match exec.attempt(self.op, d, &model, self.body, self.head, guard).await {
                 Ok(response) => {
@@ -350,8 +351,11 @@ impl Run<'_> {
                 Err(err) => err,
             };
             self.steps.push(format!("{step} failed: {}", short(&err)));
-            let Some(failure) = Failure::of(&err) else { return Err(err) };
             let now = exec.state.now();
+            if marked {
+                exec.state.load_failed(index, &model, now);
+            }
+            let Some(failure) = Failure::of(&err) else { return Err(err) };
             let counts = exec.state.record_failure(index, now);
             if failure.connect {
                 if let Some(host) = d.host {

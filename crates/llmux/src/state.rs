@@ -346,6 +346,41 @@ impl State {
         }
     }
 
+    /// A request for the engine's `model` is being sent to `deployment`: the engine loads the model (if it has
+    /// not already), so the next request for it should go to the same host rather than load it on another one.
+    /// Returns whether this added the model, so a failed attempt can take it back ([`State::load_failed`]).
+    pub fn model_routed(&self, deployment: usize, model: &str, now: u64) -> bool {
+        let Some(index) = self.slots.get(deployment).and_then(|s| s.host) else { return false };
+        let Some(mut h) = self.host(index) else { return false };
+        if model.is_empty() || h.resident.iter().any(|r| same_model(&r.model, model)) {
+            return false;
+        }
+        h.resident.push(Resident {
+            model: model.to_owned(),
+            size: None,
+            size_vram: None,
+            expires_at: None,
+            probed: false,
+        });
+        h.updated = now;
+        drop(h);
+        self.host_changed(index);
+        true
+    }
+
+    /// The attempt that [`State::model_routed`] marked failed: the model is not known to be loaded there.
+    pub fn load_failed(&self, deployment: usize, model: &str, now: u64) {
+        let Some(index) = self.slots.get(deployment).and_then(|s| s.host) else { return };
+        let Some(mut h) = self.host(index) else { return };
+        let before = h.resident.len();
+        h.resident.retain(|r| r.probed || !same_model(&r.model, model));
+        if h.resident.len() != before {
+            h.updated = now;
+            drop(h);
+            self.host_changed(index);
+        }
+    }
+
     /// A request on `deployment` for the engine's `model` succeeded: its host is up, and the model is loaded
     /// there now.
     pub fn host_answered(&self, deployment: usize, model: &str, now: u64) {
@@ -478,14 +513,18 @@ impl State {
                     .as_ref()
                     .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
                 let limits = slot.host.and_then(|i| self.limits.get(i));
-                let evicts_pinned = match (&host, limits) {
-                    (Some(h), Some(limits)) if !warm => would_evict_pinned(h, limits, &slot.upstream_model),
-                    _ => false,
+                let (evicts, evicts_pinned) = match (&host, limits) {
+                    (Some(h), Some(limits)) if !warm => {
+                        let evicts = would_evict(h, limits, &slot.upstream_model);
+                        (evicts, evicts && would_evict_pinned(h, limits, &slot.upstream_model))
+                    }
+                    _ => (false, false),
                 };
                 DeploymentView {
                     cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
                     warm,
+                    evicts,
                     evicts_pinned,
                     in_flight: slot.in_flight.load(Ordering::Relaxed) + slot.peer_in_flight.load(Ordering::Relaxed),
                     latency: (!fresh.is_empty()).then(|| fresh.iter().sum::<f64>() / fresh.len() as f64),
@@ -682,19 +721,25 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Whether loading `model` on host `h` must evict something while a pinned model is loaded (so the pinned one
-/// may be the victim): the host is at `max_loaded_models`, or the model does not fit in what `memory_budget`
-/// leaves. A model of unknown size only counts against `max_loaded_models`.
-fn would_evict_pinned(h: &HostState, limits: &HostLimits, model: &str) -> bool {
-    let pinned = |name: &str| limits.pinned.iter().any(|p| same_model(p, name));
-    if limits.pinned.is_empty() || pinned(model) || !h.resident.iter().any(|r| pinned(&r.model)) {
-        return false;
-    }
+/// Whether loading `model` on host `h` must evict a loaded model: the host is at `max_loaded_models`, or the
+/// model does not fit in what `memory_budget` leaves. A model of unknown size only counts against
+/// `max_loaded_models`; without declared limits nothing is known to be evicted.
+fn would_evict(h: &HostState, limits: &HostLimits, model: &str) -> bool {
     let size_of = |name: &str| h.sizes.iter().find(|(m, _)| same_model(m, name)).map(|(_, s)| *s);
     let full = limits.max_loaded_models.is_some_and(|max| h.resident.len() >= max as usize);
     let loaded: u64 = h.resident.iter().filter_map(|r| r.size.or_else(|| size_of(&r.model))).sum();
     let over = matches!((limits.memory_budget, size_of(model)), (Some(budget), Some(size)) if loaded + size > budget);
     full || over
+}
+
+/// Whether loading `model` on host `h` must evict something while a pinned model is loaded (so the pinned one
+/// may be the victim).
+fn would_evict_pinned(h: &HostState, limits: &HostLimits, model: &str) -> bool {
+    let pinned = |name: &str| limits.pinned.iter().any(|p| same_model(p, name));
+    if limits.pinned.is_empty() || pinned(model) || !h.resident.iter().any(|r| pinned(&r.model)) {
+        return false;
+    }
+    would_evict(h, limits, model)
 }
 
 /// Ollama names `qwen3:8b` and `qwen3:8b` are one model, and so are `llama3` and `llama3:latest`.
@@ -812,6 +857,35 @@ model_list:
         assert!(!would_evict_pinned(&loaded(&[("other", 5_000)]), &limits, "big"), "nothing pinned is loaded");
         let full = loaded(&[("keep", 1), ("a", 1), ("b", 1)]);
         assert!(would_evict_pinned(&full, &limits, "small"), "at max_loaded_models");
+    }
+
+    #[test]
+    fn a_model_counts_as_loading_where_it_was_routed_until_the_attempt_fails() {
+        let state = state();
+        assert!(state.model_routed(1, "m", 0));
+        assert!(state.snapshot(&ALL, 0, None)[1].warm, "the next request follows it to h2");
+        assert!(!state.model_routed(1, "m", 0), "already there");
+        state.load_failed(1, "m", 5);
+        assert!(!state.snapshot(&ALL, 5, None)[1].warm);
+        // A model a probe saw stays, whatever one attempt did.
+        state.probe_result(
+            1,
+            &[1],
+            ProbeOutcome {
+                resident: Some(vec![Resident {
+                    model: "m".into(),
+                    size: None,
+                    size_vram: None,
+                    expires_at: None,
+                    probed: true,
+                }]),
+                ..ProbeOutcome::default()
+            },
+            10,
+            Duration::from_secs(60),
+        );
+        state.load_failed(1, "m", 20);
+        assert!(state.snapshot(&ALL, 20, None)[1].warm);
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub struct DeploymentView {
     pub unhealthy: bool,
     /// Its model is loaded on its host now (a probe saw it, or llmux just routed it there).
     pub warm: bool,
-    /// Loading its model would push a pinned model out of its host's memory (`llmux_settings.hosts`).
+    /// Loading its model would push another model out of its host's memory (declared `llmux_settings.hosts`
+    /// limits against the sizes the engine reports).
+    pub evicts: bool,
+    /// ... and a pinned model may be the one pushed out.
     pub evicts_pinned: bool,
     /// Requests in flight now.
     pub in_flight: u32,
@@ -100,6 +103,8 @@ pub enum Skip {
     Cold,
     /// Loading its model would evict a pinned model, and another candidate would not.
     EvictsPinned,
+    /// Its host would have to evict a model to load this one, and another cold host has room.
+    NoRoom,
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -116,6 +121,7 @@ impl std::fmt::Display for Skip {
             Skip::Busy => f.write_str("at max_parallel_requests"),
             Skip::Cold => f.write_str("model not loaded"),
             Skip::EvictsPinned => f.write_str("would evict a pinned model"),
+            Skip::NoRoom => f.write_str("no room to load the model"),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -245,8 +251,13 @@ pub fn pick(
 
     // Residency: within the tier, a host that has the model loaded beats one that would have to load it (and
     // evict another model to do so).
-    if config.router.residency_routing && pool.iter().any(|c| c.view.warm) {
-        drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
+    if config.router.residency_routing {
+        if pool.iter().any(|c| c.view.warm) {
+            drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
+        } else if pool.iter().any(|c| !c.view.evicts) {
+            // Nobody has it loaded: load it where it fits without pushing another model out.
+            drop_where(&mut pool, &|c| c.view.evicts.then_some(Skip::NoRoom));
+        }
     }
 
     // Pinned models stay loaded: a host that would have to evict one is used only when nothing else is left.

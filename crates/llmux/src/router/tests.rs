@@ -416,3 +416,20 @@ fn a_host_that_would_evict_a_pinned_model_is_used_only_when_nothing_else_is_left
     let p = pick(&c, &t, &Ask::default(), &[evicts, evicts, evicts], 0, &mut rng).unwrap();
     assert!(p.skipped.is_empty() || !p.skipped.iter().any(|(_, s)| *s == Skip::EvictsPinned), "no alternative: used");
 }
+
+#[test]
+fn with_nobody_warm_the_model_goes_where_it_fits() {
+    let c = config(WEIGHTED);
+    let t = target(&c, "g");
+    let full = DeploymentView { evicts: true, ..DeploymentView::default() };
+    let mut rng = fastrand::Rng::with_seed(3);
+    for _ in 0..100 {
+        let p = pick(&c, &t, &Ask::default(), &[full, full, DeploymentView::default()], 0, &mut rng).unwrap();
+        assert_eq!(p.deployment, 2);
+    }
+    // A warm host still wins, and with no room anywhere the shuffle decides.
+    let warm_full = DeploymentView { warm: true, ..full };
+    let p = pick(&c, &t, &Ask::default(), &[warm_full, full, DeploymentView::default()], 0, &mut rng).unwrap();
+    assert_eq!(p.deployment, 0);
+    assert!(pick(&c, &t, &Ask::default(), &[full, full, full], 0, &mut rng).is_ok());
+}
