@@ -343,6 +343,11 @@ impl Run<'_> {
                         _ => 10,
                     };
                     let now = exec.state.now();
+                    if marked {
+                        // The engine may have evicted another model to load this one: look now rather than at
+                        // the next probe (the seed probes every 15 minutes).
+                        exec.reprobe(d.host, now);
+                    }
                     exec.state.record_success(index, started.elapsed(), max_samples, now);
                     exec.state.host_answered(index, &model, now);
                     self.steps.push(step);
@@ -613,6 +618,19 @@ impl Executor {
             serde_json::from_slice(&bytes).map_err(|e| format!("unreadable embeddings: {e}"))?;
         parsed.data.sort_by_key(|item| item.index);
         Ok(parsed.data.into_iter().map(|item| item.embedding).collect())
+    }
+
+    /// Probes `host` in the background if it is an Ollama host (whose `/api/ps` tells what is loaded) and was
+    /// not re-probed in the last two seconds.
+    fn reprobe(&self, host: Option<usize>, now: u64) {
+        let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(|h| h.ollama_base.is_some())) else {
+            return;
+        };
+        if !self.state.claim_reprobe(host, now, 2_000) {
+            return;
+        }
+        let (config, state, client) = (self.config.clone(), self.state.clone(), self.client.clone());
+        tokio::spawn(async move { crate::health::probe_hosts(&config, &state, &client, std::iter::once(host)).await });
     }
 
     /// One call to one deployment. `guard` keeps it counted in flight until the answer is complete (for a

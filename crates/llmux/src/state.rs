@@ -114,6 +114,9 @@ pub struct HostState {
     pub down_until: u64,
     /// When the last probe finished.
     pub last_probe: Option<u64>,
+    /// When live traffic last asked for an extra probe (after a model load).
+    #[serde(skip)]
+    pub reprobe_at: Option<u64>,
     /// How long the last probe took.
     pub probe_latency_ms: Option<u64>,
     /// Models the engine lists (`/api/tags`, `/v1/models`).
@@ -365,6 +368,16 @@ impl State {
         h.updated = now;
         drop(h);
         self.host_changed(index);
+        true
+    }
+
+    /// Whether an extra probe of `host` may start now: none started in the last `gap_ms` (it is then recorded).
+    pub fn claim_reprobe(&self, host: usize, now: u64, gap_ms: u64) -> bool {
+        let Some(mut h) = self.host(host) else { return false };
+        if h.reprobe_at.is_some_and(|t| now.saturating_sub(t) < gap_ms) {
+            return false;
+        }
+        h.reprobe_at = Some(now);
         true
     }
 

@@ -103,3 +103,31 @@ llmux_settings:
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.header("x-llmux-deployment").starts_with("model_list[1]"));
 }
+
+#[tokio::test]
+async fn a_load_is_followed_by_a_look_at_what_the_engine_evicted() {
+    let a = host("a", &["m1", "m2"]).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: one\n    litellm_params: {{model: ollama_chat/m1, api_base: \"{a}\"}}\n  - model_name: two\n    litellm_params: {{model: ollama_chat/m2, api_base: \"{a}\"}}\n",
+        a = a.base_url()
+    );
+    // No background probes: only the probe after a load can tell llmux what the engine did.
+    let llmux = Llmux::start(&yaml).await;
+    let resident = || async {
+        let hosts = llmux.get("/health/hosts").await.json();
+        let models = hosts["hosts"][0]["resident_models"].as_array().cloned().unwrap_or_default();
+        models.iter().map(|m| (m["model"].as_str().unwrap_or("").to_owned(), m["probed"] == true)).collect::<Vec<_>>()
+    };
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("one", false)).await.status, 200);
+    eventually("the probe after the load saw m1", || a.stats().requests.get("/api/ps").is_some()).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(resident().await, [("m1".to_owned(), true)]);
+    // Loading m2 evicts m1 (6 + 6 GB > 10 GB): llmux learns it at once, not at the next probe interval.
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("two", false)).await.status, 200);
+    assert_eq!(a.stats().evictions, 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while resident().await != [("m2".to_owned(), true)] {
+        assert!(Instant::now() < deadline, "llmux still thinks {:?} is loaded", resident().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
