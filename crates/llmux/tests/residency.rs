@@ -119,7 +119,7 @@ async fn a_load_is_followed_by_a_look_at_what_the_engine_evicted() {
         models.iter().map(|m| (m["model"].as_str().unwrap_or("").to_owned(), m["probed"] == true)).collect::<Vec<_>>()
     };
     assert_eq!(llmux.post("/v1/chat/completions", &chat_body("one", false)).await.status, 200);
-    eventually("the probe after the load saw m1", || a.stats().requests.get("/api/ps").is_some()).await;
+    eventually("the probe after the load saw m1", || a.stats().requests.contains_key("/api/ps")).await;
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(resident().await, [("m1".to_owned(), true)]);
     // Loading m2 evicts m1 (6 + 6 GB > 10 GB): llmux learns it at once, not at the next probe interval.
