@@ -738,6 +738,9 @@ fn millis(d: Duration) -> u64 {
 /// model does not fit in what `memory_budget` leaves. A model of unknown size only counts against
 /// `max_loaded_models`; without declared limits nothing is known to be evicted.
 fn would_evict(h: &HostState, limits: &HostLimits, model: &str) -> bool {
+    if limits.memory_budget.is_none() && limits.max_loaded_models.is_none() {
+        return false;
+    }
     let size_of = |name: &str| h.sizes.iter().find(|(m, _)| same_model(m, name)).map(|(_, s)| *s);
     let full = limits.max_loaded_models.is_some_and(|max| h.resident.len() >= max as usize);
     let loaded: u64 = h.resident.iter().filter_map(|r| r.size.or_else(|| size_of(&r.model))).sum();
