@@ -129,7 +129,11 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Some(Command::Demo) => run(crate::demo::run(SocketAddr::new(demo_host(&args), args.port), options)),
+        Some(Command::Demo) => {
+            // Nobody balances load onto the demo: Ctrl-C need not wait for one to notice.
+            let options = ServeOptions { drain: Drain { grace: Duration::ZERO, ..options.drain }, ..options };
+            run(crate::demo::run(SocketAddr::new(demo_host(&args), args.port), options))
+        }
         Some(Command::Healthcheck { ref url }) => {
             let scheme = if options.tls.is_some() { "https" } else { "http" };
             let url = url.clone().unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}/health/readiness", args.port));

@@ -67,7 +67,7 @@ async fn when_the_whole_group_is_down_the_fallback_group_answers() {
     let reply = llmux.post("/v1/chat/completions", &chat_body("fast", false)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-litellm-attempted-fallbacks"), "1");
-    assert_eq!(b.requests().last().unwrap().path, "/v1/chat/completions");
+    assert_eq!(posts(&b).last().unwrap().path, "/v1/chat/completions");
 }
 
 #[tokio::test]

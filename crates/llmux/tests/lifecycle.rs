@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::process::{free_port, write, Process};
-use common::{chat_body, mock, mock_with, sse_events, stream_text, Llmux};
+use common::{chat_body, mock, mock_with, posts, sse_events, stream_text, Llmux};
 use http_body_util::BodyExt;
 use llmux_mock::MockConfig;
 
@@ -86,7 +86,7 @@ async fn sigterm_drains_a_stream_that_started_before_it() {
     assert_eq!(stream_text(&events).split_whitespace().count(), 20, "every token arrived");
     let status = llmux.exit(Duration::from_secs(5)).await;
     assert!(status.success(), "exit status {status:?}");
-    assert_eq!(engine.requests().len(), 1);
+    assert_eq!(posts(&engine).len(), 1);
 }
 
 #[tokio::test]
@@ -122,7 +122,7 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_is_refused() {
         client.post_key("/v1/chat/completions", &chat_body("second", false), KEY).await.status == 200
     })
     .await;
-    assert_eq!(b.requests().len(), 1);
+    assert_eq!(posts(&b).len(), 1);
 
     // A broken file: the running config stays, and the endpoint says exactly what is wrong.
     write(&path, "model_list:\n  - model_name: second\n    litellm_params: {model: 42}\n");
@@ -150,11 +150,11 @@ async fn sighup_reloads_and_requests_in_flight_finish_on_the_old_config() {
     write(&path, &config_with(&[("g", &new.base_url())]));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(client.post_key("/v1/chat/completions", &chat_body("g", false), KEY).await.status, 200);
-    assert_eq!(new.requests().len(), 0, "--watch 0: the file alone does not reload");
+    assert_eq!(posts(&new).len(), 0, "--watch 0: the file alone does not reload");
     llmux.signal("HUP");
     eventually("SIGHUP switched g to the new engine", Duration::from_secs(5), async || {
         client.post_key("/v1/chat/completions", &chat_body("g", false), KEY).await;
-        !new.requests().is_empty()
+        !posts(&new).is_empty()
     })
     .await;
 
@@ -265,4 +265,21 @@ async fn healthcheck_fails_when_nothing_listens_and_when_draining() {
     llmux.signal("TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!probe(), "a draining llmux is not ready");
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_waiting() {
+    let engine = mock("e", &["m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), &[("g", &engine.base_url())]);
+    let mut llmux = Process::start(&path, &["--drain-grace", "60", "--drain-timeout", "60"]);
+    llmux.ready().await;
+    llmux.signal("TERM");
+    eventually("readiness 503", Duration::from_secs(2), async || {
+        llmux.client().get("/health/readiness").await.status == 503
+    })
+    .await;
+    llmux.signal("INT");
+    let status = llmux.exit(Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status {status:?}");
 }

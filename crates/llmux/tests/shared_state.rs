@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{free_port, write, Process};
-use common::{chat_body, mock, mock_with, Llmux};
+use common::{chat_body, mock, mock_with, posts, Llmux};
 use llmux_mock::{Fault, MockConfig};
 
 const KEY: Option<&str> = Some("sk-replicas");
@@ -115,14 +115,14 @@ async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
 
     // Replica A meets the 429 on the preferred deployment, cools it down, and is answered by the other.
     assert_eq!(chat(&ca, "g").await, 200);
-    assert_eq!(limited.requests().len(), 1, "A hit the limited deployment once");
-    let seen = limited.requests().len();
+    assert_eq!(posts(&limited).len(), 1, "A hit the limited deployment once");
+    let seen = posts(&limited).len();
     // Once A's cooldown is in Redis, B knows: none of its requests reach the cooled-down deployment.
     shared(6379, &format!("{prefix}:cooldown"), 1).await;
     for _ in 0..30 {
         assert_eq!(chat(&cb, "g").await, 200);
     }
-    assert_eq!(limited.requests().len(), seen, "B sent a request to a deployment A cooled down");
+    assert_eq!(posts(&limited).len(), seen, "B sent a request to a deployment A cooled down");
 }
 
 #[tokio::test]
@@ -142,7 +142,7 @@ async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second()
     assert_eq!(host_status(cb.get_key("/health/hosts", KEY).await.json()), "unknown");
     assert_eq!(chat(&ca, "g").await, 200);
     assert_eq!(host_status(ca.get_key("/health/hosts", KEY).await.json()), "down");
-    assert_eq!(healthy.requests().len(), 1);
+    assert_eq!(posts(&healthy).len(), 1);
     // The design target is a few hundred ms (50 ms flush + 250 ms poll); the bound leaves room for a loaded CI box.
     let took = eventually("B sees the host down", Duration::from_secs(2), async || {
         host_status(cb.get_key("/health/hosts", KEY).await.json()) == "down"
@@ -204,7 +204,7 @@ general_settings:
     // Four this minute across both replicas: the limit is reached for each of them.
     assert_eq!(chat(&ca, "g").await, 429);
     assert_eq!(chat(&cb, "g").await, 429);
-    assert_eq!(engine.requests().len(), 4);
+    assert_eq!(posts(&engine).len(), 4);
 }
 
 /// A `redis-server` of the test's own on `port`, keeping nothing on disk.
@@ -259,15 +259,15 @@ async fn a_redis_outage_leaves_both_replicas_answering_and_sharing_resumes() {
     eprintln!("reconnected after {took:?}");
 
     // Sharing works again: a cooldown A sets after the outage keeps B away from the deployment.
-    let seen = limited.requests().len();
+    let seen = posts(&limited).len();
     assert_eq!(chat(&ca, "g").await, 200);
-    assert_eq!(limited.requests().len(), seen + 1, "A met the 429 again");
+    assert_eq!(posts(&limited).len(), seen + 1, "A met the 429 again");
     shared(port, "llmux:cooldown", 1).await;
-    let seen = limited.requests().len();
+    let seen = posts(&limited).len();
     for _ in 0..20 {
         assert_eq!(chat(&cb, "g").await, 200);
     }
-    assert_eq!(limited.requests().len(), seen, "B honours A's cooldown once Redis is back");
+    assert_eq!(posts(&limited).len(), seen, "B honours A's cooldown once Redis is back");
     let _ = server.kill();
     let _ = server.wait();
 }

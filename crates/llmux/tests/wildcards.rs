@@ -90,7 +90,9 @@ async fn v1_models_lists_what_the_engines_have_when_discovery_is_on() {
         let reply = discovering.post("/v1/chat/completions", &chat_body(id, false)).await;
         assert_eq!(reply.status, 200, "{id}: {}", reply.text());
     }
-    // The lists are cached: a second listing asks no engine again.
+    // The lists are cached: a second listing asks no engine again. (Let the probe that follows a model load
+    // settle first.)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let probes = || ollama.requests().iter().filter(|r| r.path == "/api/tags").count();
     let before = probes();
     discovering.get("/v1/models").await;

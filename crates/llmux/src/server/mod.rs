@@ -88,6 +88,9 @@ pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain) -> anyhow::R
     tracing::info!("llmux listening on {scheme}://{}", listener.local_addr()?);
     spawn_reload_on_hangup(&live);
     let draining = live.clone();
+    // A second signal, during the grace or the drain, stops waiting.
+    let hurry = Arc::new(tokio::sync::Notify::new());
+    let hurried = hurry.clone();
     let shutdown = async move {
         shutdown_signal().await;
         draining.start_draining();
@@ -95,9 +98,18 @@ pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain) -> anyhow::R
             "shutting down: readiness is 503 now; serving {}s more before the listener closes",
             drain.grace.as_secs_f64()
         );
-        tokio::time::sleep(drain.grace).await;
+        tokio::select! {
+            () = tokio::time::sleep(drain.grace) => {}
+            () = shutdown_signal() => hurried.notify_one(),
+        }
     };
-    serve_on(live, listener, shutdown, shutdown_signal(), drain.timeout).await
+    let interrupt = async move {
+        tokio::select! {
+            () = hurry.notified() => {}
+            () = shutdown_signal() => {}
+        }
+    };
+    serve_on(live, listener, shutdown, interrupt, drain.timeout).await
 }
 
 /// Serves on an already bound listener until `shutdown` resolves, then drains for up to `drain_timeout`

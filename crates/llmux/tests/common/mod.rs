@@ -202,3 +202,9 @@ pub fn chat_body(model: &str, stream: bool) -> String {
     })
     .to_string()
 }
+
+/// The inference calls an engine received (POSTs), leaving out health probes (llmux probes a host right after it
+/// made it load a model).
+pub fn posts(mock: &MockHandle) -> Vec<llmux_mock::RecordedRequest> {
+    mock.requests().into_iter().filter(|r| r.method == "POST").collect()
+}
