@@ -335,14 +335,21 @@ impl Run<'_> {
             };
             let guard = exec.state.start(index, self.prompt_tokens, now);
             let marked = exec.state.model_routed(index, &model, now);
+            // A host that must load the model first gets the time loading took it before, and some, to answer.
+            let load_cost = target.members.iter().position(|&m| m == index).and_then(|p| views[p].load_cost);
+            let patience = load_cost.filter(|_| marked).and_then(|s| Duration::try_from_secs_f64(s * 1.5).ok());
             let started = Instant::now();
-            let err = match exec.attempt(self.op, d, &model, self.body, self.head, guard).await {
+            let call = Call { op: self.op, deployment: d, model: &model, body: self.body, head: self.head };
+            let err = match exec.attempt(call, guard, patience).await {
                 Ok(response) => {
                     let max_samples = match router.routing_strategy {
                         Strategy::LatencyBased { max_samples, .. } => max_samples,
                         _ => 10,
                     };
                     let now = exec.state.now();
+                    if self.head.stream {
+                        exec.state.record_first_byte(index, started.elapsed(), marked);
+                    }
                     if marked {
                         // The engine may have evicted another model to load this one: look now rather than at
                         // the next probe (the seed probes every 15 minutes).
@@ -634,21 +641,19 @@ impl Executor {
     }
 
     /// One call to one deployment. `guard` keeps it counted in flight until the answer is complete (for a
-    /// stream: until its body ends or the client goes away).
+    /// stream: until its body ends or the client goes away); `load_time` is how long the engine may take to
+    /// answer at all because it must load the model first.
     async fn attempt(
         &self,
-        op: Operation,
-        deployment: &Deployment,
-        model: &str,
-        body: &[u8],
-        head: &RequestHead<'_>,
+        call: Call<'_>,
         guard: Option<OwnedInFlight>,
+        load_time: Option<Duration>,
     ) -> Result<Response, Error> {
+        let Call { deployment, head, .. } = call;
         let engine = deployment
             .engine()
             .ok_or_else(|| Error::Internal(format!("deployment {} has no engine", deployment.id)))?;
         let provider: &dyn Provider = engine.adapter().provider();
-        let call = Call { op, deployment, model, body, head };
         let upstream = provider.build_request(&call)?;
         let mut request = Request::post(&upstream.url)
             .body(Full::new(upstream.body))
@@ -663,6 +668,8 @@ impl Executor {
             .or(router.stream_timeout)
             .unwrap_or(total);
         let first_byte = if head.stream { stream_timeout } else { total };
+        // Never give up on a cold host before it had the time a load took it before.
+        let first_byte = first_byte.max(load_time.unwrap_or_default());
         let started = Instant::now();
         let response = match tokio::time::timeout(first_byte, self.client.request(request)).await {
             Err(_) => {

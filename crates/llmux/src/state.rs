@@ -180,6 +180,9 @@ struct Inner {
     allowed_fails: HashMap<Option<ErrorClass>, (u32, u64)>,
     /// Recent latencies (seconds) with the time they were taken.
     latencies: VecDeque<(f64, u64)>,
+    /// Smoothed time to the first byte of a stream when the model was already loaded, and when it was not.
+    warm_first_byte: Option<f64>,
+    cold_first_byte: Option<f64>,
 }
 
 /// Other replicas' usage of one deployment in one UTC minute.
@@ -533,7 +536,10 @@ impl State {
                     }
                     _ => (false, false),
                 };
+                let load_cost =
+                    inner.cold_first_byte.map(|cold| (cold - inner.warm_first_byte.unwrap_or(0.0)).max(0.0));
                 DeploymentView {
+                    load_cost,
                     cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
                     warm,
@@ -591,6 +597,17 @@ impl State {
             while inner.latencies.len() > max_samples.max(1) {
                 inner.latencies.pop_front();
             }
+        }
+    }
+
+    /// A stream on deployment `index` sent its first byte after `first_byte`; `cold` when the model was not
+    /// known to be loaded on its host. The difference between the two is the learned cost of loading it there.
+    pub fn record_first_byte(&self, index: usize, first_byte: Duration, cold: bool) {
+        if let Some(mut inner) = self.inner(index) {
+            let slot = if cold { &mut inner.cold_first_byte } else { &mut inner.warm_first_byte };
+            let sample = first_byte.as_secs_f64();
+            // A moving average that still follows a host getting faster or slower.
+            *slot = Some(slot.map_or(sample, |old| 0.7 * old + 0.3 * sample));
         }
     }
 
@@ -902,6 +919,19 @@ model_list:
         );
         state.load_failed(1, "m", 20);
         assert!(state.snapshot(&ALL, 20, None)[1].warm);
+    }
+
+    #[test]
+    fn the_cost_of_loading_a_model_is_learned_from_cold_and_warm_first_bytes() {
+        let state = state();
+        assert_eq!(state.snapshot(&ALL, 0, None)[0].load_cost, None);
+        state.record_first_byte(0, Duration::from_millis(8_200), true);
+        assert!((state.snapshot(&ALL, 0, None)[0].load_cost.unwrap() - 8.2).abs() < 1e-9);
+        state.record_first_byte(0, Duration::from_millis(200), false);
+        assert!((state.snapshot(&ALL, 0, None)[0].load_cost.unwrap() - 8.0).abs() < 1e-9, "minus the warm time");
+        state.record_first_byte(0, Duration::from_millis(4_200), true);
+        let smoothed = state.snapshot(&ALL, 0, None)[0].load_cost.unwrap();
+        assert!(smoothed > 4.0 && smoothed < 8.0, "{smoothed}");
     }
 
     #[test]

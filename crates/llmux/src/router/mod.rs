@@ -29,6 +29,9 @@ pub struct DeploymentView {
     pub evicts: bool,
     /// ... and a pinned model may be the one pushed out.
     pub evicts_pinned: bool,
+    /// Learned seconds a stream waits when the model must first be loaded on this host (cold first byte minus
+    /// warm first byte); `None` until a cold start was seen.
+    pub load_cost: Option<f64>,
     /// Requests in flight now.
     pub in_flight: u32,
     /// Mean recent latency in seconds; `None` = no sample yet.
@@ -105,6 +108,8 @@ pub enum Skip {
     EvictsPinned,
     /// Its host would have to evict a model to load this one, and another cold host has room.
     NoRoom,
+    /// It has the model loaded but is so busy that loading it elsewhere is quicker.
+    BusyWarm,
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -122,6 +127,7 @@ impl std::fmt::Display for Skip {
             Skip::Cold => f.write_str("model not loaded"),
             Skip::EvictsPinned => f.write_str("would evict a pinned model"),
             Skip::NoRoom => f.write_str("no room to load the model"),
+            Skip::BusyWarm => f.write_str("warm but busier than a load elsewhere"),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -253,7 +259,24 @@ pub fn pick(
     // evict another model to do so).
     if config.router.residency_routing {
         if pool.iter().any(|c| c.view.warm) {
-            drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
+            // A busy warm host against an idle cold one: the queue on the warm host (requests in flight times
+            // its mean latency) against the learned cost of loading the model on the cold one.
+            let wait = |c: &Candidate<'_>| f64::from(c.view.in_flight) * c.view.latency.unwrap_or(0.0);
+            let warm_wait = pool.iter().filter(|c| c.view.warm).map(wait).fold(f64::INFINITY, f64::min);
+            let cold_cost = |c: &Candidate<'_>| {
+                if c.view.warm || c.view.evicts {
+                    return None;
+                }
+                c.view.load_cost.map(|load| load + wait(c))
+            };
+            let best_cold = pool.iter().filter_map(cold_cost).fold(f64::INFINITY, f64::min);
+            if best_cold < warm_wait {
+                drop_where(&mut pool, &|c| {
+                    (cold_cost(c) != Some(best_cold)).then_some(if c.view.warm { Skip::BusyWarm } else { Skip::Cold })
+                });
+            } else {
+                drop_where(&mut pool, &|c| (!c.view.warm).then_some(Skip::Cold));
+            }
         } else if pool.iter().any(|c| !c.view.evicts) {
             // Nobody has it loaded: load it where it fits without pushing another model out.
             drop_where(&mut pool, &|c| c.view.evicts.then_some(Skip::NoRoom));

@@ -433,3 +433,23 @@ fn with_nobody_warm_the_model_goes_where_it_fits() {
     assert_eq!(p.deployment, 0);
     assert!(pick(&c, &t, &Ask::default(), &[full, full, full], 0, &mut rng).is_ok());
 }
+
+#[test]
+fn a_busy_warm_host_loses_to_an_idle_cold_one_when_loading_is_quicker_than_waiting() {
+    let c = config(WEIGHTED);
+    let t = target(&c, "g");
+    let mut rng = fastrand::Rng::with_seed(5);
+    // Warm, 4 requests in flight at 3 s each: about 12 s of queue.
+    let busy_warm = DeploymentView { warm: true, in_flight: 4, latency: Some(3.0), ..DeploymentView::default() };
+    let quick_load = DeploymentView { load_cost: Some(5.0), ..DeploymentView::default() };
+    let slow_load = DeploymentView { load_cost: Some(30.0), ..DeploymentView::default() };
+    let unknown = DeploymentView::default();
+    let p = pick(&c, &t, &Ask::default(), &[busy_warm, quick_load, slow_load], 0, &mut rng).unwrap();
+    assert_eq!(p.deployment, 1, "a 5 s load beats a 12 s queue");
+    assert!(p.skipped.contains(&(0, Skip::BusyWarm)), "{:?}", p.skipped);
+    let p = pick(&c, &t, &Ask::default(), &[busy_warm, slow_load, unknown], 0, &mut rng).unwrap();
+    assert_eq!(p.deployment, 0, "a 30 s load does not; an unlearned load cost never does");
+    let idle_warm = DeploymentView { warm: true, ..DeploymentView::default() };
+    let p = pick(&c, &t, &Ask::default(), &[idle_warm, quick_load, quick_load], 0, &mut rng).unwrap();
+    assert_eq!(p.deployment, 0);
+}
