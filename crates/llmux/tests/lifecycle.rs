@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::process::{free_port, write, Process};
-use common::{chat_body, mock, mock_with, posts, sse_events, stream_text, Llmux};
+use common::{chat_body, eventually, mock, mock_with, posts, sse_events, stream_text, Llmux};
 use http_body_util::BodyExt;
 use llmux_mock::MockConfig;
 
@@ -22,14 +22,6 @@ fn config_with(models: &[(&str, &str)]) -> String {
     }
     yaml.push_str("general_settings:\n  master_key: sk-lifecycle-test\n");
     yaml
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const KEY: Option<&str> = Some("sk-lifecycle-test");

@@ -25,14 +25,6 @@ fn loaded(mock: &llmux_mock::MockHandle) -> Vec<String> {
     mock.resident().unwrap_or_default().into_iter().filter(|m| !m.loading).map(|m| m.name).collect()
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn health_probes_never_load_a_model() {
     let a = host("a", &["m1", "m2"]).await;
@@ -77,7 +69,7 @@ llmux_settings:
     );
     let llmux = Llmux::start(&yaml).await;
     // Preloaded at start-up, and seen resident by a probe.
-    eventually("keep preloaded on a", || loaded(&a).contains(&"keep".to_owned())).await;
+    eventually("keep preloaded on a", Duration::from_secs(10), async || loaded(&a).contains(&"keep".to_owned())).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let hosts = llmux.get("/health/hosts").await.json();
     let placement = &hosts["hosts"][0]["placement"];
@@ -119,7 +111,10 @@ async fn a_load_is_followed_by_a_look_at_what_the_engine_evicted() {
         models.iter().map(|m| (m["model"].as_str().unwrap_or("").to_owned(), m["probed"] == true)).collect::<Vec<_>>()
     };
     assert_eq!(llmux.post("/v1/chat/completions", &chat_body("one", false)).await.status, 200);
-    eventually("the probe after the load saw m1", || a.stats().requests.contains_key("/api/ps")).await;
+    eventually("the probe after the load saw m1", Duration::from_secs(10), async || {
+        a.stats().requests.contains_key("/api/ps")
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(resident().await, [("m1".to_owned(), true)]);
     // Loading m2 evicts m1 (6 + 6 GB > 10 GB): llmux learns it at once, not at the next probe interval.

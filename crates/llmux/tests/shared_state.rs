@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{free_port, write, Process};
-use common::{chat_body, mock, mock_with, posts, Llmux};
+use common::{chat_body, eventually, mock, mock_with, posts, Llmux};
 use llmux_mock::{Fault, MockConfig};
 
 const KEY: Option<&str> = Some("sk-replicas");
@@ -85,16 +85,6 @@ router_settings:
 
 async fn chat(client: &Llmux, model: &str) -> u16 {
     client.post_key("/v1/chat/completions", &chat_body(model, false), KEY).await.status.as_u16()
-}
-
-/// Waits until `check` holds, polling; fails after `within`.
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
 }
 
 #[tokio::test]

@@ -208,3 +208,17 @@ pub fn chat_body(model: &str, stream: bool) -> String {
 pub fn posts(mock: &MockHandle) -> Vec<llmux_mock::RecordedRequest> {
     mock.requests().into_iter().filter(|r| r.method == "POST").collect()
 }
+
+/// Polls `check` until it holds and returns how long that took; fails the test after `within`.
+pub async fn eventually(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> std::time::Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
