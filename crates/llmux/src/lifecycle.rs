@@ -72,25 +72,24 @@ impl Live {
             Some(source) => fingerprint(&watched(&source.path, source.files.clone())),
             None => Fingerprint::default(),
         };
-        let live = Arc::new_cyclic(|this| {
-            if let Some(redis) = &redis {
-                let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());
-                let this = this.clone();
-                let outbox = crate::shared::spawn(redis, prefix, move || {
-                    this.upgrade().map(|live: Arc<Live>| live.executor().state.clone())
-                });
-                executor.state.attach(outbox);
-            }
-            Live {
-                current: ArcSwap::from_pointee(executor),
-                source: source.map(|s| s.path),
-                health: Mutex::new(health),
-                draining: AtomicBool::new(false),
-                last: tokio::sync::Mutex::new(last),
-                tls,
-                redis,
-            }
+        let live = Arc::new(Live {
+            current: ArcSwap::from_pointee(executor),
+            source: source.map(|s| s.path),
+            health: Mutex::new(health),
+            draining: AtomicBool::new(false),
+            last: tokio::sync::Mutex::new(last),
+            tls,
+            redis,
         });
+        if let Some(redis) = &live.redis {
+            // Spawned once `live` exists: the task ends when it can no longer reach it.
+            let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());
+            let this = Arc::downgrade(&live);
+            let outbox = crate::shared::spawn(redis, prefix, move || {
+                this.upgrade().map(|live: Arc<Live>| live.executor().state.clone())
+            });
+            live.executor().state.attach(outbox);
+        }
         prepare_semantic_routers(live.executor());
         live
     }
