@@ -148,11 +148,8 @@ async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second()
 
 #[tokio::test]
 async fn rpm_limits_count_the_requests_of_every_replica() {
-    // Usage is counted per UTC minute: start well inside one, so the four requests share a bucket.
-    let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 60_000;
-    if into_minute > 50_000 {
-        tokio::time::sleep(Duration::from_millis(u64::try_from(60_500 - into_minute).unwrap())).await;
-    }
+    // Usage is counted per UTC minute: the four requests must share a bucket.
+    common::away_from_a_minute_boundary().await;
     let prefix = fresh_prefix("rpm").await;
     let engine = mock("e", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();

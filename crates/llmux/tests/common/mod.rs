@@ -52,6 +52,7 @@ pub async fn mock_with(config: MockConfig) -> MockHandle {
 
 impl Llmux {
     pub async fn start(yaml: &str) -> Llmux {
+        away_from_a_minute_boundary().await;
         let (config, _) = llmux::config::load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("config:\n{d}"));
         let live = Live::new(config, None, llmux::upstream::client().unwrap(), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,4 +222,13 @@ pub async fn eventually(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// Waits, when a UTC minute ends within the next 8 s, until it has: failure and usage counters are per UTC minute
+/// (as LiteLLM's), so a test that counts failures must not straddle two minutes.
+pub async fn away_from_a_minute_boundary() {
+    let into = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 60_000;
+    if into > 52_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(60_200 - into).unwrap())).await;
+    }
 }
