@@ -196,34 +196,18 @@ def stop_loop(loop: asyncio.AbstractEventLoop, server: asyncio.AbstractServer | 
         loop.close()
 
 
-@dataclass
-class Tapped:
-    """One TCP connection through a TapProxy: every byte each way, in order."""
+class LoopbackServer:
+    """An asyncio TCP server on loopback, in a thread of its own; subclasses implement `_handle`."""
 
-    to_engine: bytearray = field(default_factory=bytearray)
-    from_engine: bytearray = field(default_factory=bytearray)
-
-
-class TapProxy:
-    """A loopback TCP proxy to `target_port` recording both directions of every connection.
-
-    With `split`, each read from the engine is re-sent to the client in pieces, `gap` seconds apart, so the
-    client's network reads end in the middle of SSE lines and of multi-byte UTF-8 characters: `split=N` cuts every
-    N bytes; `split="utf8"` cuts right after the first byte of every multi-byte UTF-8 character."""
-
-    def __init__(self, target_port: int, split: int | str | None = None, gap: float = 0.002):
-        self.target_port = target_port
-        self.split = split
-        self.gap = gap
-        self.connections: list[Tapped] = []
+    def __init__(self, name: str):
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
-        self._thread = threading.Thread(target=self._run, name=f"tap-{target_port}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         if not self._ready.wait(5):
-            raise RuntimeError("tap proxy did not start")
+            raise RuntimeError(f"{name} did not start")
 
     @property
     def url(self) -> str:
@@ -239,6 +223,35 @@ class TapProxy:
 
         self._loop.run_until_complete(start())
         self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        stop_loop(self._loop, self._server, self._thread)
+
+
+@dataclass
+class Tapped:
+    """One TCP connection through a TapProxy: every byte each way, in order."""
+
+    to_engine: bytearray = field(default_factory=bytearray)
+    from_engine: bytearray = field(default_factory=bytearray)
+
+
+class TapProxy(LoopbackServer):
+    """A loopback TCP proxy to `target_port` recording both directions of every connection.
+
+    With `split`, each read from the engine is re-sent to the client in pieces, `gap` seconds apart, so the
+    client's network reads end in the middle of SSE lines and of multi-byte UTF-8 characters: `split=N` cuts every
+    N bytes; `split="utf8"` cuts right after the first byte of every multi-byte UTF-8 character."""
+
+    def __init__(self, target_port: int, split: int | str | None = None, gap: float = 0.002):
+        self.target_port = target_port
+        self.split = split
+        self.gap = gap
+        self.connections: list[Tapped] = []
+        super().__init__(f"tap-{target_port}")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -291,9 +304,6 @@ class TapProxy:
         for tap in list(self.connections):
             out.extend(parse_http_responses(bytes(tap.from_engine)))
         return out
-
-    def close(self) -> None:
-        stop_loop(self._loop, self._server, self._thread)
 
 
 def split_pieces(data: bytes, split: int | str) -> list[bytes]:
@@ -461,7 +471,7 @@ def shape_diff(real: Any, mock: Any, path: str = "$") -> list[str]:
     return [f"{path}: engine {json.dumps(real)[:80]}, mock {json.dumps(mock)[:80]}"]
 
 
-class CannedEngine:
+class CannedEngine(LoopbackServer):
     """A loopback HTTP/1.1 server that answers every POST with one fixed response, its body sent as the given
     pieces (one chunk each, `gap` seconds apart): an engine that misbehaves exactly as a test needs, e.g. raw
     invalid UTF-8 inside a JSON string, which no well-behaved engine sends. Every other method gets 404."""
@@ -471,29 +481,7 @@ class CannedEngine:
         self.pieces = pieces
         self.gap = gap
         self.requests: list[bytes] = []
-        self._server: asyncio.AbstractServer | None = None
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.port = 0
-        self._thread = threading.Thread(target=self._run, name="canned-engine", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(5):
-            raise RuntimeError("canned engine did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, LOOPBACK, 0)
-            self.port = self._server.sockets[0].getsockname()[1]
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
+        super().__init__("canned-engine")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -524,6 +512,3 @@ class CannedEngine:
             pass
         finally:
             writer.close()
-
-    def close(self) -> None:
-        stop_loop(self._loop, self._server, self._thread)
