@@ -137,6 +137,18 @@ pub struct HostState {
     pub context_length: Option<u64>,
 }
 
+impl HostState {
+    /// Records `model` as loaded because llmux routed it here (not seen by a probe); false when it already was.
+    fn add_resident(&mut self, model: &str) -> bool {
+        if model.is_empty() || self.resident.iter().any(|r| same_model(&r.model, model)) {
+            return false;
+        }
+        let routed = Resident { model: model.to_owned(), size: None, size_vram: None, expires_at: None, probed: false };
+        self.resident.push(routed);
+        true
+    }
+}
+
 /// What one probe of a host found.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeOutcome {
@@ -358,16 +370,9 @@ impl State {
     pub fn model_routed(&self, deployment: usize, model: &str, now: u64) -> bool {
         let Some(index) = self.slots.get(deployment).and_then(|s| s.host) else { return false };
         let Some(mut h) = self.host(index) else { return false };
-        if model.is_empty() || h.resident.iter().any(|r| same_model(&r.model, model)) {
+        if !h.add_resident(model) {
             return false;
         }
-        h.resident.push(Resident {
-            model: model.to_owned(),
-            size: None,
-            size_vram: None,
-            expires_at: None,
-            probed: false,
-        });
         h.updated = now;
         drop(h);
         self.host_changed(index);
@@ -411,16 +416,7 @@ impl State {
             changed = true;
         }
         h.down_until = 0;
-        if !model.is_empty() && !h.resident.iter().any(|r| same_model(&r.model, model)) {
-            h.resident.push(Resident {
-                model: model.to_owned(),
-                size: None,
-                size_vram: None,
-                expires_at: None,
-                probed: false,
-            });
-            changed = true;
-        }
+        changed |= h.add_resident(model);
         if changed {
             h.updated = now;
             drop(h);
