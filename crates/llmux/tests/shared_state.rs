@@ -64,6 +64,13 @@ fn replicas(dir: &Path, yaml: &str, redis_port: u16, prefix: &str) -> (Process, 
     (Process::start_env(&path, &["--watch", "0"], &env), Process::start_env(&path, &["--watch", "0"], &env))
 }
 
+/// An engine that answers every request 429: the first request to it cools it down.
+async fn rate_limited() -> llmux_mock::MockHandle {
+    let mut config = MockConfig::new("limited", &["m"]);
+    config.fault = Fault::Status { status: 429, body: None, retry_after: None };
+    mock_with(config).await
+}
+
 /// Group `g`: `a` preferred (`order: 1`), `b` behind it; one retry, so a failure on `a` is answered by `b`.
 fn group_of_two(a: &str, b: &str, extra_router: &str) -> String {
     format!(
@@ -90,12 +97,7 @@ async fn chat(client: &Llmux, model: &str) -> u16 {
 #[tokio::test]
 async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
     let prefix = fresh_prefix("cooldown").await;
-    let limited = mock_with({
-        let mut c = MockConfig::new("limited", &["m"]);
-        c.fault = Fault::Status { status: 429, body: None, retry_after: None };
-        c
-    })
-    .await;
+    let limited = rate_limited().await;
     let healthy = mock("healthy", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = replicas(dir.path(), &group_of_two(&limited.base_url(), &healthy.base_url(), ""), 6379, &prefix);
@@ -210,12 +212,7 @@ async fn a_redis_outage_leaves_both_replicas_answering_and_sharing_resumes() {
     let port = free_port();
     let mut server = redis_server(port);
     let _ = redis_at(port).await;
-    let limited = mock_with({
-        let mut c = MockConfig::new("limited", &["m"]);
-        c.fault = Fault::Status { status: 429, body: None, retry_after: None };
-        c
-    })
-    .await;
+    let limited = rate_limited().await;
     let healthy = mock("healthy", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = group_of_two(&limited.base_url(), &healthy.base_url(), "  cooldown_time: 4\n")
