@@ -325,7 +325,8 @@ def test_health_probe_reads_llama_cpp(log_root) -> None:
         assert host["engine"] == "llama.cpp", host
         assert host["status"] == "up", host
         assert [r["model"] for r in host["resident_models"]] == ["tiny"], host
-        assert host["context_length"] == 2048, host
+        assert host["resident_models"][0]["context_length"] == 2048, host
+        assert host["models"]["tiny"]["context_length"] == 2048, host
         assert host["slots"] == {"total": 2, "busy": 0}, host
         # A long generation on the engine shows up as a busy slot at the next probe.
         with httpx.Client(timeout=30, trust_env=False) as http:

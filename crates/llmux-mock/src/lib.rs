@@ -46,6 +46,7 @@ mod config;
 mod control;
 mod engine;
 mod faults;
+mod lm_studio;
 mod ollama;
 mod openai;
 mod record;
@@ -201,6 +202,8 @@ fn router(app: App) -> Router {
         .route("/api/tags", get(ollama::tags))
         .route("/api/ps", get(ollama::ps))
         .route("/api/show", post(ollama::show))
+        .route("/api/v1/models", get(lm_studio::models_v1))
+        .route("/api/v0/models", get(lm_studio::models_v0))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
         .route("/api/embed", post(ollama::embed))

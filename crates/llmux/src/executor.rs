@@ -40,6 +40,8 @@ pub struct Executor {
     /// Routing state learned from traffic and health checks.
     pub state: Arc<State>,
     client: HttpClient,
+    /// Loads llmux set off and still waits for, by deployment: until when their first byte may take.
+    loading: std::sync::Mutex<std::collections::HashMap<usize, Instant>>,
 }
 
 /// One client request on its way through retries, order escalation and fallbacks.
@@ -76,14 +78,14 @@ impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
         let state = Arc::new(State::new(&config));
-        Executor { config, state, client }
+        Executor { config, state, client, loading: Default::default() }
     }
 
     /// An executor over a reloaded `config` that keeps what `old` learned (see [`State::successor`]) and its
     /// engine connection pool.
     pub fn successor(old: &Executor, config: Arc<Config>) -> Self {
         let state = Arc::new(State::successor(&old.state, &old.config, &config));
-        Executor { config, state, client: old.client.clone() }
+        Executor { config, state, client: old.client.clone(), loading: Default::default() }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -338,16 +340,24 @@ impl Run<'_> {
             // A host that must load the model first gets the time loading took it before, and some, to answer.
             let load_cost = target.members.iter().position(|&m| m == index).and_then(|p| views[p].load_cost);
             let patience = load_cost.filter(|_| marked).and_then(|s| Duration::try_from_secs_f64(s * 1.5).ok());
+            // A request that finds such a load still running waits for the same load: it gets what is left of that
+            // time (and its first byte, neither cold nor warm, teaches nothing).
+            let joined = if marked { None } else { exec.load_in_progress(index) };
             let started = Instant::now();
+            let until = patience.map(|p| exec.load_started(index, started + p));
             let call = Call { op: self.op, deployment: d, model: &model, body: self.body, head: self.head };
-            let err = match exec.attempt(call, guard, patience).await {
+            let result = exec.attempt(call, guard, patience.or(joined)).await;
+            if let Some(until) = until {
+                exec.load_awaited(index, until);
+            }
+            let err = match result {
                 Ok(response) => {
                     let max_samples = match router.routing_strategy {
                         Strategy::LatencyBased { max_samples, .. } => max_samples,
                         _ => 10,
                     };
                     let now = exec.state.now();
-                    if self.head.stream {
+                    if self.head.stream && joined.is_none() {
                         exec.state.record_first_byte(index, started.elapsed(), marked);
                     }
                     if marked {
@@ -627,10 +637,31 @@ impl Executor {
         Ok(parsed.data.into_iter().map(|item| item.embedding).collect())
     }
 
-    /// Probes `host` in the background if it is an Ollama host (whose `/api/ps` tells what is loaded) and was
-    /// not re-probed in the last two seconds.
+    /// Deployment `index` was sent a request that loads its model, allowed to take until `until`.
+    fn load_started(&self, index: usize, until: Instant) -> Instant {
+        self.loading.lock().unwrap_or_else(|e| e.into_inner()).insert(index, until);
+        until
+    }
+
+    /// The request that set off the load on deployment `index` (allowed until `until`) got its answer or failed.
+    fn load_awaited(&self, index: usize, until: Instant) {
+        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if loading.get(&index) == Some(&until) {
+            loading.remove(&index);
+        }
+    }
+
+    /// How much longer the load llmux set off on deployment `index` may take, while one is awaited.
+    fn load_in_progress(&self, index: usize) -> Option<Duration> {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        loading.get(&index).map(|until| until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+
+    /// Probes `host` in the background if it is an Ollama or LM Studio host (which tell what is loaded, and so
+    /// what a load evicted) and was not re-probed in the last two seconds.
     fn reprobe(&self, host: Option<usize>, now: u64) {
-        let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(|h| h.ollama_base.is_some())) else {
+        let tells = |h: &crate::config::Host| h.ollama_base.is_some() || h.lm_studio;
+        let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(tells)) else {
             return;
         };
         if !self.state.claim_reprobe(host, now, 2_000) {

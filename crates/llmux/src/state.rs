@@ -79,7 +79,7 @@ pub struct SlotUse {
 }
 
 /// A model loaded on a host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resident {
     /// The engine's model name.
     pub model: String,
@@ -92,8 +92,23 @@ pub struct Resident {
     /// When the engine will unload it, as the engine wrote it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The context it was loaded with (Ollama's `/api/ps`, LM Studio's loaded instance), in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
     /// Seen by a probe (true) or inferred from a request llmux routed there (false).
     pub probed: bool,
+}
+
+/// What an engine says about one of its models, beyond its name: read once per model (Ollama's `/api/show`,
+/// LM Studio's list, llama.cpp's `meta`), shown by `/model/info` and used by pre-call context checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModelFacts {
+    /// The longest context the model takes, in tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+    /// What it can do, in Ollama's words (`completion`, `tools`, `vision`, `thinking`, `embedding`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// What llmux knows about one engine host.
@@ -132,9 +147,9 @@ pub struct HostState {
     /// llama.cpp's slots at the last probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotUse>,
-    /// The context size the engine runs its model with (llama.cpp's `n_ctx`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub context_length: Option<u64>,
+    /// Context length and capabilities of its models, where the engine says.
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub models: HashMap<String, ModelFacts>,
 }
 
 impl HostState {
@@ -143,7 +158,7 @@ impl HostState {
         if model.is_empty() || self.resident.iter().any(|r| same_model(&r.model, model)) {
             return false;
         }
-        let routed = Resident { model: model.to_owned(), size: None, size_vram: None, expires_at: None, probed: false };
+        let routed = Resident { model: model.to_owned(), probed: false, ..Resident::default() };
         self.resident.push(routed);
         true
     }
@@ -170,8 +185,8 @@ pub struct ProbeOutcome {
     pub engine: Option<&'static str>,
     /// llama.cpp's slots.
     pub slots: Option<SlotUse>,
-    /// The context size the engine runs with.
-    pub context: Option<u64>,
+    /// Context length and capabilities of listed models, where the engine says.
+    pub models: HashMap<String, ModelFacts>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -195,6 +210,9 @@ struct Inner {
     /// Smoothed time to the first byte of a stream when the model was already loaded, and when it was not.
     warm_first_byte: Option<f64>,
     cold_first_byte: Option<f64>,
+    /// The opt-in generation probe (`health_check_model`) failed: why, and until when that keeps the deployment
+    /// out of routing (ms on the state clock).
+    probe_failure: Option<(String, u64)>,
 }
 
 /// Other replicas' usage of one deployment in one UTC minute.
@@ -343,6 +361,11 @@ impl State {
         (0..self.hosts.len()).filter_map(|i| self.host(i).map(|h| h.clone())).collect()
     }
 
+    /// What the last probes of `host` learned about its models (so a probe asks only about new ones).
+    pub fn model_facts(&self, host: usize) -> HashMap<String, ModelFacts> {
+        self.host(host).map(|h| h.models.clone()).unwrap_or_default()
+    }
+
     /// A connection to `host` failed on a live request: every deployment on it is skipped until `until`, or
     /// until a probe or a request finds it answering again.
     pub fn host_unreachable(&self, host: usize, reason: &str, now: u64, until: u64) {
@@ -458,7 +481,7 @@ impl State {
                 h.sizes = outcome.sizes;
                 h.engine = outcome.engine.or(h.engine);
                 h.slots = outcome.slots;
-                h.context_length = outcome.context;
+                h.models = outcome.models;
                 if let Some(resident) = outcome.resident {
                     h.resident = resident;
                 }
@@ -479,6 +502,21 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The result of deployment `index`'s generation probe: a failure keeps it out of routing for `stale_after`
+    /// (or until a probe or a request succeeds); `None` clears it.
+    pub fn generation_probe(&self, index: usize, failure: Option<String>, now: u64, stale_after: Duration) {
+        if let Some(mut inner) = self.inner(index) {
+            let until = now.saturating_add(u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX));
+            inner.probe_failure = failure.map(|why| (why, until));
+        }
+    }
+
+    /// Why deployment `index`'s generation probe failed, while that still counts.
+    pub fn generation_failure(&self, index: usize, now: u64) -> Option<String> {
+        let inner = self.inner(index)?;
+        inner.probe_failure.as_ref().filter(|(_, until)| *until > now).map(|(why, _)| why.clone())
     }
 
     /// Resolves when a slot-limited deployment finishes a request. Create it before checking for a free slot
@@ -521,6 +559,7 @@ impl State {
                 let cooldown_until = inner.cooldown_until.max(inner.remote_cooldown_until);
                 let host = slot.host.and_then(|i| self.host(i));
                 let unhealthy = host.as_ref().is_some_and(|h| h.down_until > now);
+                let probe_failed = inner.probe_failure.as_ref().is_some_and(|(_, until)| *until > now);
                 let warm = host
                     .as_ref()
                     .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
@@ -532,12 +571,20 @@ impl State {
                     }
                     _ => (false, false),
                 };
+                let context_window = host.as_ref().and_then(|h| {
+                    h.models
+                        .iter()
+                        .find(|(m, _)| same_model(m, &slot.upstream_model))
+                        .and_then(|(_, f)| f.context_length)
+                });
                 let load_cost =
                     inner.cold_first_byte.map(|cold| (cold - inner.warm_first_byte.unwrap_or(0.0)).max(0.0));
                 DeploymentView {
                     load_cost,
+                    context_window,
                     cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
+                    probe_failed,
                     warm,
                     evicts,
                     evicts_pinned,
@@ -561,6 +608,10 @@ impl State {
                 minute,
                 allowed_fails: std::mem::take(&mut inner.allowed_fails),
                 latencies: std::mem::take(&mut inner.latencies),
+                // What was learned about loading and probing outlives the minute's counters.
+                warm_first_byte: inner.warm_first_byte,
+                cold_first_byte: inner.cold_first_byte,
+                probe_failure: inner.probe_failure.take(),
                 ..Inner::default()
             };
         }
@@ -589,6 +640,7 @@ impl State {
         if let Some(mut inner) = self.inner(index) {
             self.roll_minute(&mut inner, now);
             inner.successes += 1;
+            inner.probe_failure = None;
             inner.latencies.push_back((latency.as_secs_f64(), now));
             while inner.latencies.len() > max_samples.max(1) {
                 inner.latencies.pop_front();
@@ -870,9 +922,8 @@ model_list:
                 .map(|(m, size)| Resident {
                     model: (*m).into(),
                     size: Some(*size),
-                    size_vram: None,
-                    expires_at: None,
                     probed: true,
+                    ..Resident::default()
                 })
                 .collect(),
             sizes: [("big".to_owned(), 6_000), ("small".to_owned(), 1_000)].into_iter().collect(),
@@ -901,13 +952,7 @@ model_list:
             1,
             &[1],
             ProbeOutcome {
-                resident: Some(vec![Resident {
-                    model: "m".into(),
-                    size: None,
-                    size_vram: None,
-                    expires_at: None,
-                    probed: true,
-                }]),
+                resident: Some(vec![Resident { model: "m".into(), probed: true, ..Resident::default() }]),
                 ..ProbeOutcome::default()
             },
             10,
@@ -962,8 +1007,7 @@ model_list:
         let down = ProbeOutcome { failure: Some("refused".into()), ..ProbeOutcome::default() };
         state.probe_result(0, &[0, 2], down, 0, Duration::from_secs(1800));
         assert!(state.snapshot(&ALL, 1_000_000, None)[0].unhealthy, "down until the next probe is due");
-        let resident =
-            Resident { model: "m:latest".into(), size: Some(5), size_vram: None, expires_at: None, probed: true };
+        let resident = Resident { model: "m:latest".into(), size: Some(5), probed: true, ..Resident::default() };
         let up = ProbeOutcome {
             available: vec!["m:latest".into()],
             resident: Some(vec![resident]),

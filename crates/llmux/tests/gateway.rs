@@ -263,7 +263,7 @@ async fn a_host_that_fails_its_probe_is_skipped_without_costing_a_request() {
     // Probes are cheap listings, never generations.
     let paths: Vec<String> = b.requests().iter().map(|r| r.path.clone()).collect();
     assert!(
-        paths.iter().all(|p| ["/api/tags", "/api/ps", "/v1/models", "/api/chat"].contains(&p.as_str())),
+        paths.iter().all(|p| ["/api/tags", "/api/ps", "/api/show", "/v1/models", "/api/chat"].contains(&p.as_str())),
         "{paths:?}"
     );
     assert_eq!(b.requests().iter().filter(|r| r.path == "/api/chat").count(), 1);
@@ -351,8 +351,8 @@ async fn health_endpoints_report_hosts_models_and_503_for_a_dead_model() {
     assert_eq!(json["healthy_count"], 3, "{json}");
     assert_eq!(json["unhealthy_count"], 0);
     assert!(
-        a.requests().iter().all(|r| r.path.starts_with("/api/tags") || r.path.starts_with("/api/ps")),
-        "probes only list models"
+        a.requests().iter().all(|r| ["/api/tags", "/api/ps", "/api/show"].contains(&r.path.as_str())),
+        "probes only list models and read their metadata"
     );
     // A request makes the model resident; /api/ps on the next probe confirms it.
     assert_eq!(llmux.post("/v1/chat/completions", &chat_body("fast", false)).await.status, 200);

@@ -80,7 +80,10 @@ async fn a_llama_cpp_host_reports_its_model_slots_and_loading_state() {
     assert_eq!(host["status"], "up");
     assert_eq!(host["resident_models"][0]["model"], model.as_str());
     assert_eq!(host["resident_models"][0]["size"], fixture("models")["data"][0]["meta"]["size"]);
-    assert_eq!(host["context_length"], fixture("models")["data"][0]["meta"]["n_ctx"]);
+    let n_ctx = &fixture("models")["data"][0]["meta"]["n_ctx"];
+    assert_eq!(&host["resident_models"][0]["context_length"], n_ctx);
+    assert_eq!(&host["models"][model.as_str()]["context_length"], n_ctx, "{host}");
+    assert_eq!(host["models"][model.as_str()]["capabilities"], serde_json::json!(["completion"]));
     let total = fixture("slots").as_array().unwrap().len();
     assert_eq!(host["slots"], serde_json::json!({"total": total, "busy": 1}));
 

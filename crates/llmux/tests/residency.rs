@@ -1,16 +1,17 @@
 //! Loaded-model-aware routing against the mock's residency simulation (a memory budget per host, LRU eviction,
 //! `/api/ps` telling the truth): probes never load a model, pinned models are preloaded and never evicted by
-//! routing while another host can serve.
+//! routing while another host can serve, and what llmux learns a load costs on each host decides between a busy
+//! warm host and an idle cold one and how long a cold host may take to start a stream.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use llmux_mock::{MockConfig, ResidencyConfig};
+use llmux_mock::{Fault, MockConfig, MockHandle, ResidencyConfig};
 
 /// A simulated Ollama host with a 10 GB budget and 6 GB models: two cannot be loaded together.
-async fn host(name: &str, models: &[&str]) -> llmux_mock::MockHandle {
+async fn host(name: &str, models: &[&str]) -> MockHandle {
     let mut config = MockConfig::new(name, models);
     config.residency = Some(ResidencyConfig {
         memory_budget: Some(10_000_000_000),
@@ -21,7 +22,7 @@ async fn host(name: &str, models: &[&str]) -> llmux_mock::MockHandle {
     mock_with(config).await
 }
 
-fn loaded(mock: &llmux_mock::MockHandle) -> Vec<String> {
+fn loaded(mock: &MockHandle) -> Vec<String> {
     mock.resident().unwrap_or_default().into_iter().filter(|m| !m.loading).map(|m| m.name).collect()
 }
 
@@ -125,4 +126,219 @@ async fn a_load_is_followed_by_a_look_at_what_the_engine_evicted() {
         assert!(Instant::now() < deadline, "llmux still thinks {:?} is loaded", resident().await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A simulated Ollama host serving `m` with room for any number of models, where loading one takes `load_ms`.
+fn roomy(name: &str, load_ms: u64) -> MockConfig {
+    let mut config = MockConfig::new(name, &["m"]);
+    config.residency = Some(ResidencyConfig { default_load_ms: load_ms, ..ResidencyConfig::default() });
+    config
+}
+
+/// Unloads `model` from `mock` the way a user would, through Ollama's API (`keep_alive: 0`).
+async fn unload(mock: &MockHandle, model: &str) {
+    let body = serde_json::json!({"model": model, "keep_alive": 0}).to_string();
+    let reply = Llmux::at(mock.addr()).post("/api/generate", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(loaded(mock).is_empty(), "still loaded: {:?}", loaded(mock));
+}
+
+/// The models llmux believes loaded on `mock`'s host (`GET /health/hosts`).
+async fn seen_loaded(llmux: &Llmux, mock: &MockHandle) -> Vec<String> {
+    let hosts = llmux.get("/health/hosts").await.json();
+    hosts["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["host"] == mock.base_url())
+        .flat_map(|h| h["resident_models"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m["model"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_busy_warm_host_loses_to_an_idle_cold_one_once_its_queue_outlasts_the_learned_load() {
+    // a has m loaded and answers in 0.4 s; loading m on b takes 1 s.
+    let mut warm = roomy("a", 0);
+    warm.loaded = vec!["m".to_owned()];
+    warm.latency_ms = 400;
+    let a = mock_with(warm).await;
+    let b = mock_with(roomy("b", 1_000)).await;
+    let yaml = format!(
+        r#"
+model_list:
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{a}"}}
+    model_info: {{id: on-a}}
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{b}"}}
+    model_info: {{id: on-b}}
+general_settings:
+  background_health_checks: true
+  health_check_interval: 1
+"#,
+        a = a.base_url(),
+        b = b.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+
+    // What loading costs on b is learned from streams (asked of b by its id): the first waits for the load, the
+    // second finds the model loaded.
+    for _ in 0..2 {
+        let (status, _, frames) = llmux.stream("/v1/chat/completions", &chat_body("on-b", true)).await;
+        assert_eq!(status, 200);
+        assert!(stream_text(&sse_events(&frames)).starts_with("Hello from b"));
+    }
+    assert_eq!(b.stats().loads, 1);
+    // a's latency (0.4 s) from one answer.
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("on-a", false)).await.status, 200);
+    // m leaves b, and llmux sees it at the next probe: b is cold now, a warm.
+    unload(&b, "m").await;
+    eventually("llmux sees m loaded on a only", Duration::from_secs(10), async || {
+        seen_loaded(&llmux, &b).await.is_empty() && !seen_loaded(&llmux, &a).await.is_empty()
+    })
+    .await;
+
+    let to_group = async || {
+        let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply
+    };
+    // Requests held on a (asked of a by its id), counted in flight until the test ends.
+    let chats = |mock: &MockHandle| mock.stats().requests.get("/api/chat").copied().unwrap_or(0);
+    let mut held = Vec::new();
+    let mut hold_on_a = |n: u32| {
+        a.set_config(|c| {
+            c.fault = Fault::Hang;
+            c.fault_times = Some(n);
+        });
+        let addr = llmux.addr;
+        held.extend((0..n).map(|_| {
+            tokio::spawn(async move { Llmux::at(addr).post("/v1/chat/completions", &chat_body("on-a", false)).await })
+        }));
+    };
+
+    // An idle warm host wins over loading the model elsewhere.
+    let reply = to_group().await;
+    assert!(reply.header("x-llmux-deployment").starts_with("model_list[0]"), "{}", reply.header("x-llmux-route"));
+    // So does a busy one whose queue (1 request × 0.4 s) is shorter than the load on b (1 s).
+    let before = chats(&a);
+    hold_on_a(1);
+    eventually("a holds one request", Duration::from_secs(10), async || chats(&a) == before + 1).await;
+    let reply = to_group().await;
+    assert!(reply.header("x-llmux-deployment").starts_with("model_list[0]"), "{}", reply.header("x-llmux-route"));
+    assert_eq!(b.stats().loads, 1, "b loaded the model while a could serve sooner");
+
+    // With 5 requests on a (2 s of queue), loading the model on idle b is quicker.
+    let before = chats(&a);
+    hold_on_a(4);
+    eventually("a holds five requests", Duration::from_secs(10), async || chats(&a) == before + 4).await;
+    let reply = to_group().await;
+    let route = reply.header("x-llmux-route");
+    assert!(reply.header("x-llmux-deployment").starts_with("model_list[1]"), "{route}");
+    assert!(route.contains("model_list[0] warm but busier than a load elsewhere"), "{route}");
+    assert!(reply.json()["choices"][0]["message"]["content"].as_str().unwrap_or("").starts_with("Hello from b"));
+    assert_eq!(b.stats().loads, 2);
+    assert_eq!(chats(&a), before + 4, "nothing more went to a");
+    for request in held {
+        request.abort();
+    }
+}
+
+/// llmux in front of one simulated Ollama host where loading `m` takes 2 s, with streams given 1 s to start and
+/// no retry.
+async fn slow_loading_host() -> (MockHandle, Llmux) {
+    let mock = mock_with(roomy("c", 2_000)).await;
+    let yaml = format!(
+        r#"
+model_list:
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{}"}}
+router_settings:
+  stream_timeout: 1
+  num_retries: 0
+general_settings:
+  background_health_checks: true
+  health_check_interval: 1
+"#,
+        mock.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    (mock, llmux)
+}
+
+/// [`slow_loading_host`] once llmux has learned what the load costs there, with the model unloaded again (and
+/// llmux aware of it).
+async fn slow_loading_host_learned() -> (MockHandle, Llmux) {
+    let (mock, llmux) = slow_loading_host().await;
+    // One stream allowed 30 s to start (the request's own stream_timeout) waits for the load, the next finds the
+    // model loaded.
+    let patient = serde_json::json!({
+        "model": "g",
+        "stream": true,
+        "stream_timeout": 30,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+    .to_string();
+    for body in [patient, chat_body("g", true)] {
+        let (status, _, frames) = llmux.stream("/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(stream_text(&sse_events(&frames)), "Hello from c (m).");
+    }
+    assert_eq!(mock.stats().loads, 1);
+    unload(&mock, "m").await;
+    eventually("llmux sees m unloaded", Duration::from_secs(10), async || seen_loaded(&llmux, &mock).await.is_empty())
+        .await;
+    (mock, llmux)
+}
+
+/// What a client reading a stream whole sees: the status and the body as text.
+async fn stream_whole(llmux: &Llmux) -> (http::StatusCode, String) {
+    let (status, _, frames) = llmux.stream("/v1/chat/completions", &chat_body("g", true)).await;
+    let body: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A whole, successful chat stream from host c.
+fn assert_complete(status: http::StatusCode, body: &str) {
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<String> =
+        body.split("\n\n").filter_map(|e| e.trim().strip_prefix("data: ").map(str::to_owned)).collect();
+    assert_eq!(stream_text(&events), "Hello from c (m).", "{body}");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    assert!(!body.contains("\"error\""), "{body}");
+}
+
+#[tokio::test]
+async fn a_cold_host_gets_one_and_a_half_times_its_learned_load_to_start_a_stream() {
+    // Nothing learned yet: the stream times out while the model loads.
+    let (fresh, llmux) = slow_loading_host().await;
+    let (status, body) = stream_whole(&llmux).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("did not answer within 1s"), "{body}");
+    assert!(!body.contains("Hello from"), "{body}");
+    assert_eq!(fresh.stats().loads, 1);
+
+    // The same host and config once the load was learned: the cold stream gets 1.5 × 2 s to start instead of 1 s,
+    // and the user gets the whole answer.
+    let (c, llmux) = slow_loading_host_learned().await;
+    let (status, body) = stream_whole(&llmux).await;
+    assert_complete(status, &body);
+    assert_eq!(c.stats().loads, 2);
+}
+
+#[tokio::test]
+async fn a_stream_that_finds_a_load_under_way_gets_as_long_to_start_as_the_one_that_set_it_off() {
+    let (c, llmux) = slow_loading_host_learned().await;
+    // The first stream sets off the load; the second, 0.3 s later, is routed to a model llmux counts as loading
+    // there, and waits for the same load.
+    let first = stream_whole(&llmux);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream_whole(&llmux).await
+    };
+    let ((status, body), (second_status, second_body)) = tokio::join!(first, second);
+    assert_complete(status, &body);
+    assert_complete(second_status, &second_body);
+    assert_eq!(c.stats().loads, 2, "one load for both");
 }

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 fn chat_paths(mock: &llmux_mock::MockHandle) -> Vec<serde_json::Value> {
-    mock.requests().into_iter().filter(|r| r.method == "POST").map(|r| r.body).collect()
+    posts(mock).into_iter().map(|r| r.body).collect()
 }
 
 fn wildcard_yaml(ollama: &str, openai: &str, discover: bool) -> String {

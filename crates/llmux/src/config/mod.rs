@@ -115,12 +115,25 @@ pub struct Deployment {
     pub health_check_timeout: Option<Duration>,
     /// `model_info.disable_background_health_check`.
     pub disable_background_health_check: bool,
+    /// `health_check_model`: probe this deployment with a real generation (off unless set: it loads the model).
+    pub health_check: Option<GenerationProbe>,
     /// `model_info.mode` (`chat`, `completion`, `embedding`, …).
     pub mode: Option<String>,
     /// `model_info` as written (secrets never live there).
     pub model_info: Map<String, Value>,
     /// `litellm_params` as written with secrets removed, for `/model/info`.
     pub public_params: Map<String, Value>,
+}
+
+/// A real generation sent to a deployment each health-check interval (LiteLLM's `health_check_model`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationProbe {
+    /// The engine model asked (the provider prefix of `health_check_model` removed).
+    pub model: String,
+    /// `health_check_max_tokens`; llmux asks for 1 token when unset.
+    pub max_tokens: Option<u64>,
+    /// `health_check_params`, merged into the probe's body.
+    pub params: Map<String, Value>,
 }
 
 /// What a deployment calls.
@@ -435,6 +448,8 @@ pub struct Host {
     pub ollama_base: Option<String>,
     /// `api_base` of an OpenAI-compatible deployment on this host, if any: probed with `/models`.
     pub openai_base: Option<String>,
+    /// A deployment names it with `lm_studio/`: probed with LM Studio's own model list, which tells what is loaded.
+    pub lm_studio: bool,
     /// The key sent with probes (the first deployment's).
     pub api_key: Option<Secret>,
     /// Probe timeout (`model_info.health_check_timeout`, the largest on the host; default 10 s).

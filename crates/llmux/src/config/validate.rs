@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, Host, HostLimits, Pattern,
-    RedisSettings, RouterSettings, Secret, Strategy, Target,
+    Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, GenerationProbe, Host,
+    HostLimits, Pattern, RedisSettings, RouterSettings, Secret, Strategy, Target,
 };
 use crate::providers;
 
@@ -43,8 +43,16 @@ const PARAMS_ACTED_ON: &[&str] = &[
 ];
 
 /// `litellm_params` keys the router acts on: never forwarded to an engine.
-const PARAMS_ROUTER: &[&str] =
-    &["num_retries", "cooldown_time", "max_parallel_requests", "input_cost_per_token", "output_cost_per_token"];
+const PARAMS_ROUTER: &[&str] = &[
+    "num_retries",
+    "cooldown_time",
+    "max_parallel_requests",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "health_check_model",
+    "health_check_max_tokens",
+    "health_check_params",
+];
 
 /// `litellm_params` keys that LiteLLM's router interprets (so they must not reach an engine) but llmux does not act
 /// on yet.
@@ -63,13 +71,11 @@ const PARAMS_NOT_FORWARDED: &[&str] = &[
     "auto_router_config",
     "auto_router_default_model",
     "auto_router_embedding_model",
-    "health_check_model",
     "health_check_timeout",
 ];
 
 /// `model_info` keys that change behaviour in LiteLLM but not yet in llmux.
-const MODEL_INFO_NOT_ACTED_ON: &[&str] =
-    &["health_check_model", "health_check_max_tokens", "health_check_params", "blocked"];
+const MODEL_INFO_NOT_ACTED_ON: &[&str] = &["blocked"];
 
 const ROUTER_ACTED_ON: &[&str] = &[
     "routing_strategy",
@@ -170,13 +176,18 @@ pub(super) fn validate(
 
     let mut hosts = hosts(&mut deployments);
     host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, diags);
+    let group_keep_alive = group_keep_alive(tree.get("llmux_settings"), &|g| groups.contains_key(g), diags);
     // A pinned model stays loaded: Ollama would unload it after its default 5 minutes idle.
     for host in &hosts {
         for &i in &host.deployments {
-            if let Target::Engine(engine) = &mut deployments[i].target {
+            let d = &mut deployments[i];
+            if let Target::Engine(engine) = &mut d.target {
                 let pinned = host.limits.pinned.iter().any(|p| crate::state::same_model(p, &engine.upstream_model));
                 if pinned && engine.keep_alive.is_none() {
                     engine.keep_alive = Some(Value::from(-1));
+                }
+                if engine.keep_alive.is_none() {
+                    engine.keep_alive = group_keep_alive.get(&d.model_name).cloned();
                 }
             }
         }
@@ -508,6 +519,7 @@ fn deployment(
     let health_check_timeout = get_num(info, "health_check_timeout", &info_path, diags).map(seconds);
     let disable_background_health_check =
         get_bool(info, "disable_background_health_check", &info_path, diags).unwrap_or(false);
+    let health_check = generation_probe(info, params, &info_path, &params_path, diags);
     let id = match get_str(info, "id", &info_path, diags) {
         Some(id) => id,
         None => deployment_id(model_name.as_deref().unwrap_or(""), params),
@@ -537,6 +549,7 @@ fn deployment(
         host: None,
         health_check_timeout,
         disable_background_health_check,
+        health_check,
         mode,
         model_info: info.clone(),
         public_params,
@@ -672,6 +685,7 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
                     origin,
                     ollama_base: None,
                     openai_base: None,
+                    lm_studio: false,
                     api_key: engine.api_key.clone(),
                     probe_timeout: Duration::from_secs(10),
                     probe_disabled: true,
@@ -692,10 +706,43 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
             host.probe_timeout = if host.deployments.is_empty() { t } else { host.probe_timeout.max(t) };
         }
         host.probe_disabled &= d.disable_background_health_check;
+        host.lm_studio |= engine.engine.prefix == "lm_studio";
         host.deployments.push(d.index);
         d.host = Some(at);
     }
     hosts
+}
+
+/// LiteLLM's opt-in generation probe: `health_check_model` (in `model_info`, or `litellm_params`), with
+/// `health_check_max_tokens` and `health_check_params` beside it.
+fn generation_probe(
+    info: &Map<String, Value>,
+    params: &Map<String, Value>,
+    info_path: &str,
+    params_path: &str,
+    diags: &mut Diagnostics,
+) -> Option<GenerationProbe> {
+    let (map, path) = if info.contains_key("health_check_model") { (info, info_path) } else { (params, params_path) };
+    let model = get_str(map, "health_check_model", path, diags)?;
+    let model = match model.split_once('/') {
+        Some((prefix, rest)) if providers::engine(prefix).is_some() => rest.to_owned(),
+        _ => model,
+    };
+    if model.is_empty() || model.contains('*') {
+        diags.error(format!("{path}.health_check_model"), "must name one model the engine serves");
+        return None;
+    }
+    let max_tokens = get_uint(map, "health_check_max_tokens", path, diags);
+    let params = match map.get("health_check_params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            diags
+                .error(format!("{path}.health_check_params"), format!("must be a mapping, found {}", type_name(other)));
+            Map::new()
+        }
+    };
+    Some(GenerationProbe { model, max_tokens, params })
 }
 
 /// `llmux_settings.hosts`: per engine host (keyed by its `api_base` or `scheme://host:port`), `memory_budget`,
@@ -707,7 +754,7 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
         Some(Value::Object(m)) => m,
         Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
     };
-    for key in settings.keys().filter(|k| *k != "hosts") {
+    for key in settings.keys().filter(|k| *k != "hosts" && *k != "groups") {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }
     let entries = match settings.get("hosts") {
@@ -780,6 +827,76 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
                 Vec::new()
             }
         };
+    }
+}
+
+/// `llmux_settings.groups.<model_name>.keep_alive`: how long the group's Ollama deployments keep their model
+/// loaded after a request (Ollama's `keep_alive`: `30m`, `-1` for ever, `0` to unload at once), unless a
+/// deployment sets its own or pins it.
+fn group_keep_alive(
+    settings: Option<&Value>,
+    known: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) -> HashMap<String, Value> {
+    const S: &str = "llmux_settings.groups";
+    let mut out = HashMap::new();
+    let Some(groups) = settings.and_then(|s| s.get("groups")).filter(|g| !g.is_null()) else { return out };
+    let Value::Object(groups) = groups else {
+        diags.error(S, format!("must be a mapping of model_name: settings, found {}", type_name(groups)));
+        return out;
+    };
+    for (group, value) in groups {
+        let at = format!("{S}.{group}");
+        if !known(group) {
+            diags.warn(&at, "no model_list entry has this model_name; ignored");
+            continue;
+        }
+        let Value::Object(entry) = value else {
+            diags.error(&at, format!("must be a mapping, found {}", type_name(value)));
+            continue;
+        };
+        for key in entry.keys().filter(|k| *k != "keep_alive") {
+            diags.warn(format!("{at}.{key}"), "unknown group setting; ignored");
+        }
+        match entry.get("keep_alive") {
+            None | Some(Value::Null) => {}
+            Some(v) if is_keep_alive(v) => {
+                out.insert(group.clone(), v.clone());
+            }
+            Some(v) => diags.error(
+                format!("{at}.keep_alive"),
+                format!("must be a duration like 30m, 1h, -1 (for ever) or 0 (unload at once), found {v}"),
+            ),
+        }
+    }
+    out
+}
+
+/// Whether Ollama takes `value` as a `keep_alive`: seconds as a number, or a Go duration (`1h30m`, `-1m`, `300`).
+fn is_keep_alive(value: &Value) -> bool {
+    match value {
+        Value::Number(_) => true,
+        Value::String(s) => {
+            let s = s.strip_prefix('-').unwrap_or(s);
+            if s.parse::<f64>().is_ok() {
+                return true;
+            }
+            let mut rest = s;
+            while !rest.is_empty() {
+                let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+                if digits == 0 {
+                    return false;
+                }
+                rest = &rest[digits..];
+                let unit = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u));
+                match unit {
+                    Some(u) => rest = &rest[u.len()..],
+                    None => return false,
+                }
+            }
+            !s.is_empty()
+        }
+        _ => false,
     }
 }
 

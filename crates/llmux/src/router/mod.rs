@@ -22,6 +22,8 @@ pub struct DeploymentView {
     pub cooldown_until: u64,
     /// Its host is down (a failed probe, or a refused connection on a live request).
     pub unhealthy: bool,
+    /// Its opt-in generation probe failed recently.
+    pub probe_failed: bool,
     /// Its model is loaded on its host now (a probe saw it, or llmux just routed it there).
     pub warm: bool,
     /// Loading its model would push another model out of its host's memory (declared `llmux_settings.hosts`
@@ -32,6 +34,8 @@ pub struct DeploymentView {
     /// Learned seconds a stream waits when the model must first be loaded on this host (cold first byte minus
     /// warm first byte); `None` until a cold start was seen.
     pub load_cost: Option<f64>,
+    /// The context length its engine reports for its model; pre-call checks use it when the config gives none.
+    pub context_window: Option<u64>,
     /// Requests in flight now.
     pub in_flight: u32,
     /// Mean recent latency in seconds; `None` = no sample yet.
@@ -94,6 +98,8 @@ pub struct Ask<'a> {
 pub enum Skip {
     /// Its host failed the last health probe.
     Unhealthy,
+    /// Its opt-in generation probe (`health_check_model`) failed.
+    ProbeFailed,
     /// Cooling down for this many more milliseconds.
     CoolingDown(u64),
     /// The prompt does not fit its context window.
@@ -120,6 +126,7 @@ impl std::fmt::Display for Skip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Skip::Unhealthy => f.write_str("host down"),
+            Skip::ProbeFailed => f.write_str("generation probe failed"),
             Skip::CoolingDown(ms) => write!(f, "cooling down {:.1}s", *ms as f64 / 1000.0),
             Skip::ContextWindow => f.write_str("context window too small"),
             Skip::OverLimit => f.write_str("over rpm/tpm"),
@@ -206,8 +213,14 @@ pub fn pick(
     };
 
     // Health: drop hosts that failed their probe, unless that drops everyone (LiteLLM's safety net).
-    if pool.iter().any(|c| !c.view.unhealthy) {
-        drop_where(&mut pool, &|c| c.view.unhealthy.then_some(Skip::Unhealthy));
+    if pool.iter().any(|c| !c.view.unhealthy && !c.view.probe_failed) {
+        drop_where(&mut pool, &|c| {
+            if c.view.unhealthy {
+                Some(Skip::Unhealthy)
+            } else {
+                c.view.probe_failed.then_some(Skip::ProbeFailed)
+            }
+        });
     }
 
     // Cooldowns.
@@ -220,9 +233,10 @@ pub fn pick(
 
     // Context window, when pre-call checks are on.
     if config.router.enable_pre_call_checks && ask.prompt_tokens > 0 {
-        let fits = |c: &Candidate<'_>| c.d.max_input_tokens.is_none_or(|max| ask.prompt_tokens <= max);
+        let window = |c: &Candidate<'_>| c.d.max_input_tokens.or(c.view.context_window);
+        let fits = |c: &Candidate<'_>| window(c).is_none_or(|max| ask.prompt_tokens <= max);
         if !pool.iter().any(fits) {
-            let largest = pool.iter().filter_map(|c| c.d.max_input_tokens).max().unwrap_or(0);
+            let largest = pool.iter().filter_map(window).max().unwrap_or(0);
             return Err(NoCandidate::ContextWindow { tokens: ask.prompt_tokens, largest });
         }
         drop_where(&mut pool, &|c| (!fits(c)).then_some(Skip::ContextWindow));

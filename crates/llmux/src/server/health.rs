@@ -61,7 +61,7 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
             {
                 Some(format!("model {:?} is not on {}", engine.upstream_model, engine.host()))
             }
-            Some(_) => None,
+            Some(_) => exec.state.generation_failure(i, exec.state.now()),
         };
         match problem {
             None => healthy.push(Value::Object(entry)),
@@ -96,7 +96,13 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
         .iter()
         .zip(exec.state.hosts())
         .map(|(spec, h)| {
-            let engine = h.engine.unwrap_or(if spec.ollama_base.is_some() { "ollama" } else { "openai-compatible" });
+            let engine = h.engine.unwrap_or(if spec.ollama_base.is_some() {
+                "ollama"
+            } else if spec.lm_studio {
+                "lm studio"
+            } else {
+                "openai-compatible"
+            });
             let deployments: Vec<Value> = spec
                 .deployments
                 .iter()
@@ -117,7 +123,7 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
                 "available_models": h.available,
                 "resident_models": h.resident,
                 "slots": h.slots,
-                "context_length": h.context_length,
+                "models": h.models,
                 "placement": crate::health::placement(config, spec, &h.sizes),
                 "deployments": deployments,
             })

@@ -5,7 +5,8 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::AppState;
-use crate::config::{Config, Target};
+use crate::config::{Config, Deployment, Target};
+use crate::state::{same_model, HostState, ModelFacts};
 
 /// LiteLLM's fixed `created` timestamp for listed models.
 const CREATED: u64 = 1677610602;
@@ -96,22 +97,67 @@ async fn refresh_model_lists(executor: &crate::executor::Executor) {
 }
 
 /// One entry per deployment with its `litellm_params` (keys removed) and `model_info` (id and mode filled in).
+/// What the engine reports about the model fills in what the config leaves out: `max_input_tokens` from its
+/// context length, `supports_vision` / `supports_function_calling` / `supports_reasoning` from its
+/// capabilities. With `check_provider_endpoint`, a wildcard deployment is listed once per model its engine has.
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let executor = state.executor();
     let config = &executor.config;
-    let data: Vec<Value> = config
-        .deployments
-        .iter()
-        .map(|d| {
-            let mut info: Map<String, Value> = d.model_info.clone();
-            info.insert("id".into(), Value::String(d.id.clone()));
-            info.entry("mode").or_insert_with(|| Value::String("chat".into()));
-            info.entry("db_model").or_insert(Value::Bool(false));
-            if let Some(e) = d.engine() {
-                info.insert("litellm_provider".into(), Value::String(e.engine.prefix.into()));
+    let discover = config.general.check_provider_endpoint && !config.patterns.is_empty();
+    if discover {
+        refresh_model_lists(&executor).await;
+    }
+    let hosts = executor.state.hosts();
+    let mut data = Vec::new();
+    for d in &config.deployments {
+        let host = d.host.and_then(|h| hosts.get(h));
+        let engine = d.engine();
+        let wildcard = engine.is_some_and(|e| e.upstream_model.contains('*')) && d.model_name.contains('*');
+        if discover && wildcard {
+            for listed in host.into_iter().flat_map(|h| h.available.iter()) {
+                let Some(name) = expand_listing(&d.model_name, listed) else { continue };
+                let Some(model) = config.engine_model(d, &name) else { continue };
+                let mut params = d.public_params.clone();
+                if let Some(e) = engine {
+                    params.insert("model".into(), Value::String(format!("{}/{model}", e.engine.prefix)));
+                }
+                data.push(entry(d, &name, params, host.and_then(|h| facts(h, &model))));
             }
-            json!({"model_name": d.model_name, "litellm_params": d.public_params, "model_info": info})
-        })
-        .collect();
+            continue;
+        }
+        let facts = engine.and_then(|e| host.and_then(|h| facts(h, &e.upstream_model)));
+        data.push(entry(d, &d.model_name, d.public_params.clone(), facts));
+    }
     Json(json!({"data": data}))
+}
+
+/// What the engine host said about `model`.
+fn facts<'h>(host: &'h HostState, model: &str) -> Option<&'h ModelFacts> {
+    host.models.iter().find(|(m, _)| same_model(m, model)).map(|(_, f)| f)
+}
+
+/// One `/model/info` entry.
+fn entry(d: &Deployment, name: &str, params: Map<String, Value>, facts: Option<&ModelFacts>) -> Value {
+    let mut info: Map<String, Value> = d.model_info.clone();
+    info.insert("id".into(), Value::String(d.id.clone()));
+    if let Some(facts) = facts {
+        if let Some(context) = facts.context_length {
+            info.entry("max_input_tokens").or_insert(json!(context));
+        }
+        let has = |c: &str| facts.capabilities.iter().any(|x| x == c);
+        if !facts.capabilities.is_empty() {
+            info.entry("supports_vision").or_insert(json!(has("vision")));
+            info.entry("supports_function_calling").or_insert(json!(has("tools")));
+            info.entry("supports_reasoning").or_insert(json!(has("thinking")));
+            if has("embedding") && !has("completion") {
+                info.entry("mode").or_insert_with(|| json!("embedding"));
+            }
+        }
+    }
+    info.entry("mode").or_insert_with(|| Value::String("chat".into()));
+    info.entry("db_model").or_insert(Value::Bool(false));
+    if let Some(e) = d.engine() {
+        info.insert("litellm_provider".into(), Value::String(e.engine.prefix.into()));
+    }
+    json!({"model_name": name, "litellm_params": params, "model_info": info})
 }

@@ -205,9 +205,9 @@ pub fn chat_body(model: &str, stream: bool) -> String {
 }
 
 /// The inference calls an engine received (POSTs), leaving out health probes (llmux probes a host right after it
-/// made it load a model).
+/// made it load a model, and asks Ollama's `/api/show` about models it has not seen).
 pub fn posts(mock: &MockHandle) -> Vec<llmux_mock::RecordedRequest> {
-    mock.requests().into_iter().filter(|r| r.method == "POST").collect()
+    mock.requests().into_iter().filter(|r| r.method == "POST" && r.path != "/api/show").collect()
 }
 
 /// Polls `check` until it holds and returns how long that took; fails the test after `within`.

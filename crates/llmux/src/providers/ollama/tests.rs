@@ -62,6 +62,7 @@ fn deployment(chat: bool, dep: Dep) -> Deployment {
         host: None,
         health_check_timeout: None,
         disable_background_health_check: false,
+        health_check: None,
         mode: None,
         model_info: Map::new(),
         public_params: Map::new(),
