@@ -78,6 +78,15 @@ pub struct SlotUse {
     pub busy: usize,
 }
 
+/// A moving average in seconds that still follows a host getting faster or slower.
+fn smooth(old: Option<f64>, sample: Duration) -> f64 {
+    let sample = sample.as_secs_f64();
+    old.map_or(sample, |old| 0.7 * old + 0.3 * sample)
+}
+
+/// The shortest `load_duration` that counts as a model load (a warm Ollama model reports a few milliseconds).
+pub const MIN_LOAD: Duration = Duration::from_millis(250);
+
 /// A model loaded on a host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resident {
@@ -210,6 +219,8 @@ struct Inner {
     /// Smoothed time to the first byte of a stream when the model was already loaded, and when it was not.
     warm_first_byte: Option<f64>,
     cold_first_byte: Option<f64>,
+    /// Smoothed seconds the engine said it spent loading the model, when it had to (Ollama's `load_duration`).
+    engine_load: Option<f64>,
     /// The opt-in generation probe (`health_check_model`) failed: why, and until when that keeps the deployment
     /// out of routing (ms on the state clock).
     probe_failure: Option<(String, u64)>,
@@ -577,8 +588,10 @@ impl State {
                         .find(|(m, _)| same_model(m, &slot.upstream_model))
                         .and_then(|(_, f)| f.context_length)
                 });
-                let load_cost =
-                    inner.cold_first_byte.map(|cold| (cold - inner.warm_first_byte.unwrap_or(0.0)).max(0.0));
+                // The engine's own figure when it gives one; else what llmux measured.
+                let load_cost = inner.engine_load.or_else(|| {
+                    inner.cold_first_byte.map(|cold| (cold - inner.warm_first_byte.unwrap_or(0.0)).max(0.0))
+                });
                 DeploymentView {
                     load_cost,
                     context_window,
@@ -611,6 +624,7 @@ impl State {
                 // What was learned about loading and probing outlives the minute's counters.
                 warm_first_byte: inner.warm_first_byte,
                 cold_first_byte: inner.cold_first_byte,
+                engine_load: inner.engine_load,
                 probe_failure: inner.probe_failure.take(),
                 ..Inner::default()
             };
@@ -653,9 +667,18 @@ impl State {
     pub fn record_first_byte(&self, index: usize, first_byte: Duration, cold: bool) {
         if let Some(mut inner) = self.inner(index) {
             let slot = if cold { &mut inner.cold_first_byte } else { &mut inner.warm_first_byte };
-            let sample = first_byte.as_secs_f64();
-            // A moving average that still follows a host getting faster or slower.
-            *slot = Some(slot.map_or(sample, |old| 0.7 * old + 0.3 * sample));
+            *slot = Some(smooth(*slot, first_byte));
+        }
+    }
+
+    /// The engine said it spent `load` loading deployment `index`'s model for an answer. Loads shorter than
+    /// [`MIN_LOAD`] are a warm model's bookkeeping, not a load, and teach nothing.
+    pub fn record_load(&self, index: usize, load: Duration) {
+        if load < MIN_LOAD {
+            return;
+        }
+        if let Some(mut inner) = self.inner(index) {
+            inner.engine_load = Some(smooth(inner.engine_load, load));
         }
     }
 
@@ -973,6 +996,12 @@ model_list:
         state.record_first_byte(0, Duration::from_millis(4_200), true);
         let smoothed = state.snapshot(&ALL, 0, None)[0].load_cost.unwrap();
         assert!(smoothed > 4.0 && smoothed < 8.0, "{smoothed}");
+        // The engine's own figure, when it gives one, beats the measured difference; a warm model's few
+        // milliseconds of bookkeeping are not a load.
+        state.record_load(0, Duration::from_millis(30));
+        assert!((state.snapshot(&ALL, 0, None)[0].load_cost.unwrap() - smoothed).abs() < 1e-9);
+        state.record_load(0, Duration::from_millis(9_500));
+        assert!((state.snapshot(&ALL, 0, None)[0].load_cost.unwrap() - 9.5).abs() < 1e-9);
     }
 
     #[test]

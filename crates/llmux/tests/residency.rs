@@ -342,3 +342,26 @@ async fn a_stream_that_finds_a_load_under_way_gets_as_long_to_start_as_the_one_t
     assert_complete(second_status, &second_body);
     assert_eq!(c.stats().loads, 2, "one load for both");
 }
+
+#[tokio::test]
+async fn the_load_time_ollama_reports_is_learned_from_a_plain_request() {
+    let mock = mock_with(roomy("a", 600)).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\"}}\n",
+        mock.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let learned = async || {
+        let hosts = llmux.get("/health/hosts").await.json();
+        hosts["hosts"][0]["deployments"][0]["load_seconds"].as_f64()
+    };
+    assert_eq!(learned().await, None, "nothing learned before the first load");
+    // Not streamed, so no first byte to time: the engine's `load_duration` teaches the cost.
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("g", false)).await.status, 200);
+    let cold = learned().await.expect("learned from load_duration");
+    assert!((0.5..3.0).contains(&cold), "{cold}");
+    // A warm answer reports a load of almost nothing: that is not a load and changes nothing.
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("g", false)).await.status, 200);
+    assert_eq!(learned().await, Some(cold));
+    assert_eq!(mock.stats().loads, 1);
+}

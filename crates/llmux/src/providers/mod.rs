@@ -51,6 +51,12 @@ pub trait Provider: Send + Sync + 'static {
     /// A converter for a streamed answer, or `None` when the engine's stream is forwarded byte for byte.
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>>;
 
+    /// How long the engine says it spent loading the model for this complete 2xx answer (Ollama's
+    /// `load_duration`); `None` when it does not say.
+    fn load_duration(&self, _body: &[u8]) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Converts an engine error status and body into the client's error, keeping status and message.
     fn convert_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
         upstream_error(status, headers, body)

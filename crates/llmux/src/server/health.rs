@@ -103,12 +103,19 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
             } else {
                 "openai-compatible"
             });
+            let learned = exec.state.snapshot(&spec.deployments, now, None);
             let deployments: Vec<Value> = spec
                 .deployments
                 .iter()
-                .map(|&i| {
+                .zip(learned)
+                .map(|(&i, view)| {
                     let d = &config.deployments[i];
-                    json!({"deployment": format!("model_list[{i}]"), "model_name": d.model_name, "model": d.model})
+                    json!({
+                        "deployment": format!("model_list[{i}]"),
+                        "model_name": d.model_name,
+                        "model": d.model,
+                        "load_seconds": view.load_cost.map(|s| (s * 100.0).round() / 100.0),
+                    })
                 })
                 .collect();
             json!({

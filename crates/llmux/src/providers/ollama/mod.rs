@@ -78,6 +78,16 @@ impl Provider for Ollama {
         }
     }
 
+    fn load_duration(&self, body: &[u8]) -> Option<std::time::Duration> {
+        /// The one timing read; serde skips the rest of the answer without building it.
+        #[derive(serde::Deserialize)]
+        struct Timing {
+            load_duration: Option<u64>,
+        }
+        let nanos = serde_json::from_slice::<Timing>(body).ok()?.load_duration?;
+        Some(std::time::Duration::from_nanos(nanos))
+    }
+
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {
         let kind = match (self.route(call.op), call.op) {
             (Route::Chat, _) => stream::Kind::Chat,
