@@ -734,6 +734,9 @@ impl Executor {
         if let Some(load) = provider.load_duration(&bytes) {
             self.state.record_load(deployment.index, load);
         }
+        if let Some(guard) = &guard {
+            guard.served();
+        }
         let converted = provider.convert_response(&call, bytes)?;
         let mut response = Response::new(Body::from(converted));
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -850,8 +853,8 @@ async fn collect(body: Incoming, timeout: Duration, host: &str) -> Result<Bytes,
 
 struct StreamState {
     body: Incoming,
-    /// Keeps the deployment counted in flight while the stream lasts.
-    _guard: Option<OwnedInFlight>,
+    /// Keeps the deployment counted in flight while the stream lasts; told when it was served whole.
+    guard: Option<OwnedInFlight>,
     converter: Option<Box<dyn StreamConverter>>,
     idle: Duration,
     host: String,
@@ -868,7 +871,7 @@ fn sse_stream(
     host: String,
     guard: Option<OwnedInFlight>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let state = StreamState { body, _guard: guard, converter, idle, host, out: BytesMut::new(), done: false };
+    let state = StreamState { body, guard, converter, idle, host, out: BytesMut::new(), done: false };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
@@ -878,6 +881,9 @@ fn sse_stream(
                 Err(_) => Err(Error::Timeout(format!("engine at {} sent nothing for {:?}", s.host, s.idle))),
                 Ok(None) => {
                     s.done = true;
+                    if let Some(guard) = &s.guard {
+                        guard.served();
+                    }
                     let conv = s.converter.as_mut()?;
                     match conv.finish(&mut s.out) {
                         Ok(()) => return (!s.out.is_empty()).then(|| (Ok(s.out.split().freeze()), s)),

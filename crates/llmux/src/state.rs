@@ -219,6 +219,8 @@ struct Inner {
     /// Smoothed time to the first byte of a stream when the model was already loaded, and when it was not.
     warm_first_byte: Option<f64>,
     cold_first_byte: Option<f64>,
+    /// Smoothed seconds a request holds the deployment, start to last byte (streams included).
+    service: Option<f64>,
     /// Smoothed seconds the engine said it spent loading the model, when it had to (Ollama's `load_duration`).
     engine_load: Option<f64>,
     /// The opt-in generation probe (`health_check_model`) failed: why, and until when that keeps the deployment
@@ -272,6 +274,17 @@ pub struct MinuteCounts {
 pub struct OwnedInFlight {
     state: std::sync::Arc<State>,
     index: usize,
+    started: Instant,
+}
+
+impl OwnedInFlight {
+    /// The answer was delivered whole (a stream to its end): how long it took is a sample of how long a request
+    /// holds this deployment, which is what a request queued behind it waits for.
+    pub fn served(&self) {
+        if let Some(mut inner) = self.state.inner(self.index) {
+            inner.service = Some(smooth(inner.service, self.started.elapsed()));
+        }
+    }
 }
 
 impl Drop for OwnedInFlight {
@@ -594,6 +607,7 @@ impl State {
                 });
                 DeploymentView {
                     load_cost,
+                    service: inner.service,
                     context_window,
                     cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
@@ -625,6 +639,7 @@ impl State {
                 warm_first_byte: inner.warm_first_byte,
                 cold_first_byte: inner.cold_first_byte,
                 engine_load: inner.engine_load,
+                service: inner.service,
                 probe_failure: inner.probe_failure.take(),
                 ..Inner::default()
             };
@@ -645,7 +660,7 @@ impl State {
             let usage = PeerUsage { minute: self.minute_of(now), requests: 1, tokens, ..PeerUsage::default() };
             outbox.usage(&slot.id, usage);
         }
-        Some(OwnedInFlight { state: self.clone(), index })
+        Some(OwnedInFlight { state: self.clone(), index, started: Instant::now() })
     }
 
     /// Deployment `index` answered successfully after `latency`: its host is up, whatever a probe said.

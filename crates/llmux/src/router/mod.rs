@@ -36,6 +36,8 @@ pub struct DeploymentView {
     pub load_cost: Option<f64>,
     /// The context length its engine reports for its model; pre-call checks use it when the config gives none.
     pub context_window: Option<u64>,
+    /// Smoothed seconds a request holds the deployment, to its last byte; `None` until one finished.
+    pub service: Option<f64>,
     /// Requests in flight now.
     pub in_flight: u32,
     /// Mean recent latency in seconds; `None` = no sample yet.
@@ -274,8 +276,10 @@ pub fn pick(
     if config.router.residency_routing {
         if pool.iter().any(|c| c.view.warm) {
             // A busy warm host against an idle cold one: the queue on the warm host (requests in flight times
-            // its mean latency) against the learned cost of loading the model on the cold one.
-            let wait = |c: &Candidate<'_>| f64::from(c.view.in_flight) * c.view.latency.unwrap_or(0.0);
+            // how long a request holds it, streams to their end) against the learned cost of loading the model on
+            // the cold one.
+            let wait =
+                |c: &Candidate<'_>| f64::from(c.view.in_flight) * c.view.service.or(c.view.latency).unwrap_or(0.0);
             let warm_wait = pool.iter().filter(|c| c.view.warm).map(wait).fold(f64::INFINITY, f64::min);
             let cold_cost = |c: &Candidate<'_>| {
                 if c.view.warm || c.view.evicts {

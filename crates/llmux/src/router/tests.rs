@@ -452,4 +452,14 @@ fn a_busy_warm_host_loses_to_an_idle_cold_one_when_loading_is_quicker_than_waiti
     let idle_warm = DeploymentView { warm: true, ..DeploymentView::default() };
     let p = pick(&c, &t, &Ask::default(), &[idle_warm, quick_load, quick_load], 0, &mut rng).unwrap();
     assert_eq!(p.deployment, 0);
+    // Streams answer their first byte in 0.2 s but hold the host for 10 s: the queue is 4 × 10 s, not 4 × 0.2 s.
+    let streaming = DeploymentView {
+        warm: true,
+        in_flight: 4,
+        latency: Some(0.2),
+        service: Some(10.0),
+        ..DeploymentView::default()
+    };
+    let p = pick(&c, &t, &Ask::default(), &[streaming, slow_load, unknown], 0, &mut rng).unwrap();
+    assert_eq!(p.deployment, 1, "a 30 s load beats 40 s of streams ahead");
 }
