@@ -45,6 +45,9 @@ pub struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", env = "LLMUX_TLS_KEY", requires = "tls_cert", global = true)]
     pub tls_key: Option<PathBuf>,
+    /// Connection workers, each a thread serving its connections from accept to close [default: one per core].
+    #[arg(long, value_name = "N", env = "LLMUX_WORKERS", global = true)]
+    pub workers: Option<usize>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -81,6 +84,8 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How often the config file is checked for changes (zero: never).
     pub watch: Duration,
+    /// Connection workers.
+    pub workers: usize,
 }
 
 impl Args {
@@ -106,6 +111,11 @@ impl Args {
             },
             tls: self.tls_cert.clone().zip(self.tls_key.clone()),
             watch: seconds("--watch", self.watch)?,
+            workers: match self.workers {
+                Some(0) => return Err("--workers must be 1 or more".into()),
+                Some(n) => n,
+                None => crate::server::workers::default_count(),
+            },
         })
     }
 }
@@ -173,7 +183,9 @@ fn init_logging() {
 }
 
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Requests are served by the connection workers (`server::workers`); this runtime accepts connections
+    // and runs the background work.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("llmux: cannot start the runtime: {e}");
@@ -316,5 +328,5 @@ pub async fn serve(
     if !options.watch.is_zero() {
         live.spawn_watcher(options.watch, Duration::from_millis(300));
     }
-    server::serve(live, addr, options.drain).await
+    server::serve(live, addr, options.drain, options.workers).await
 }

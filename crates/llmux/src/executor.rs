@@ -702,7 +702,7 @@ impl Executor {
         // Never give up on a cold host before it had the time a load took it before.
         let first_byte = first_byte.max(load_time.unwrap_or_default());
         let started = Instant::now();
-        let response = match tokio::time::timeout(first_byte, self.client.request(request)).await {
+        let response = match tokio::time::timeout(first_byte, crate::upstream::send(&self.client, request)).await {
             Err(_) => {
                 return Err(Error::Timeout(format!("engine at {} did not answer within {first_byte:?}", engine.host())))
             }

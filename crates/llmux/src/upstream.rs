@@ -1,6 +1,7 @@
 //! The pooled HTTP client llmux uses to reach engines: hyper-util's client (measurably cheaper per request
 //! than higher-level clients, see `shared/notes/proxy-cost.md`) with rustls for `https://` bases.
 
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,4 +31,25 @@ pub fn client() -> anyhow::Result<HttpClient> {
         .enable_http2()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https))
+}
+
+thread_local! {
+    /// A connection worker's own client (see `server::workers`): its engine connections live on its thread.
+    static LOCAL: OnceCell<HttpClient> = const { OnceCell::new() };
+}
+
+/// Makes the calling thread send engine requests through a client of its own (a connection worker does this
+/// once, at start). Without it, or if building one fails, requests use the shared client.
+pub fn use_local_client() {
+    match client() {
+        Ok(own) => LOCAL.with(|local| {
+            let _ = local.set(own);
+        }),
+        Err(e) => tracing::warn!("a worker could not build its own engine client, it shares one: {e}"),
+    }
+}
+
+/// Sends `request` through this thread's own client if it has one, else through `shared`.
+pub fn send(shared: &HttpClient, request: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+    LOCAL.with(|local| local.get().unwrap_or(shared).request(request))
 }

@@ -15,13 +15,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::workers::Workers;
 use crate::lifecycle::Live;
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to `drain_timeout` for in-flight
-/// requests. A second signal (`interrupt`) during the drain ends it at once.
+/// requests. A second signal (`interrupt`) during the drain ends it at once. Each accepted connection is served
+/// by one of `workers` (see [`Workers`]).
 pub async fn serve(
     live: Arc<Live>,
     app: Router,
@@ -29,7 +31,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     interrupt: impl Future<Output = ()>,
     drain_timeout: Duration,
+    workers: usize,
 ) -> anyhow::Result<()> {
+    let workers = Workers::start(workers).map_err(|e| anyhow::anyhow!("cannot start the connection workers: {e}"))?;
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -51,29 +55,32 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        match live.tls() {
-            None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned();
-                tokio::spawn(async move {
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-            Some(tls) => {
-                let acceptor = tls.acceptor();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!("TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-        }
+        // The socket moves to the worker's reactor: taken off this runtime's here, registered there.
+        let Ok(tcp) = tcp.into_std() else { continue };
+        let tls = live.tls().map(|tls| tls.acceptor());
+        workers.run(Box::new(move || {
+            Box::pin(async move {
+                let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else { return };
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                }
+            })
+        }));
     }
     drop(listener);
     tracing::info!("listener closed; waiting up to {}s for requests in flight", drain_timeout.as_secs_f64());

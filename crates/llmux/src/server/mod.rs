@@ -9,6 +9,7 @@ mod listen;
 mod models;
 pub mod tls;
 mod utils;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,8 +81,9 @@ pub struct Drain {
     pub timeout: Duration,
 }
 
-/// Serves `live` on `addr` until SIGINT/SIGTERM, then drains (see [`Drain`]). SIGHUP reloads the config.
-pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain) -> anyhow::Result<()> {
+/// Serves `live` on `addr` with `workers` connection workers (see [`workers`]) until SIGINT/SIGTERM, then
+/// drains (see [`Drain`]). SIGHUP reloads the config.
+pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain, workers: usize) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let scheme = if live.tls().is_some() { "https" } else { "http" };
@@ -109,7 +111,7 @@ pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain) -> anyhow::R
             () = shutdown_signal() => {}
         }
     };
-    serve_on(live, listener, shutdown, interrupt, drain.timeout).await
+    serve_on(live, listener, shutdown, interrupt, drain.timeout, workers).await
 }
 
 /// Serves on an already bound listener until `shutdown` resolves, then drains for up to `drain_timeout`
@@ -120,9 +122,10 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
     interrupt: impl Future<Output = ()>,
     drain_timeout: Duration,
+    workers: usize,
 ) -> anyhow::Result<()> {
     let router = app(AppState { live: live.clone() });
-    listen::serve(live, router, listener, shutdown, interrupt, drain_timeout).await
+    listen::serve(live, router, listener, shutdown, interrupt, drain_timeout, workers).await
 }
 
 fn spawn_reload_on_hangup(live: &Arc<Live>) {
