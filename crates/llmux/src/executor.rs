@@ -883,6 +883,9 @@ fn sse_stream(
                     s.done = true;
                     if let Some(guard) = &s.guard {
                         guard.served();
+                        if let Some(load) = s.converter.as_ref().and_then(|c| c.load_duration()) {
+                            guard.loaded(load);
+                        }
                     }
                     let conv = s.converter.as_mut()?;
                     match conv.finish(&mut s.out) {

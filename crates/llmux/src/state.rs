@@ -285,6 +285,11 @@ impl OwnedInFlight {
             inner.service = Some(smooth(inner.service, self.started.elapsed()));
         }
     }
+
+    /// The engine said loading the model for this answer took `load` (see [`State::record_load`]).
+    pub fn loaded(&self, load: Duration) {
+        self.state.record_load(self.index, load);
+    }
 }
 
 impl Drop for OwnedInFlight {

@@ -69,6 +69,11 @@ pub trait StreamConverter: Send {
     fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), Error>;
     /// The engine's stream ended cleanly: flush what is pending and append the closing events.
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), Error>;
+    /// How long the engine said it spent loading the model for this answer, once its last event was fed
+    /// (Ollama's `load_duration`); `None` when it does not say.
+    fn load_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The engine families llmux can talk to.

@@ -498,6 +498,8 @@ struct Reply<'a> {
     prompt_eval_count: Option<u64>,
     /// Generated tokens.
     eval_count: Option<u64>,
+    /// Nanoseconds spent loading the model for this answer (on the last object).
+    load_duration: Option<u64>,
     /// Set instead of everything else when the engine fails mid-answer.
     #[serde(borrow)]
     error: Option<&'a RawValue>,

@@ -44,6 +44,8 @@ pub(super) struct NdjsonConverter {
     tool_calls: u32,
     /// The `done` line has been handled and `[DONE]` sent.
     done: bool,
+    /// What the `done` line said loading the model took, in nanoseconds.
+    load_duration: Option<u64>,
     think: ThinkSplitter,
     /// This line's reasoning and answer text, reused from line to line.
     reasoning: String,
@@ -63,6 +65,7 @@ impl NdjsonConverter {
             started: false,
             tool_calls: 0,
             done: false,
+            load_duration: None,
             think: ThinkSplitter::default(),
             reasoning: String::new(),
             content: String::new(),
@@ -81,6 +84,9 @@ impl NdjsonConverter {
             .map_err(|e| Error::BadUpstreamResponse(format!("Ollama sent a stream line llmux cannot read: {e}")))?;
         if reply.error.is_some() {
             return Err(engine_failure(line));
+        }
+        if reply.done {
+            self.load_duration = reply.load_duration;
         }
         match self.kind {
             Kind::Text => self.text_line(reply, out),
@@ -212,6 +218,10 @@ fn usage(reply: &Reply<'_>) -> Usage {
 }
 
 impl StreamConverter for NdjsonConverter {
+    fn load_duration(&self) -> Option<std::time::Duration> {
+        self.load_duration.map(std::time::Duration::from_nanos)
+    }
+
     fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), Error> {
         let mut rest = chunk;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {

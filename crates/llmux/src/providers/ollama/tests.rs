@@ -887,3 +887,23 @@ fn raw_invalid_utf8_from_the_engine_becomes_replacement_characters_not_an_error(
     assert_eq!(text, "a\u{FFFD}b");
     assert_eq!(events.last().unwrap(), "[DONE]");
 }
+
+#[test]
+fn the_load_time_of_a_stream_and_of_a_plain_answer_is_read_from_the_engine() {
+    let done = json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true,
+                      "done_reason": "stop", "load_duration": 2_500_000_000u64});
+    let lines = [chat_line("x"), done.to_string() + "\n"].concat();
+    let load = with_call(Operation::Chat, true, Dep::default(), &chat_body(json!({"stream": true})), |call| {
+        let mut conv = Ollama { chat: true }.stream_converter(call).unwrap();
+        let mut out = BytesMut::new();
+        assert_eq!(conv.load_duration(), None, "not before the last line");
+        conv.feed(lines.as_bytes(), &mut out)?;
+        conv.finish(&mut out)?;
+        Ok::<_, Error>(conv.load_duration())
+    })
+    .unwrap();
+    assert_eq!(load, Some(std::time::Duration::from_millis(2_500)));
+    let plain = Ollama { chat: true }.load_duration(done.to_string().as_bytes());
+    assert_eq!(plain, Some(std::time::Duration::from_millis(2_500)));
+    assert_eq!(Ollama { chat: true }.load_duration(b"{\"done\":true}"), None);
+}
