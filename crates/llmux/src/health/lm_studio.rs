@@ -2,8 +2,6 @@
 //! context (`/api/v1/models`, LM Studio 0.4 and later; `/api/v0/models`, 0.3.6 and later). LM Studio loads
 //! models just in time and evicts the previous one, so what is loaded matters to routing as much as on Ollama.
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 
 use super::Probe;
@@ -137,10 +135,5 @@ fn from_v0(list: V0List) -> ProbeOutcome {
 
 /// An LM Studio probe that found nothing loaded yet (an empty resident list, not an unknown one).
 fn outcome() -> ProbeOutcome {
-    ProbeOutcome {
-        resident: Some(Vec::new()),
-        engine: Some("lm studio"),
-        sizes: HashMap::new(),
-        ..ProbeOutcome::default()
-    }
+    ProbeOutcome { resident: Some(Vec::new()), engine: Some("lm studio"), ..ProbeOutcome::default() }
 }
