@@ -731,14 +731,14 @@ impl Executor {
         }
         let remaining = total.saturating_sub(started.elapsed());
         let bytes = collect(incoming, remaining, engine.host()).await?;
-        if let Some(load) = provider.load_duration(&bytes) {
-            self.state.record_load(deployment.index, load);
-        }
+        let converted = provider.convert_response(&call, bytes)?;
         if let Some(guard) = &guard {
             guard.served();
+            if let Some(load) = converted.load_duration {
+                guard.loaded(load);
+            }
         }
-        let converted = provider.convert_response(&call, bytes)?;
-        let mut response = Response::new(Body::from(converted));
+        let mut response = Response::new(Body::from(converted.body));
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
     }

@@ -46,20 +46,29 @@ pub trait Provider: Send + Sync + 'static {
     fn build_request(&self, call: &Call<'_>) -> Result<UpstreamRequest, Error>;
 
     /// Converts a complete 2xx engine body into the OpenAI response body for `call.op`.
-    fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Bytes, Error>;
+    fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Converted, Error>;
 
     /// A converter for a streamed answer, or `None` when the engine's stream is forwarded byte for byte.
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>>;
 
-    /// How long the engine says it spent loading the model for this complete 2xx answer (Ollama's
-    /// `load_duration`); `None` when it does not say.
-    fn load_duration(&self, _body: &[u8]) -> Option<std::time::Duration> {
-        None
-    }
-
     /// Converts an engine error status and body into the client's error, keeping status and message.
     fn convert_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
         upstream_error(status, headers, body)
+    }
+}
+
+/// A complete engine answer in OpenAI's form, with what the engine said about it on the way.
+#[derive(Debug)]
+pub struct Converted {
+    /// The OpenAI response body.
+    pub body: Bytes,
+    /// How long the engine spent loading the model for this answer (Ollama's `load_duration`), when it says.
+    pub load_duration: Option<std::time::Duration>,
+}
+
+impl From<Bytes> for Converted {
+    fn from(body: Bytes) -> Self {
+        Converted { body, load_duration: None }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::protocol::openai::{
     new_id, parse_body, unix_now, ChatChoice, ChatCompletion, ChatMessage, ChatRequest, FunctionCall, ResponseMessage,
     ToolCall, Usage,
 };
-use crate::providers::Call;
+use crate::providers::{Call, Converted};
 
 /// The `/api/chat` request body.
 #[derive(Serialize)]
@@ -176,11 +176,12 @@ pub(super) fn messages(messages: &[ChatMessage]) -> Result<Vec<Message<'_>>, Err
 }
 
 /// `/api/chat` answer → `chat.completion`.
-pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
+pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
     let body = super::valid_utf8(body);
     let mut reply = parse_reply(&body)?;
     let message = reply.message.take().unwrap_or_default();
-    chat_completion(call, message.content, message.thinking, message.tool_calls.unwrap_or_default(), &reply)
+    let out = chat_completion(call, message.content, message.thinking, message.tool_calls.unwrap_or_default(), &reply)?;
+    Ok(Converted { body: out, load_duration: reply.load_duration() })
 }
 
 /// Builds a `chat.completion` from an answer's parts (shared with `/api/generate` answering a chat request).

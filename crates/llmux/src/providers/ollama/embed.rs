@@ -12,7 +12,7 @@ use super::{merge_object, to_body, to_response, NOT_OPTIONS, OPTION_KEYS};
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{parse_body, EmbeddingUsage, EmbeddingsRequest};
-use crate::providers::Call;
+use crate::providers::{Call, Converted};
 
 /// The `/api/embed` request body.
 #[derive(Serialize)]
@@ -73,6 +73,8 @@ struct EmbedReply<'a> {
     #[serde(borrow)]
     embeddings: Vec<&'a RawValue>,
     prompt_eval_count: Option<u64>,
+    /// Nanoseconds spent loading the model.
+    load_duration: Option<u64>,
 }
 
 /// What llmux reads of the request again when answering.
@@ -107,7 +109,7 @@ enum Vector<'a> {
 
 /// `/api/embed` answer → OpenAI embeddings list; with `encoding_format: "base64"`, each vector as the base64 of its
 /// little-endian f32 values, as OpenAI sends.
-pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
+pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
     let reply: EmbedReply<'_> = serde_json::from_slice(body).map_err(|e| {
         Error::BadUpstreamResponse(format!("Ollama answered /api/embed with a body llmux cannot read: {e}"))
     })?;
@@ -121,12 +123,13 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
         data.push(EmbeddingOut { object: "embedding", index: index as u32, embedding });
     }
     let tokens = reply.prompt_eval_count.unwrap_or(0);
-    to_response(&EmbeddingsOut {
+    let body = to_response(&EmbeddingsOut {
         object: "list",
         data,
         model: &call.head.model,
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
-    })
+    })?;
+    Ok(Converted { body, load_duration: reply.load_duration.map(std::time::Duration::from_nanos) })
 }
 
 fn encode(raw: &RawValue) -> Result<String, Error> {

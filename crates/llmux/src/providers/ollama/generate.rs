@@ -15,7 +15,7 @@ use crate::protocol::openai::{
     new_id, parse_body, unix_now, ChatMessage, ChatRequest, CompletionRequest, Operation, TextChoice, TextCompletion,
     Usage,
 };
-use crate::providers::Call;
+use crate::providers::{Call, Converted};
 
 /// Top-level `/api/generate` fields a request or a deployment may set.
 const LIFT: &[&str] = &["suffix", "system", "template", "raw"];
@@ -227,12 +227,13 @@ fn flush(prompt: &mut String, block: Option<Block>, text: &mut String) {
 }
 
 /// `/api/generate` answer → `chat.completion` or `text_completion`.
-pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
+pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
     let body = super::valid_utf8(body);
     let mut reply = parse_reply(&body)?;
+    let load_duration = reply.load_duration();
     if call.op != Operation::Completion {
         let (text, thinking) = (reply.response.take(), reply.thinking.take());
-        return chat_completion(call, text, thinking, Vec::new(), &reply);
+        return Ok(Converted { body: chat_completion(call, text, thinking, Vec::new(), &reply)?, load_duration });
     }
     let completion = TextCompletion {
         id: new_id("cmpl"),
@@ -247,5 +248,5 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Bytes, Error> {
         }],
         usage: Some(Usage::new(reply.prompt_eval_count.unwrap_or(0), reply.eval_count.unwrap_or(0))),
     };
-    to_response(&completion)
+    Ok(Converted { body: to_response(&completion)?, load_duration })
 }

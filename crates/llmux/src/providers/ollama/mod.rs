@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{join_url, upstream_error, Call, Provider, StreamConverter, UpstreamRequest};
+use super::{join_url, upstream_error, Call, Converted, Provider, StreamConverter, UpstreamRequest};
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{ContentPart, MessageContent, Operation, Stop};
@@ -70,22 +70,12 @@ impl Provider for Ollama {
         Ok(UpstreamRequest { url: join_url(&target.api_base, path), headers: headers(target)?, body })
     }
 
-    fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Bytes, Error> {
+    fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
         match self.route(call.op) {
             Route::Chat => chat::response(call, &body),
             Route::Generate => generate::response(call, &body),
             Route::Embed => embed::response(call, &body),
         }
-    }
-
-    fn load_duration(&self, body: &[u8]) -> Option<std::time::Duration> {
-        /// The one timing read; serde skips the rest of the answer without building it.
-        #[derive(serde::Deserialize)]
-        struct Timing {
-            load_duration: Option<u64>,
-        }
-        let nanos = serde_json::from_slice::<Timing>(body).ok()?.load_duration?;
-        Some(std::time::Duration::from_nanos(nanos))
     }
 
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {
@@ -503,6 +493,13 @@ struct Reply<'a> {
     /// Set instead of everything else when the engine fails mid-answer.
     #[serde(borrow)]
     error: Option<&'a RawValue>,
+}
+
+impl Reply<'_> {
+    /// `load_duration`, when the engine gave it.
+    fn load_duration(&self) -> Option<std::time::Duration> {
+        self.load_duration.map(std::time::Duration::from_nanos)
+    }
 }
 
 /// `message` of an `/api/chat` reply.

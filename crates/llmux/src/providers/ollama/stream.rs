@@ -44,8 +44,8 @@ pub(super) struct NdjsonConverter {
     tool_calls: u32,
     /// The `done` line has been handled and `[DONE]` sent.
     done: bool,
-    /// What the `done` line said loading the model took, in nanoseconds.
-    load_duration: Option<u64>,
+    /// What the `done` line said loading the model took.
+    load_duration: Option<std::time::Duration>,
     think: ThinkSplitter,
     /// This line's reasoning and answer text, reused from line to line.
     reasoning: String,
@@ -86,7 +86,7 @@ impl NdjsonConverter {
             return Err(engine_failure(line));
         }
         if reply.done {
-            self.load_duration = reply.load_duration;
+            self.load_duration = reply.load_duration();
         }
         match self.kind {
             Kind::Text => self.text_line(reply, out),
@@ -219,7 +219,7 @@ fn usage(reply: &Reply<'_>) -> Usage {
 
 impl StreamConverter for NdjsonConverter {
     fn load_duration(&self) -> Option<std::time::Duration> {
-        self.load_duration.map(std::time::Duration::from_nanos)
+        self.load_duration
     }
 
     fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), Error> {

@@ -96,7 +96,7 @@ fn chat_body(extra: Value) -> Value {
 fn convert(op: Operation, chat: bool, request: Value, answer: Value) -> Value {
     with_call(op, chat, Dep::default(), &request, |call| {
         let out = Ollama { chat }.convert_response(call, Bytes::from(answer.to_string())).unwrap();
-        serde_json::from_slice(&out).unwrap()
+        serde_json::from_slice(&out.body).unwrap()
     })
 }
 
@@ -457,7 +457,7 @@ fn embeddings_response_floats_keep_the_engine_digits() {
         r#"{"model":"embeddinggemma","embeddings":[[0.010071029,-0.0017594862],[0.5,1e-7]],"prompt_eval_count":8}"#;
     let request = json!({"model": "embed", "input": ["a", "b"]});
     let out = with_call(Operation::Embeddings, true, Dep::default(), &request, |call| {
-        CHAT.convert_response(call, Bytes::from_static(answer.as_bytes())).unwrap()
+        CHAT.convert_response(call, Bytes::from_static(answer.as_bytes())).unwrap().body
     });
     let text = std::str::from_utf8(&out).unwrap();
     assert!(text.contains("[0.010071029,-0.0017594862]"), "{text}");
@@ -903,7 +903,11 @@ fn the_load_time_of_a_stream_and_of_a_plain_answer_is_read_from_the_engine() {
     })
     .unwrap();
     assert_eq!(load, Some(std::time::Duration::from_millis(2_500)));
-    let plain = Ollama { chat: true }.load_duration(done.to_string().as_bytes());
-    assert_eq!(plain, Some(std::time::Duration::from_millis(2_500)));
-    assert_eq!(Ollama { chat: true }.load_duration(b"{\"done\":true}"), None);
+    let plain = |answer: &Value| {
+        with_call(Operation::Chat, true, Dep::default(), &chat_body(json!({})), |call| {
+            CHAT.convert_response(call, Bytes::from(answer.to_string())).unwrap().load_duration
+        })
+    };
+    assert_eq!(plain(&done), Some(std::time::Duration::from_millis(2_500)));
+    assert_eq!(plain(&json!({"message": {"role": "assistant", "content": "hi"}, "done": true})), None);
 }

@@ -7,7 +7,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::{join_url, Call, Provider, StreamConverter, UpstreamRequest};
+use super::{join_url, Call, Converted, Provider, StreamConverter, UpstreamRequest};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RouterControls};
 
@@ -40,8 +40,8 @@ impl Provider for OpenAiCompatible {
         Ok(UpstreamRequest { url: join_url(&engine.api_base, route), headers, body })
     }
 
-    fn convert_response(&self, _call: &Call<'_>, body: Bytes) -> Result<Bytes, Error> {
-        Ok(body)
+    fn convert_response(&self, _call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
+        Ok(body.into())
     }
 
     fn stream_converter(&self, _call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {
