@@ -10,10 +10,11 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::body::ReadError;
 use crate::config::{Config, Deployment, ErrorClass, Strategy};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
@@ -42,7 +43,45 @@ pub struct Executor {
     client: HttpClient,
     /// Loads llmux set off and still waits for, by deployment: until when their first byte may take.
     loading: std::sync::Mutex<std::collections::HashMap<usize, Instant>>,
+    /// What the response headers say about each deployment, by index.
+    labels: Vec<Label>,
+    /// `x-litellm-max-retries`.
+    max_retries: HeaderValue,
 }
+
+/// What the response headers and route explanations say about one deployment, made once per config rather
+/// than formatted on every request.
+struct Label {
+    /// `x-llmux-deployment`: `model_list[i] <model> @ <host>`.
+    deployment: Option<HeaderValue>,
+    /// `x-litellm-model-id`.
+    id: Option<HeaderValue>,
+    /// `x-litellm-model-group`.
+    group: Option<HeaderValue>,
+    /// How a route step ends: `model_list[i] @ <host>`.
+    step: String,
+}
+
+impl Label {
+    fn of(d: &Deployment) -> Label {
+        let host = d.engine().map(|e| e.host()).unwrap_or("");
+        let value = |s: &str| HeaderValue::from_str(s).ok().filter(|_| !s.is_empty());
+        Label {
+            deployment: value(&format!("model_list[{}] {} @ {host}", d.index, d.model)),
+            id: value(&d.id),
+            group: value(&d.model_name),
+            step: format!("model_list[{}] @ {host}", d.index),
+        }
+    }
+}
+
+const X_LLMUX_DEPLOYMENT: HeaderName = HeaderName::from_static("x-llmux-deployment");
+const X_LLMUX_ROUTE: HeaderName = HeaderName::from_static("x-llmux-route");
+const X_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+const X_MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+const X_ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
+const X_MAX_RETRIES: HeaderName = HeaderName::from_static("x-litellm-max-retries");
+const X_ATTEMPTED_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
 
 /// One client request on its way through retries, order escalation and fallbacks.
 struct Run<'a> {
@@ -78,14 +117,20 @@ impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
         let state = Arc::new(State::new(&config));
-        Executor { config, state, client, loading: Default::default() }
+        Executor::with_state(config, state, client)
     }
 
     /// An executor over a reloaded `config` that keeps what `old` learned (see [`State::successor`]) and its
     /// engine connection pool.
     pub fn successor(old: &Executor, config: Arc<Config>) -> Self {
         let state = Arc::new(State::successor(&old.state, &old.config, &config));
-        Executor { config, state, client: old.client.clone(), loading: Default::default() }
+        Executor::with_state(config, state, old.client.clone())
+    }
+
+    fn with_state(config: Arc<Config>, state: Arc<State>, client: HttpClient) -> Self {
+        let labels = config.deployments.iter().map(Label::of).collect();
+        let max_retries = HeaderValue::from(config.router.num_retries);
+        Executor { config, state, client, loading: Default::default(), labels, max_retries }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -136,22 +181,32 @@ impl Executor {
                 (axum::response::IntoResponse::into_response(err), None)
             }
         };
+        let route = match run.steps.len() {
+            1 => std::mem::take(&mut run.steps[0]),
+            _ => run.steps.join("; "),
+        };
         let headers = response.headers_mut();
+        headers.reserve(9);
         if let Some(d) = deployment {
-            let d = &self.config.deployments[d];
-            let host = d.engine().map(|e| e.host()).unwrap_or("");
-            put(headers, "x-llmux-deployment", &format!("model_list[{}] {} @ {host}", d.index, d.model));
-            put(headers, "x-litellm-model-id", &d.id);
-            put(headers, "x-litellm-model-group", &d.model_name);
+            let label = &self.labels[d];
+            for (name, value) in
+                [(X_LLMUX_DEPLOYMENT, &label.deployment), (X_MODEL_ID, &label.id), (X_MODEL_GROUP, &label.group)]
+            {
+                if let Some(value) = value {
+                    headers.insert(name, value.clone());
+                }
+            }
         }
         if let Some(c) = &run.classification {
             put(headers, "x-litellm-complexity-router-tier", c.tier.as_str());
             put(headers, "x-litellm-complexity-router-score", &format!("{:.3}", c.score));
         }
-        put(headers, "x-llmux-route", &run.steps.join("; "));
-        put(headers, "x-litellm-attempted-retries", &run.retries.to_string());
-        put(headers, "x-litellm-max-retries", &self.config.router.num_retries.to_string());
-        put(headers, "x-litellm-attempted-fallbacks", &run.fallbacks.to_string());
+        if let Some(value) = HeaderValue::from_maybe_shared(Bytes::from(route)).ok().filter(|v| !v.is_empty()) {
+            headers.insert(X_LLMUX_ROUTE, value);
+        }
+        headers.insert(X_ATTEMPTED_RETRIES, count(run.retries));
+        headers.insert(X_MAX_RETRIES, self.max_retries.clone());
+        headers.insert(X_ATTEMPTED_FALLBACKS, count(run.fallbacks));
         response
     }
 }
@@ -326,7 +381,7 @@ impl Run<'_> {
             };
             let index = pick.deployment;
             let d = &config.deployments[index];
-            let step = describe(name, target.group, &pick, d);
+            let step = describe(name, target.group, &pick, &exec.labels[index].step);
             self.last_tier = self.last_tier.max(pick.tier);
             self.attempts += 1;
             let Some(model) = config.engine_model(d, name) else {
@@ -438,10 +493,22 @@ fn lookup<'l>(list: &'l [(String, Vec<String>)], name: &str, group: &str) -> Opt
     list.iter().find(|(k, _)| k == name).or_else(|| list.iter().find(|(k, _)| k == group)).map(|(_, v)| v)
 }
 
-fn describe(name: &str, group: &str, pick: &router::Pick, d: &Deployment) -> String {
-    let tier = pick.tier.map_or("unordered".to_owned(), |o| format!("order {o}"));
-    let host = d.engine().map(|e| e.host()).unwrap_or("");
-    let mut step = format!("{name} -> {group} -> {tier} -> model_list[{}] @ {host}", d.index);
+/// One route step: `<name> -> <group> -> <tier> -> model_list[i] @ <host>`, and what was skipped. Built by
+/// appending: it is made for every request.
+fn describe(name: &str, group: &str, pick: &router::Pick, label: &str) -> String {
+    let mut step = String::with_capacity(name.len() + group.len() + label.len() + 32);
+    for part in [name, " -> ", group, " -> "] {
+        step.push_str(part);
+    }
+    match pick.tier {
+        Some(order) => {
+            step.push_str("order ");
+            step.push_str(itoa::Buffer::new().format(order));
+        }
+        None => step.push_str("unordered"),
+    }
+    step.push_str(" -> ");
+    step.push_str(label);
     if !pick.skipped.is_empty() {
         let skipped: Vec<String> = pick.skipped.iter().map(|(i, why)| format!("model_list[{i}] {why}")).collect();
         step.push_str(&format!(" (skipped {})", skipped.join(", ")));
@@ -686,10 +753,7 @@ impl Executor {
             .ok_or_else(|| Error::Internal(format!("deployment {} has no engine", deployment.id)))?;
         let provider: &dyn Provider = engine.adapter().provider();
         let upstream = provider.build_request(&call)?;
-        let mut request = Request::post(&upstream.url)
-            .body(Full::new(upstream.body))
-            .map_err(|e| Error::Internal(format!("building the engine request: {e}")))?;
-        request.headers_mut().extend(upstream.headers);
+        let request = upstream.into_http();
 
         let router = &self.config.router;
         let asked = |secs: Option<f64>| secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
@@ -724,8 +788,7 @@ impl Executor {
                 }
             };
             let stream = sse_stream(incoming, converter, stream_timeout, engine.host().to_owned(), guard);
-            let mut response = Response::new(Body::from_stream(stream));
-            response.headers_mut().insert(CONTENT_TYPE, content_type);
+            let mut response = answer(Body::from_stream(stream), content_type);
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             return Ok(response);
         }
@@ -738,9 +801,7 @@ impl Executor {
                 guard.loaded(load);
             }
         }
-        let mut response = Response::new(Body::from(converted.body));
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(response)
+        Ok(answer(Body::from(converted.body), HeaderValue::from_static("application/json")))
     }
 }
 
@@ -809,6 +870,25 @@ pub async fn execute_with_keepalive(exec: Arc<Executor>, op: Operation, body: By
     response
 }
 
+/// An engine's answer for the client, its header map made big enough for what [`Executor::execute`] adds
+/// (growing it is a rehash).
+fn answer(body: Body, content_type: HeaderValue) -> Response {
+    let mut headers = HeaderMap::with_capacity(12);
+    headers.insert(CONTENT_TYPE, content_type);
+    let mut response = Response::new(body);
+    *response.headers_mut() = headers;
+    response
+}
+
+/// A count header's value.
+fn count(n: u32) -> HeaderValue {
+    if n == 0 {
+        HeaderValue::from_static("0")
+    } else {
+        HeaderValue::from(n)
+    }
+}
+
 fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if value.is_empty() {
         return;
@@ -843,11 +923,15 @@ fn connect_message(host: &str, err: &hyper_util::client::legacy::Error) -> Strin
 
 /// Reads a whole engine body within `timeout` and the size limit.
 async fn collect(body: Incoming, timeout: Duration, host: &str) -> Result<Bytes, Error> {
-    let limited = http_body_util::Limited::new(body, MAX_UPSTREAM_BODY);
-    match tokio::time::timeout(timeout, limited.collect()).await {
+    match tokio::time::timeout(timeout, crate::body::read_whole(body, MAX_UPSTREAM_BODY)).await {
         Err(_) => Err(Error::Timeout(format!("engine at {host} did not finish its answer in time"))),
-        Ok(Err(e)) => Err(Error::Connect(format!("reading the answer of engine at {host} failed: {e}"))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(ReadError::TooLarge)) => Err(Error::Connect(format!(
+            "reading the answer of engine at {host} failed: longer than {MAX_UPSTREAM_BODY} bytes"
+        ))),
+        Ok(Err(ReadError::Body(e))) => {
+            Err(Error::Connect(format!("reading the answer of engine at {host} failed: {e}")))
+        }
+        Ok(Ok(bytes)) => Ok(bytes),
     }
 }
 

@@ -160,6 +160,8 @@ async fn master_key_is_required_and_never_echoed() {
     assert!(!wrong.text().contains("sk-master"));
     let right = llmux.post_key("/v1/chat/completions", &body, Some("sk-master-123456")).await;
     assert_eq!(right.status, 200);
+    let other_method = llmux.get("/v1/embeddings").await;
+    assert_eq!(other_method.status, 401, "the key is checked before anything else");
     // Health probes need no key.
     assert_eq!(llmux.get("/health/liveliness").await.status, 200);
 }
@@ -199,6 +201,13 @@ async fn bad_requests_get_openai_style_400s() {
     let missing_route = llmux.get("/v1/nothing").await;
     assert_eq!(missing_route.status, 404);
     assert!(missing_route.json()["error"]["message"].is_string());
+    for path in ["/v1/chat/completions", "/embeddings"] {
+        let wrong_method = llmux.get(path).await;
+        assert_eq!(wrong_method.status, 405, "GET {path}");
+        assert_eq!(wrong_method.json()["error"]["message"], format!("method GET is not allowed on {path}"));
+    }
+    let trailing = llmux.post("/v1/chat/completions/", &chat_body("small", false)).await;
+    assert_eq!(trailing.status, 404, "only the exact API paths are served");
 }
 
 #[tokio::test]

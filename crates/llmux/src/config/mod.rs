@@ -167,6 +167,8 @@ pub struct EngineTarget {
     pub keep_alive: Option<Value>,
     /// Other `litellm_params` (engine options such as `num_ctx`, `top_k`), forwarded to the engine.
     pub extra_params: Map<String, Value>,
+    /// Its request URIs and headers, built on first use (see [`crate::providers::Wire`]).
+    pub wire: crate::providers::Wire,
 }
 
 impl EngineTarget {

@@ -629,6 +629,7 @@ fn target(
         api_key,
         keep_alive,
         extra_params,
+        wire: Default::default(),
     }))
 }
 

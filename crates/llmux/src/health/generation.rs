@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::config::{Config, Deployment, GenerationProbe};
@@ -72,8 +71,7 @@ async fn generate(
     let call = Call { op, deployment: d, model: &probe.model, body: &body, head: &head };
     let provider = engine.adapter().provider();
     let upstream = provider.build_request(&call).map_err(|e| e.to_string())?;
-    let mut request = Request::post(&upstream.url).body(Full::new(upstream.body)).map_err(|e| e.to_string())?;
-    request.headers_mut().extend(upstream.headers);
+    let request = upstream.into_http();
     let timeout = d.health_check_timeout.unwrap_or(DEFAULT_TIMEOUT);
     let exchange = async {
         let response = client.request(request).await.map_err(|e| {

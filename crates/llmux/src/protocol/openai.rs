@@ -121,7 +121,15 @@ impl<'a> RequestHead<'a> {
             return Err(Error::invalid("Request body is empty: expected a JSON object", None));
         }
         let mut de = serde_json::Deserializer::from_slice(body);
-        let fields: HeadFields<'a> = serde_path_to_error::deserialize(&mut de).map_err(body_error)?;
+        // Plain serde first: tracking the path costs a third of the parse, and only an error message needs it.
+        let fields = match HeadFields::deserialize(&mut de) {
+            Ok(fields) => fields,
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(body);
+                let traced: Result<HeadFields<'a>, _> = serde_path_to_error::deserialize(&mut de);
+                return Err(traced.map_or_else(body_error, |_| Error::invalid("Invalid request body", None)));
+            }
+        };
         de.end().map_err(|e| Error::invalid(format!("Invalid JSON body: {e}"), None))?;
 
         let raw_model =

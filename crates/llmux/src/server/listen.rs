@@ -8,14 +8,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::workers::Workers;
+use super::Gateway;
 use crate::lifecycle::Live;
 
 /// hyper's smallest cap on a connection's read buffer. Without it the buffer of a connection whose request is
@@ -26,12 +25,12 @@ const READ_BUFFER: usize = 8192;
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then waits up to `drain_timeout` for in-flight
+/// Serves `gateway` on `listener` until `shutdown` resolves, then waits up to `drain_timeout` for in-flight
 /// requests. A second signal (`interrupt`) during the drain ends it at once. Each accepted connection is served
 /// by one of `workers` (see [`Workers`]).
 pub async fn serve(
     live: Arc<Live>,
-    app: Router,
+    gateway: Gateway,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     interrupt: impl Future<Output = ()>,
@@ -58,7 +57,7 @@ pub async fn serve(
         };
         // A streamed token must leave at once, not wait for Nagle's algorithm to batch it.
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service = gateway.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         // The socket moves to the worker's reactor: taken off this runtime's here, registered there.

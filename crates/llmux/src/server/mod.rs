@@ -4,6 +4,7 @@
 //! [`Error`] rendered in one place.
 
 mod auth;
+mod gateway;
 mod health;
 mod listen;
 mod models;
@@ -21,13 +22,12 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::lifecycle::Live;
-use crate::protocol::openai::{Operation, RequestHead};
+pub use gateway::Gateway;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -43,15 +43,9 @@ impl AppState {
     }
 }
 
-/// The full route table.
+/// The route table for everything but the completion and embedding routes, which [`Gateway`] serves first.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/chat/completions", post(chat))
-        .route("/v1/completions", post(completions))
-        .route("/completions", post(completions))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/embeddings", post(embeddings))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/model/info", get(models::info))
@@ -124,8 +118,9 @@ pub async fn serve_on(
     drain_timeout: Duration,
     workers: usize,
 ) -> anyhow::Result<()> {
-    let router = app(AppState { live: live.clone() });
-    listen::serve(live, router, listener, shutdown, interrupt, drain_timeout, workers).await
+    let state = AppState { live: live.clone() };
+    let gateway = Gateway::new(state.clone(), app(state));
+    listen::serve(live, gateway, listener, shutdown, interrupt, drain_timeout, workers).await
 }
 
 fn spawn_reload_on_hangup(live: &Arc<Live>) {
@@ -161,47 +156,6 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-}
-
-/// Reads the body within the configured limit.
-async fn read_body(state: &AppState, request: Request) -> Result<bytes::Bytes, Error> {
-    let limit = state.executor().config.general.max_request_body_bytes;
-    let limited = http_body_util::Limited::new(request.into_body(), limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Err(e) => Err(Error::invalid(format!("could not read the request body: {e}"), None)),
-    }
-}
-
-async fn handle(state: AppState, op: Operation, request: Request) -> Response {
-    let body = match read_body(&state, request).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let head = match RequestHead::parse(&body, op) {
-        Ok(h) => h,
-        Err(e) => return e.into_response(),
-    };
-    let executor = state.executor();
-    let keepalive = executor.config.router.stream_keepalive;
-    if head.stream && !keepalive.is_zero() {
-        drop(head);
-        return crate::executor::execute_with_keepalive(executor, op, body, keepalive).await;
-    }
-    executor.execute(op, &body, &head).await
-}
-
-async fn chat(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Operation::Chat, request).await
-}
-
-async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Operation::Completion, request).await
-}
-
-async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Operation::Embeddings, request).await
 }
 
 async fn liveliness() -> Json<&'static str> {

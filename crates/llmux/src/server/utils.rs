@@ -7,7 +7,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{read_body, AppState};
+use super::gateway::read_body;
+use super::AppState;
 use crate::config::Target;
 use crate::error::Error;
 use crate::protocol::openai::{parse_body, Operation};
@@ -23,7 +24,8 @@ struct Ask {
 /// Classifies `messages` with the named (or first) complexity router: tier, score, each dimension's matches,
 /// and the model the request would go to.
 pub async fn complexity(State(app): State<AppState>, request: Request) -> Response {
-    let body = match read_body(&app, request).await {
+    let executor = app.executor();
+    let body = match read_body(&executor, request.into_body()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
@@ -31,7 +33,6 @@ pub async fn complexity(State(app): State<AppState>, request: Request) -> Respon
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let executor = app.executor();
     let config = &executor.config;
     let found = match &ask.model {
         Some(name) => match crate::router::resolve(config, Operation::Chat, name) {

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use llmux::lifecycle::Live;
-use llmux::server::{app, AppState};
 use llmux_mock::{MockConfig, MockHandle, MockServer};
 
 /// A running llmux.
@@ -57,8 +56,15 @@ impl Llmux {
         let live = Live::new(config, None, llmux::upstream::client().unwrap(), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = app(AppState { live });
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        // The production serving path (connection workers, the gateway), one worker.
+        tokio::spawn(llmux::server::serve_on(
+            live,
+            listener,
+            std::future::pending(),
+            std::future::pending(),
+            std::time::Duration::ZERO,
+            1,
+        ));
         Llmux::at(addr)
     }
 

@@ -20,13 +20,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{join_url, upstream_error, Call, Converted, Provider, StreamConverter, UpstreamRequest};
+use super::{upstream_error, Call, Converted, Endpoint, Provider, StreamConverter, UpstreamRequest};
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{ContentPart, MessageContent, Operation, Stop};
@@ -62,12 +61,12 @@ impl Ollama {
 impl Provider for Ollama {
     fn build_request(&self, call: &Call<'_>) -> Result<UpstreamRequest, Error> {
         let target = engine_target(call)?;
-        let (path, body) = match self.route(call.op) {
-            Route::Chat => ("/api/chat", chat::request(call, target)?),
-            Route::Generate => ("/api/generate", generate::request(call, target)?),
-            Route::Embed => ("/api/embed", embed::request(call, target)?),
+        let (endpoint, body) = match self.route(call.op) {
+            Route::Chat => (Endpoint::OllamaChat, chat::request(call, target)?),
+            Route::Generate => (Endpoint::OllamaGenerate, generate::request(call, target)?),
+            Route::Embed => (Endpoint::OllamaEmbed, embed::request(call, target)?),
         };
-        Ok(UpstreamRequest { url: join_url(&target.api_base, path), headers: headers(target)?, body })
+        Ok(UpstreamRequest { uri: target.uri(endpoint)?, headers: target.request_headers()?, body })
     }
 
     fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
@@ -107,20 +106,6 @@ fn engine_target<'a>(call: &Call<'a>) -> Result<&'a EngineTarget, Error> {
     call.deployment
         .engine()
         .ok_or_else(|| Error::Internal(format!("deployment '{}' has no engine to call", call.deployment.id)))
-}
-
-/// `content-type`, and `authorization` when a key is configured (Ollama itself ignores it; proxies in front of
-/// it and Ollama's cloud use it).
-fn headers(target: &EngineTarget) -> Result<HeaderMap, Error> {
-    let mut headers = HeaderMap::with_capacity(2);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(key) = target.api_key.as_ref().filter(|k| !k.expose().is_empty()) {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-            .map_err(|_| Error::Internal("the configured API key is not a valid header value".to_owned()))?;
-        value.set_sensitive(true);
-        headers.insert(AUTHORIZATION, value);
-    }
-    Ok(headers)
 }
 
 /// Serialises an engine request body.

@@ -45,6 +45,7 @@ fn deployment(chat: bool, dep: Dep) -> Deployment {
             api_key: dep.key.map(|k| Secret::new(k.to_owned())),
             keep_alive: dep.keep_alive,
             extra_params,
+            wire: Default::default(),
         }),
         order: None,
         weight: None,
@@ -115,8 +116,9 @@ fn chat_request_maps_sampling_params_into_options() {
         })),
     )
     .unwrap();
-    assert_eq!(req.url, "http://ollama:11434/api/chat");
+    assert_eq!(req.uri, "http://ollama:11434/api/chat");
     assert_eq!(req.headers.get("content-type").unwrap(), "application/json");
+    assert_eq!(req.headers.get("host").unwrap(), "ollama:11434");
     assert!(req.headers.get("authorization").is_none());
     assert_eq!(body["model"], "qwen3:8b");
     assert_eq!(body["stream"], false);
@@ -322,7 +324,7 @@ fn base_url_already_ending_with_the_route_is_kept() {
     let head = RequestHead::parse(&body, Operation::Chat).unwrap();
     let model = deployment.engine().map(|e| e.upstream_model.clone()).unwrap_or_default();
     let call = Call { op: Operation::Chat, deployment: &deployment, model: &model, body: &body, head: &head };
-    assert_eq!(CHAT.build_request(&call).unwrap().url, "http://ollama:11434/api/chat");
+    assert_eq!(CHAT.build_request(&call).unwrap().uri, "http://ollama:11434/api/chat");
 }
 
 // ----- requests: /api/generate -----
@@ -349,7 +351,7 @@ fn generate_request_flattens_messages_into_a_prompt() {
         ]}),
     )
     .unwrap();
-    assert_eq!(req.url, "http://ollama:11434/api/generate");
+    assert_eq!(req.uri, "http://ollama:11434/api/generate");
     assert_eq!(
         body["prompt"],
         "### System:\nsys one\nsys two\n\n### User:\nlook\n\n### Assistant:\ncalling\nTool Calls:\n\
@@ -403,7 +405,7 @@ fn completion_request_sends_the_raw_prompt() {
                    "frequency_penalty": 1.05}),
         )
         .unwrap();
-        assert_eq!(req.url, "http://ollama:11434/api/generate");
+        assert_eq!(req.uri, "http://ollama:11434/api/generate");
         assert_eq!(body["prompt"], "def f(");
         assert_eq!(body["suffix"], "return x");
         assert_eq!(body["stream"], true);
@@ -437,7 +439,7 @@ fn embeddings_request_for_both_prefixes() {
             json!({"model": "embed", "input": "hello", "dimensions": 256, "truncate": false, "encoding_format": "float"}),
         )
         .unwrap();
-        assert_eq!(req.url, "http://ollama:11434/api/embed");
+        assert_eq!(req.uri, "http://ollama:11434/api/embed");
         assert_eq!(
             body,
             json!({"model": "embeddinggemma", "input": ["hello"], "dimensions": 256, "truncate": false,

@@ -3,11 +3,9 @@
 //! forwarded byte for byte.
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::{join_url, Call, Converted, Provider, StreamConverter, UpstreamRequest};
+use super::{Call, Converted, Endpoint, Provider, StreamConverter, UpstreamRequest};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RouterControls};
 
@@ -20,24 +18,17 @@ impl Provider for OpenAiCompatible {
             .deployment
             .engine()
             .ok_or_else(|| Error::Internal("passthrough called for a deployment without an engine".into()))?;
-        let route = match call.op {
-            Operation::Chat => "/chat/completions",
-            Operation::Completion => "/completions",
-            Operation::Embeddings => "/embeddings",
+        let endpoint = match call.op {
+            Operation::Chat => Endpoint::ChatCompletions,
+            Operation::Completion => Endpoint::Completions,
+            Operation::Embeddings => Endpoint::Embeddings,
         };
         let body = if engine.extra_params.is_empty() && !call.head.controls.any() {
             call.head.splice_model(call.body, call.model)
         } else {
             with_defaults(call.body, call.model, &engine.extra_params)?
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &engine.api_key {
-            let value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                .map_err(|_| Error::Internal("the configured api_key is not a valid header value".into()))?;
-            headers.insert(AUTHORIZATION, value);
-        }
-        Ok(UpstreamRequest { url: join_url(&engine.api_base, route), headers, body })
+        Ok(UpstreamRequest { uri: engine.uri(endpoint)?, headers: engine.request_headers()?, body })
     }
 
     fn convert_response(&self, _call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {

@@ -1,0 +1,131 @@
+//! The service every connection runs: the completion and embedding routes, which carry nearly all traffic,
+//! are matched and served here; everything else goes to the axum [`Router`].
+//!
+//! Matching the hot routes before axum saves its per-request router dispatch, body boxing and middleware
+//! future (about a microsecond a request here, a tenth of llmux's own user-space cost); the routes and
+//! their errors (401, 405, 413) behave exactly as axum's would.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use http::{Method, Request};
+use tower::ServiceExt;
+
+use super::{auth, AppState};
+use crate::body::ReadError;
+use crate::error::Error;
+use crate::executor::Executor;
+use crate::protocol::openai::{Operation, RequestHead};
+
+/// The connection service: the API routes served directly, the rest by `router`. Cheap to clone (one per
+/// connection).
+#[derive(Clone)]
+pub struct Gateway {
+    state: AppState,
+    router: Router,
+}
+
+impl Gateway {
+    /// A gateway over `state`, falling back to `router` (see [`super::app`]).
+    pub fn new(state: AppState, router: Router) -> Self {
+        Gateway { state, router }
+    }
+}
+
+/// The operation an API path asks for (OpenAI's paths, with or without `/v1`).
+fn operation(path: &str) -> Option<Operation> {
+    match path.strip_prefix("/v1").unwrap_or(path) {
+        "/chat/completions" => Some(Operation::Chat),
+        "/completions" => Some(Operation::Completion),
+        "/embeddings" => Some(Operation::Embeddings),
+        _ => None,
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for Gateway
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        match operation(request.uri().path()) {
+            Some(op) => {
+                let executor = self.state.executor();
+                Box::pin(async move { Ok(api(executor, op, request).await) })
+            }
+            None => {
+                let router = self.router.clone();
+                Box::pin(async move { router.oneshot(request.map(Body::new)).await })
+            }
+        }
+    }
+}
+
+/// One API call: the key first (as every API route), then the method, then the body.
+async fn api<B>(executor: Arc<Executor>, op: Operation, request: Request<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    if let Err(e) = auth::check(&executor.config, request.headers()) {
+        return e.into_response();
+    }
+    if request.method() != Method::POST {
+        let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
+        return Error::MethodNotAllowed(message).into_response();
+    }
+    let body = match read_body(&executor, request.into_body()).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let head = match RequestHead::parse(&body, op) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    let keepalive = executor.config.router.stream_keepalive;
+    if head.stream && !keepalive.is_zero() {
+        drop(head);
+        return crate::executor::execute_with_keepalive(executor, op, body, keepalive).await;
+    }
+    executor.execute(op, &body, &head).await
+}
+
+/// Reads a request body whole, within `general_settings.max_request_body_bytes`.
+pub async fn read_body<B>(executor: &Executor, body: B) -> Result<Bytes, Error>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let limit = executor.config.general.max_request_body_bytes;
+    match crate::body::read_whole(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::TooLarge) => Err(Error::BodyTooLarge { limit }),
+        Err(ReadError::Body(e)) => Err(Error::invalid(format!("could not read the request body: {}", e.into()), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_with_and_without_v1() {
+        assert_eq!(operation("/v1/chat/completions"), Some(Operation::Chat));
+        assert_eq!(operation("/chat/completions"), Some(Operation::Chat));
+        assert_eq!(operation("/v1/completions"), Some(Operation::Completion));
+        assert_eq!(operation("/embeddings"), Some(Operation::Embeddings));
+        assert_eq!(operation("/v1/models"), None);
+        assert_eq!(operation("/v1/v1/chat/completions"), None);
+        assert_eq!(operation("/v1/chat/completions/"), None);
+    }
+}
