@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::ReadError;
-use crate::config::{Config, Deployment, ErrorClass, Strategy};
+use crate::config::{Config, Deployment, EngineTarget, ErrorClass, Strategy};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::{Call, Provider, StreamConverter};
@@ -355,24 +355,30 @@ impl Run<'_> {
         let mut avoid: Vec<usize> = Vec::new();
         let mut last_err: Option<Error> = None;
         let mut queue_deadline: Option<Instant> = None;
+        // Armed when every candidate was busy: wakes when a slot frees up.
+        let mut freed = None;
         self.retries = 0;
         self.last_tier = None;
         loop {
             if self.attempts >= router.max_attempts {
                 return Err(last_err.unwrap_or_else(|| budget_error(router.max_attempts)));
             }
-            let freed = exec.state.slot_freed();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
             let now = exec.state.now();
             let views = exec.state.snapshot(target.members, now, latency_ttl);
             let ask = router::Ask { prompt_tokens: self.prompt_tokens, target_order: order, avoid: &avoid };
             let pick = match router::pick(config, target, &ask, &views, now, &mut self.rng) {
                 Ok(p) => p,
                 Err(NoCandidate::AllBusy) => {
-                    // Every candidate is at its max_parallel_requests: queue, bounded, for a free slot.
+                    // Every candidate is at its max_parallel_requests: queue, bounded, for a free slot. The
+                    // wake-up is armed first and the pick made again, so a slot freed in between is not missed.
+                    let Some(mut armed) = freed.take() else {
+                        let mut armed = Box::pin(exec.state.slot_freed());
+                        armed.as_mut().enable();
+                        freed = Some(armed);
+                        continue;
+                    };
                     let deadline = *queue_deadline.get_or_insert_with(|| Instant::now() + router.queue_timeout);
-                    if tokio::time::timeout_at(deadline.into(), freed).await.is_err() {
+                    if tokio::time::timeout_at(deadline.into(), armed.as_mut()).await.is_err() {
                         return Err(no_candidate_error(config, target.group, NoCandidate::AllBusy));
                     }
                     continue;
@@ -776,7 +782,7 @@ impl Executor {
         let (parts, incoming) = response.into_parts();
         if !parts.status.is_success() {
             let remaining = total.saturating_sub(started.elapsed());
-            let bytes = collect(incoming, remaining, engine.host()).await?;
+            let bytes = collect(incoming, remaining, engine).await?;
             return Err(provider.convert_error(parts.status, &parts.headers, &bytes));
         }
         if head.stream {
@@ -793,7 +799,7 @@ impl Executor {
             return Ok(response);
         }
         let remaining = total.saturating_sub(started.elapsed());
-        let bytes = collect(incoming, remaining, engine.host()).await?;
+        let bytes = collect(incoming, remaining, engine).await?;
         let converted = provider.convert_response(&call, bytes)?;
         if let Some(guard) = &guard {
             guard.served();
@@ -922,16 +928,17 @@ fn connect_message(host: &str, err: &hyper_util::client::legacy::Error) -> Strin
 }
 
 /// Reads a whole engine body within `timeout` and the size limit.
-async fn collect(body: Incoming, timeout: Duration, host: &str) -> Result<Bytes, Error> {
+async fn collect(body: Incoming, timeout: Duration, engine: &EngineTarget) -> Result<Bytes, Error> {
     match tokio::time::timeout(timeout, crate::body::read_whole(body, MAX_UPSTREAM_BODY)).await {
-        Err(_) => Err(Error::Timeout(format!("engine at {host} did not finish its answer in time"))),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Err(_) => Err(Error::Timeout(format!("engine at {} did not finish its answer in time", engine.host()))),
         Ok(Err(ReadError::TooLarge)) => Err(Error::Connect(format!(
-            "reading the answer of engine at {host} failed: longer than {MAX_UPSTREAM_BODY} bytes"
+            "reading the answer of engine at {} failed: longer than {MAX_UPSTREAM_BODY} bytes",
+            engine.host()
         ))),
         Ok(Err(ReadError::Body(e))) => {
-            Err(Error::Connect(format!("reading the answer of engine at {host} failed: {e}")))
+            Err(Error::Connect(format!("reading the answer of engine at {} failed: {e}", engine.host())))
         }
-        Ok(Ok(bytes)) => Ok(bytes),
     }
 }
 

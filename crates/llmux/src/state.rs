@@ -577,12 +577,11 @@ impl State {
             .filter_map(|&i| self.slots.get(i))
             .map(|slot| {
                 let inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
-                let fresh: Vec<f64> = inner
+                let (sum, fresh) = inner
                     .latencies
                     .iter()
                     .filter(|(_, at)| ttl.is_none_or(|ttl| now.saturating_sub(*at) <= ttl))
-                    .map(|(v, _)| *v)
-                    .collect();
+                    .fold((0.0, 0usize), |(sum, n), (v, _)| (sum + v, n + 1));
                 let same_minute = inner.minute == minute;
                 let peer = if inner.peer.minute == minute { inner.peer } else { PeerUsage::default() };
                 let cooldown_until = inner.cooldown_until.max(inner.remote_cooldown_until);
@@ -621,7 +620,7 @@ impl State {
                     evicts,
                     evicts_pinned,
                     in_flight: slot.in_flight.load(Ordering::Relaxed) + slot.peer_in_flight.load(Ordering::Relaxed),
-                    latency: (!fresh.is_empty()).then(|| fresh.iter().sum::<f64>() / fresh.len() as f64),
+                    latency: (fresh > 0).then(|| sum / fresh as f64),
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
                     tokens_this_minute: if same_minute { inner.tokens } else { 0 } + peer.tokens,
                 }

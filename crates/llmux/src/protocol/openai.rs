@@ -82,25 +82,72 @@ struct HeadFields<'a> {
     model: Option<&'a RawValue>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
-    #[serde(borrow)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow)]
-    prompt: Option<&'a RawValue>,
-    #[serde(borrow)]
-    input: Option<&'a RawValue>,
+    messages: Option<Shape>,
+    prompt: Option<Shape>,
+    input: Option<Shape>,
     temperature: Option<f64>,
     top_p: Option<f64>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     n: Option<u64>,
     // LiteLLM's router controls, listed here rather than flattened: `flatten` would buffer the body and break
-    // the borrowed `RawValue`s above.
+    // the borrowed `RawValue` above.
     num_retries: Option<u32>,
     #[serde(default)]
     disable_fallbacks: bool,
     fallbacks: Option<Vec<String>>,
     timeout: Option<f64>,
     stream_timeout: Option<f64>,
+}
+
+/// What a request's payload field (`messages`, `prompt`, `input`) is, read without keeping it: the payload is
+/// most of the body and only its shape is checked here.
+enum Shape {
+    Array { empty: bool },
+    String,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                let mut empty = true;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    empty = false;
+                }
+                Ok(Shape::Array { empty })
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::String)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 /// `stream_options` of a request.
@@ -147,11 +194,10 @@ impl<'a> RequestHead<'a> {
             Operation::Completion => ("prompt", fields.prompt, "a string or an array"),
             Operation::Embeddings => ("input", fields.input, "a string or an array"),
         };
-        let raw = raw.ok_or_else(|| Error::invalid(format!("Missing required parameter: '{name}'"), Some(name)))?;
-        let first = raw.get().as_bytes().first().copied().unwrap_or(b'n');
+        let shape = raw.ok_or_else(|| Error::invalid(format!("Missing required parameter: '{name}'"), Some(name)))?;
         let ok = match op {
-            Operation::Chat => first == b'[' && raw.get() != "[]" && !raw.get().starts_with("[ ]"),
-            Operation::Completion | Operation::Embeddings => first == b'[' || first == b'"',
+            Operation::Chat => matches!(shape, Shape::Array { empty: false }),
+            Operation::Completion | Operation::Embeddings => matches!(shape, Shape::Array { .. } | Shape::String),
         };
         if !ok {
             return Err(Error::invalid(format!("'{name}' must be {expected}"), Some(name)));

@@ -265,13 +265,14 @@ impl EngineTarget {
 
     /// The headers of every request to this engine: JSON content and, with a key, `Authorization: Bearer`.
     pub fn request_headers(&self) -> Result<HeaderMap, Error> {
-        let bearer = self.wire.0.bearer.get_or_init(|| match self.api_key.as_ref().filter(|k| !k.expose().is_empty()) {
-            None => Ok(None),
-            Some(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| ()).map(|mut v| {
-                v.set_sensitive(true);
-                Some(v)
-            }),
-        });
+        let bearer =
+            self.wire.0.bearer.get_or_init(|| match self.api_key.as_ref().filter(|k| !k.expose().is_empty()) {
+                None => Ok(None),
+                Some(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| ()).map(|mut v| {
+                    v.set_sensitive(true);
+                    Some(v)
+                }),
+            });
         let bearer = bearer
             .as_ref()
             .map_err(|()| Error::Internal("the configured api_key is not a valid header value".to_owned()))?;
