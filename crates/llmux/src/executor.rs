@@ -793,7 +793,25 @@ impl Executor {
                     parts.headers.get(CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("text/event-stream"))
                 }
             };
-            let stream = sse_stream(incoming, converter, stream_timeout, engine.host().to_owned(), guard);
+            // The first chunk is awaited here, within the first-byte time: the client then gets the head and
+            // that chunk in one write, and an engine that fails before it can still be failed over.
+            let mut incoming = incoming;
+            let deadline = tokio::time::Instant::from_std(started) + first_byte;
+            let first = match tokio::time::timeout_at(deadline, incoming.frame()).await {
+                Err(_) => {
+                    let host = engine.host();
+                    return Err(Error::Timeout(format!("engine at {host} sent no first chunk within {first_byte:?}")));
+                }
+                Ok(Some(Err(e))) => {
+                    let host = engine.host();
+                    return Err(Error::BadUpstreamResponse(format!(
+                        "engine at {host} ended its stream before it began: {e}"
+                    )));
+                }
+                Ok(Some(Ok(frame))) => Some(frame),
+                Ok(None) => None,
+            };
+            let stream = sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), guard);
             let mut response = answer(Body::from_stream(stream), content_type);
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             return Ok(response);
@@ -944,6 +962,8 @@ async fn collect(body: Incoming, timeout: Duration, engine: &EngineTarget) -> Re
 
 struct StreamState {
     body: Incoming,
+    /// A frame read before the stream was handed over, served first.
+    first: Option<http_body::Frame<Bytes>>,
     /// Keeps the deployment counted in flight while the stream lasts; told when it was served whole.
     guard: Option<OwnedInFlight>,
     converter: Option<Box<dyn StreamConverter>>,
@@ -957,18 +977,23 @@ struct StreamState {
 /// the first byte ends the stream with an SSE error event and `[DONE]`.
 fn sse_stream(
     body: Incoming,
+    first: Option<http_body::Frame<Bytes>>,
     converter: Option<Box<dyn StreamConverter>>,
     idle: Duration,
     host: String,
     guard: Option<OwnedInFlight>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let state = StreamState { body, guard, converter, idle, host, out: BytesMut::new(), done: false };
+    let state = StreamState { body, first, guard, converter, idle, host, out: BytesMut::new(), done: false };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
                 return None;
             }
-            let frame: Result<(), Error> = match tokio::time::timeout(s.idle, s.body.frame()).await {
+            let next = match s.first.take() {
+                Some(frame) => Ok(Some(Ok(frame))),
+                None => tokio::time::timeout(s.idle, s.body.frame()).await,
+            };
+            let frame: Result<(), Error> = match next {
                 Err(_) => Err(Error::Timeout(format!("engine at {} sent nothing for {:?}", s.host, s.idle))),
                 Ok(None) => {
                     s.done = true;

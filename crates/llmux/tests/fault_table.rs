@@ -34,6 +34,7 @@ fn cases() -> Vec<Case> {
         case("hung: no answer (timeout 0.5 s)", Fault::Hang),
         case("malformed JSON answer", Fault::Malformed),
         Case { stream: true, ..case("stream dropped after 2 chunks", Fault::DropAfterChunks(2)) },
+        Case { stream: true, ..case("stream dropped before its first chunk", Fault::DropAfterChunks(0)) },
         Case { both: true, ..case("503 on every deployment of the group", Fault::status(503)) },
         Case {
             both: true,
