@@ -2,8 +2,8 @@
 //! are matched and served here; everything else goes to the axum [`Router`].
 //!
 //! Matching the hot routes before axum saves its per-request router dispatch, body boxing and middleware
-//! future (about a microsecond a request here, a tenth of llmux's own user-space cost); the routes and
-//! their errors (401, 405, 413) behave exactly as axum's would.
+//! future (7% of llmux's own instructions per proxied request, counted with callgrind); the routes and their
+//! errors are the same: 405 for another method, 401 without the key, 413, 400.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,18 +71,19 @@ where
     }
 }
 
-/// One API call: the key first (as every API route), then the method, then the body.
+/// One API call: the method first (as LiteLLM's router: a wrong method is a 405 with or without a key), then
+/// the key, then the body.
 async fn api<B>(executor: Arc<Executor>, op: Operation, request: Request<B>) -> Response
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    if let Err(e) = auth::check(&executor.config, request.headers()) {
-        return e.into_response();
-    }
     if request.method() != Method::POST {
         let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
         return Error::MethodNotAllowed(message).into_response();
+    }
+    if let Err(e) = auth::check(&executor.config, request.headers()) {
+        return e.into_response();
     }
     let body = match read_body(&executor, request.into_body()).await {
         Ok(b) => b,
