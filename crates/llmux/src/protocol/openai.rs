@@ -181,8 +181,14 @@ impl<'a> RequestHead<'a> {
 
         let raw_model =
             fields.model.ok_or_else(|| Error::invalid("Missing required parameter: 'model'", Some("model")))?;
-        let model: Cow<'a, str> = serde_json::from_str(raw_model.get())
-            .map_err(|_| Error::invalid("'model' must be a string", Some("model")))?;
+        // Borrowed unless the name has escapes (serde's own `Cow` always copies).
+        let model: Cow<'a, str> = match serde_json::from_str::<&'a str>(raw_model.get()) {
+            Ok(name) => Cow::Borrowed(name),
+            Err(_) => Cow::Owned(
+                serde_json::from_str::<String>(raw_model.get())
+                    .map_err(|_| Error::invalid("'model' must be a string", Some("model")))?,
+            ),
+        };
         if model.is_empty() {
             return Err(Error::invalid("'model' must not be empty", Some("model")));
         }
