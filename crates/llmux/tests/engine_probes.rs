@@ -153,6 +153,42 @@ litellm_settings:
 }
 
 #[tokio::test]
+async fn transient_429s_from_ollama_neither_teach_nor_erase_model_facts() {
+    let mut config = MockConfig::new("o", &["qwen3:8b"]);
+    config.context_length = 40_960;
+    let ollama = mock_with(config).await;
+    let yaml = format!(
+        r#"
+model_list:
+  - model_name: coding
+    litellm_params: {{model: ollama_chat/qwen3:8b, api_base: "{o}"}}
+general_settings:
+  health_check_ignore_transient_errors: true
+"#,
+        o = ollama.base_url()
+    );
+    let too_many = Fault::Status { status: 429, body: None, retry_after: None };
+    ollama.set_config(|c| {
+        c.fault = too_many.clone();
+        c.fault_paths = vec!["/api/show".into()];
+    });
+    let llmux = Llmux::start(&yaml).await;
+    let context = |info: serde_json::Value| info["data"][0]["model_info"]["max_input_tokens"].clone();
+    llmux.get("/health").await;
+    assert!(context(llmux.get("/model/info").await.json()).is_null(), "a 429 from /api/show teaches nothing");
+    ollama.set_config(|c| c.fault = Fault::None);
+    llmux.get("/health").await;
+    assert_eq!(context(llmux.get("/model/info").await.json()), 40_960, "and /api/show is asked again");
+    ollama.set_config(|c| {
+        c.fault = too_many;
+        c.fault_paths = vec!["/api/tags".into()];
+    });
+    let probe = llmux.get("/health").await.json();
+    assert_eq!(probe["healthy_count"], 1, "a transient error is ignored: {probe}");
+    assert_eq!(context(llmux.get("/model/info").await.json()), 40_960, "the facts survive the 429");
+}
+
+#[tokio::test]
 async fn pre_call_checks_use_the_context_length_the_engine_reports() {
     let mut small = MockConfig::new("small", &["m"]);
     small.context_length = 2_048;

@@ -136,24 +136,29 @@ impl Probe<'_> {
     /// GETs and decodes a probe URL; 5xx, time-outs and connection failures are failures (429/408 too, unless
     /// transient errors are ignored, in which case the host counts as up with nothing learned).
     async fn get<T: for<'de> Deserialize<'de> + Default>(&self, url: &str) -> Result<T, String> {
+        self.get_answer(url).await.map(Option::unwrap_or_default)
+    }
+
+    /// As [`Probe::get`], with `None` for an ignored transient error, where an empty answer would mislead.
+    async fn get_answer<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<Option<T>, String> {
         self.send(Request::get(url), Bytes::new()).await
     }
 
-    /// POSTs a JSON body and decodes the answer, as [`Probe::get`].
-    async fn post<T: for<'de> Deserialize<'de> + Default>(
+    /// POSTs a JSON body and decodes the answer; `None` for an ignored transient error (see [`Probe::get`]).
+    async fn post_answer<T: for<'de> Deserialize<'de>>(
         &self,
         url: &str,
         body: &serde_json::Value,
-    ) -> Result<T, String> {
+    ) -> Result<Option<T>, String> {
         let request = Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
         self.send(request, Bytes::from(body.to_string())).await
     }
 
-    async fn send<T: for<'de> Deserialize<'de> + Default>(
+    async fn send<T: for<'de> Deserialize<'de>>(
         &self,
         mut request: http::request::Builder,
         body: Bytes,
-    ) -> Result<T, String> {
+    ) -> Result<Option<T>, String> {
         if let Some(key) = self.key {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
         }
@@ -170,7 +175,7 @@ impl Probe<'_> {
         };
         let status = response.status();
         if matches!(status.as_u16(), 408 | 429) && self.transient_ok {
-            return Ok(T::default());
+            return Ok(None);
         }
         if !status.is_success() {
             return Err(format!("status {status}"));
@@ -180,6 +185,6 @@ impl Probe<'_> {
             Ok(Ok(b)) => b.to_bytes(),
             _ => return Err("the answer did not arrive".to_owned()),
         };
-        serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("unreadable answer: {e}"))
     }
 }

@@ -77,8 +77,9 @@ pub(super) async fn probe(
     mut known: HashMap<String, ModelFacts>,
 ) -> Result<ProbeOutcome, String> {
     let tags: Tags = probe.get(&join_url(base, "/api/tags")).await?;
-    let ps = probe.get::<Tags>(&join_url(base, "/api/ps")).await;
-    let resident = ps.ok().map(|ps| {
+    // Unknown (not "nothing loaded") when `/api/ps` fails or answers a transient error.
+    let ps = probe.get_answer::<Tags>(&join_url(base, "/api/ps")).await;
+    let resident = ps.ok().flatten().map(|ps| {
         ps.models
             .iter()
             .map(|m| Resident {
@@ -94,8 +95,11 @@ pub(super) async fn probe(
     let available: Vec<String> = tags.models.iter().map(|m| m.name().to_owned()).collect();
     let sizes = tags.models.iter().filter_map(|m| Some((m.name().to_owned(), m.size?))).collect();
 
-    // Facts are read once per model name; a model removed from the host is forgotten.
-    known.retain(|model, _| available.contains(model));
+    // Facts are read once per model name; a model removed from the host is forgotten. An empty list (or a
+    // transient 429/408 taken as one) says nothing about removals.
+    if !available.is_empty() {
+        known.retain(|model, _| available.contains(model));
+    }
     let wildcard = host
         .deployments
         .iter()
@@ -110,12 +114,12 @@ pub(super) async fn probe(
     let new: Vec<&String> =
         available.iter().filter(|m| !known.contains_key(*m) && wanted(m)).take(MAX_SHOWS_PER_PROBE).collect();
     let shows = new.iter().map(|model| async move {
-        let show = probe.post::<Show>(&join_url(base, "/api/show"), &json!({ "model": model })).await;
+        let show = probe.post_answer::<Show>(&join_url(base, "/api/show"), &json!({ "model": model })).await;
         (model.to_string(), show)
     });
     for (model, show) in futures_util::future::join_all(shows).await {
-        // A failed `/api/show` says nothing about the host's health: it is asked again next time.
-        if let Ok(show) = show {
+        // A failed or transient `/api/show` says nothing about the host's health: it is asked again next time.
+        if let Ok(Some(show)) = show {
             known.insert(model, ModelFacts { context_length: show.context_length(), capabilities: show.capabilities });
         }
     }
