@@ -73,6 +73,13 @@ model_list:
 }
 
 /// An inference call straight to a mock engine (bypassing llmux), as another client of the host would make.
+/// An Ollama mock whose models report `context` tokens of context.
+async fn with_context(name: &str, models: &[&str], context: u64) -> llmux_mock::MockHandle {
+    let mut config = MockConfig::new(name, models);
+    config.context_length = context;
+    mock_with(config).await
+}
+
 async fn direct_chat(base: &str, model: &str) -> u16 {
     let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let client = llmux::upstream::client().unwrap();
@@ -110,9 +117,7 @@ async fn an_older_lm_studio_is_read_through_its_v0_api() {
 
 #[tokio::test]
 async fn model_info_shows_the_context_length_and_capabilities_ollama_reports() {
-    let mut config = MockConfig::new("o", &["qwen3:8b", "llama3:8b"]);
-    config.context_length = 40_960;
-    let ollama = mock_with(config).await;
+    let ollama = with_context("o", &["qwen3:8b", "llama3:8b"], 40_960).await;
     let yaml = format!(
         r#"
 model_list:
@@ -154,9 +159,7 @@ litellm_settings:
 
 #[tokio::test]
 async fn transient_429s_from_ollama_neither_teach_nor_erase_model_facts() {
-    let mut config = MockConfig::new("o", &["qwen3:8b"]);
-    config.context_length = 40_960;
-    let ollama = mock_with(config).await;
+    let ollama = with_context("o", &["qwen3:8b"], 40_960).await;
     let yaml = format!(
         r#"
 model_list:
@@ -190,12 +193,8 @@ general_settings:
 
 #[tokio::test]
 async fn pre_call_checks_use_the_context_length_the_engine_reports() {
-    let mut small = MockConfig::new("small", &["m"]);
-    small.context_length = 2_048;
-    let small = mock_with(small).await;
-    let mut large = MockConfig::new("large", &["m"]);
-    large.context_length = 131_072;
-    let large = mock_with(large).await;
+    let small = with_context("small", &["m"], 2_048).await;
+    let large = with_context("large", &["m"], 131_072).await;
     let yaml = format!(
         r#"
 model_list:
