@@ -24,7 +24,10 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The route as LiteLLM names it in error messages.
+    /// Every operation.
+    pub const ALL: [Operation; 3] = [Operation::Chat, Operation::Completion, Operation::Embeddings];
+
+    /// The route (without `/v1`), as OpenAI serves it and LiteLLM names it in error messages.
     pub fn route(self) -> &'static str {
         match self {
             Operation::Chat => "/chat/completions",

@@ -207,12 +207,8 @@ impl Adapter {
 /// An engine route, relative to a deployment's `api_base`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    /// OpenAI's `/chat/completions`.
-    ChatCompletions,
-    /// OpenAI's `/completions`.
-    Completions,
-    /// OpenAI's `/embeddings`.
-    Embeddings,
+    /// OpenAI's route for the operation (`/chat/completions`, `/completions`, `/embeddings`).
+    OpenAi(Operation),
     /// Ollama's `/api/chat`.
     OllamaChat,
     /// Ollama's `/api/generate`.
@@ -227,12 +223,20 @@ impl Endpoint {
     /// The route appended to `api_base`.
     pub fn path(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
+            Endpoint::OpenAi(op) => op.route(),
             Endpoint::OllamaChat => "/api/chat",
             Endpoint::OllamaGenerate => "/api/generate",
             Endpoint::OllamaEmbed => "/api/embed",
+        }
+    }
+
+    /// Its slot in an engine's URI cache.
+    fn slot(self) -> usize {
+        match self {
+            Endpoint::OpenAi(op) => op as usize,
+            Endpoint::OllamaChat => 3,
+            Endpoint::OllamaGenerate => 4,
+            Endpoint::OllamaEmbed => 5,
         }
     }
 }
@@ -254,7 +258,7 @@ struct WireCells {
 impl EngineTarget {
     /// The absolute URI of `endpoint` on this engine.
     pub fn uri(&self, endpoint: Endpoint) -> Result<Uri, Error> {
-        let cell = &self.wire.0.uris[endpoint as usize];
+        let cell = &self.wire.0.uris[endpoint.slot()];
         if let Some(uri) = cell.get() {
             return Ok(uri.clone());
         }

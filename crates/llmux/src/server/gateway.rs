@@ -40,12 +40,8 @@ impl Gateway {
 
 /// The operation an API path asks for (OpenAI's paths, with or without `/v1`).
 fn operation(path: &str) -> Option<Operation> {
-    match path.strip_prefix("/v1").unwrap_or(path) {
-        "/chat/completions" => Some(Operation::Chat),
-        "/completions" => Some(Operation::Completion),
-        "/embeddings" => Some(Operation::Embeddings),
-        _ => None,
-    }
+    let route = path.strip_prefix("/v1").unwrap_or(path);
+    Operation::ALL.into_iter().find(|op| op.route() == route)
 }
 
 impl<B> hyper::service::Service<Request<B>> for Gateway

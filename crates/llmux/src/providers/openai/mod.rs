@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Call, Converted, Endpoint, Provider, StreamConverter, UpstreamRequest};
 use crate::error::Error;
-use crate::protocol::openai::{Operation, RouterControls};
+use crate::protocol::openai::RouterControls;
 
 /// The OpenAI-compatible passthrough adapter.
 pub struct OpenAiCompatible;
@@ -18,17 +18,12 @@ impl Provider for OpenAiCompatible {
             .deployment
             .engine()
             .ok_or_else(|| Error::Internal("passthrough called for a deployment without an engine".into()))?;
-        let endpoint = match call.op {
-            Operation::Chat => Endpoint::ChatCompletions,
-            Operation::Completion => Endpoint::Completions,
-            Operation::Embeddings => Endpoint::Embeddings,
-        };
         let body = if engine.extra_params.is_empty() && !call.head.controls.any() {
             call.head.splice_model(call.body, call.model)
         } else {
             with_defaults(call.body, call.model, &engine.extra_params)?
         };
-        Ok(UpstreamRequest { uri: engine.uri(endpoint)?, headers: engine.request_headers()?, body })
+        Ok(UpstreamRequest { uri: engine.uri(Endpoint::OpenAi(call.op))?, headers: engine.request_headers()?, body })
     }
 
     fn convert_response(&self, _call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
@@ -58,7 +53,7 @@ fn with_defaults(body: &[u8], model: &str, defaults: &Map<String, Value>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::openai::RequestHead;
+    use crate::protocol::openai::{Operation, RequestHead};
 
     #[test]
     fn splice_keeps_every_other_byte() {
