@@ -1,7 +1,8 @@
-//! The one error type of the request path, and its mapping to an HTTP status and an OpenAI-style body.
+//! The one error type of the request path, and its mapping to an HTTP status and a body in each client
+//! protocol's shape ([`Dialect`]).
 //!
-//! Every failure a client can see is a variant here; `into_response` is the only place that turns one into
-//! bytes on the wire, so status codes and body shapes stay consistent across endpoints.
+//! Every failure a client can see is a variant here; [`Error::response_in`] is the only place that turns one
+//! into bytes on the wire, so status codes and body shapes stay consistent across endpoints and protocols.
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
@@ -167,6 +168,87 @@ impl Error {
     }
 }
 
+/// Whose error shape a client expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's `{"error":{"message","type","param","code"}}` (chat completions, Responses, LiteLLM's routes).
+    OpenAi,
+    /// Anthropic's `{"type":"error","error":{"type","message"}}`.
+    Anthropic,
+    /// Ollama's `{"error":"…"}`.
+    Ollama,
+}
+
+impl Error {
+    /// The status in `dialect`: Ollama answers 404 for a model it does not have.
+    pub fn status_in(&self, dialect: Dialect) -> StatusCode {
+        match (self, dialect) {
+            (Error::UnknownModel { .. }, Dialect::Ollama) => StatusCode::NOT_FOUND,
+            _ => self.status(),
+        }
+    }
+
+    /// The message in `dialect` (Ollama's own text for an unknown model, which its clients look for).
+    pub fn message_in(&self, dialect: Dialect) -> String {
+        match (self, dialect) {
+            (Error::UnknownModel { model, .. }, Dialect::Ollama) => {
+                format!("model \"{model}\" not found, try pulling it first")
+            }
+            _ => self.to_string(),
+        }
+    }
+
+    /// Anthropic's error `type` for this error's status.
+    pub fn anthropic_kind(&self) -> &'static str {
+        match self.status().as_u16() {
+            400 | 405 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            408 | 504 => "timeout_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The error body in `dialect`.
+    pub fn body_in(&self, dialect: Dialect) -> serde_json::Value {
+        match dialect {
+            Dialect::OpenAi => serde_json::to_value(self.body()).unwrap_or_default(),
+            Dialect::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": {"type": self.anthropic_kind(), "message": self.to_string()},
+            }),
+            Dialect::Ollama => serde_json::json!({"error": self.message_in(dialect)}),
+        }
+    }
+
+    /// The whole error response in `dialect`: status, body, `retry-after`, `www-authenticate`.
+    pub fn response_in(self, dialect: Dialect) -> Response {
+        let status = self.status_in(dialect);
+        let body = serde_json::to_vec(&self.body_in(dialect)).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let retry_after = match &self {
+            Error::Upstream { retry_after, .. } => *retry_after,
+            Error::NoDeployments { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
 fn upstream_kind(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 | 404 | 422 => "invalid_request_error",
@@ -200,25 +282,7 @@ pub struct ErrorDetail<'a> {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let retry_after = match &self {
-            Error::Upstream { retry_after, .. } => *retry_after,
-            Error::NoDeployments { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        };
-        if let Some(secs) = retry_after {
-            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                headers.insert(header::RETRY_AFTER, value);
-            }
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        self.response_in(Dialect::OpenAi)
     }
 }
 

@@ -18,7 +18,8 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     }
 }
 
-/// Rejects a request without the master key (as `Authorization: Bearer` or `x-api-key`) with LiteLLM's 401.
+/// Rejects a request without the master key (as `Authorization: Bearer`, `x-api-key` — Anthropic's clients — or
+/// `x-litellm-api-key` — LiteLLM's own header, which Cline sends) with LiteLLM's 401.
 /// The comparison is constant-time, and neither key ever reaches a log or an error body.
 pub fn check(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
     let Some(master) = config.general.master_key.as_ref() else {
@@ -29,7 +30,8 @@ pub fn check(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim())
         .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim());
-    let sent = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim));
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let sent = header("x-litellm-api-key").or(bearer.filter(|v| !v.is_empty())).or_else(|| header("x-api-key"));
     match sent {
         None | Some("") => Err(Error::Unauthorized("Authentication Error, No api key passed in.".into())),
         Some(key) if bool::from(key.as_bytes().ct_eq(master.expose().as_bytes())) => Ok(()),

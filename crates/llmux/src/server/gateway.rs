@@ -21,7 +21,9 @@ use super::{auth, AppState};
 use crate::body::ReadError;
 use crate::error::Error;
 use crate::executor::Executor;
+use crate::protocol::ollama;
 use crate::protocol::openai::{Operation, RequestHead};
+use crate::protocol::translate::Translator;
 
 /// The connection service: the API routes served directly, the rest by `router`. Cheap to clone (one per
 /// connection).
@@ -44,6 +46,39 @@ fn operation(path: &str) -> Option<Operation> {
     Operation::ALL.into_iter().find(|op| op.route() == route)
 }
 
+/// A generation route of a protocol llmux translates at its edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Translated {
+    /// Anthropic's `/v1/messages`.
+    Messages,
+    /// OpenAI's `/v1/responses` (or `/responses`).
+    Responses,
+    /// One of Ollama's generation routes.
+    Ollama(ollama::Route),
+}
+
+impl Translated {
+    fn of(path: &str) -> Option<Translated> {
+        Some(match path {
+            "/v1/messages" => Translated::Messages,
+            "/v1/responses" | "/responses" => Translated::Responses,
+            "/api/chat" => Translated::Ollama(ollama::Route::Chat),
+            "/api/generate" => Translated::Ollama(ollama::Route::Generate),
+            "/api/embed" => Translated::Ollama(ollama::Route::Embed),
+            "/api/embeddings" => Translated::Ollama(ollama::Route::Embeddings),
+            _ => return None,
+        })
+    }
+
+    fn translator(self, state: &AppState) -> Box<dyn Translator> {
+        match self {
+            Translated::Messages => Box::new(crate::protocol::anthropic::Messages::new()),
+            Translated::Responses => Box::new(crate::protocol::responses::Responses::new(state.responses.clone())),
+            Translated::Ollama(route) => Box::new(ollama::Ollama::new(route)),
+        }
+    }
+}
+
 impl<B> hyper::service::Service<Request<B>> for Gateway
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -54,10 +89,22 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<B>) -> Self::Future {
-        match operation(request.uri().path()) {
-            Some(op) => {
+        let path = request.uri().path();
+        if let Some(op) = operation(path) {
+            let executor = self.state.executor();
+            return Box::pin(async move { Ok(api(executor, op, request).await) });
+        }
+        match Translated::of(path) {
+            Some(route) => {
+                let translator = route.translator(&self.state);
                 let executor = self.state.executor();
-                Box::pin(async move { Ok(api(executor, op, request).await) })
+                Box::pin(async move {
+                    if request.method() != Method::POST {
+                        let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
+                        return Ok(Error::MethodNotAllowed(message).response_in(translator.dialect()));
+                    }
+                    Ok(super::inbound::serve(executor, translator, request).await)
+                })
             }
             None => {
                 let router = self.router.clone();

@@ -6,8 +6,11 @@
 mod auth;
 mod gateway;
 mod health;
+mod inbound;
 mod listen;
 mod models;
+mod ollama;
+mod responses;
 pub mod tls;
 mod utils;
 pub mod workers;
@@ -34,6 +37,8 @@ pub use gateway::Gateway;
 pub struct AppState {
     /// The current config and its lifecycle.
     pub live: Arc<Live>,
+    /// Responses kept for `previous_response_id` and `GET /v1/responses/{id}` (they outlive reloads).
+    pub responses: Arc<crate::protocol::responses::Store>,
 }
 
 impl AppState {
@@ -54,6 +59,10 @@ pub fn app(state: AppState) -> Router {
         .route("/health/hosts", get(health::hosts))
         .route("/utils/complexity", post(utils::complexity))
         .route("/config/reload", post(reload))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/responses/{id}", get(responses::get).delete(responses::delete))
+        .route("/responses/{id}", get(responses::get).delete(responses::delete))
+        .merge(ollama::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(api)
@@ -118,7 +127,7 @@ pub async fn serve_on(
     drain_timeout: Duration,
     workers: usize,
 ) -> anyhow::Result<()> {
-    let state = AppState { live: live.clone() };
+    let state = AppState { live: live.clone(), responses: Arc::new(crate::protocol::responses::Store::new()) };
     let gateway = Gateway::new(state.clone(), app(state));
     listen::serve(live, gateway, listener, shutdown, interrupt, drain_timeout, workers).await
 }
@@ -190,6 +199,14 @@ async fn reload(State(state): State<AppState>) -> Response {
         }))
         .into_response(),
         Err(errors) => Error::ConfigRejected(errors).into_response(),
+    }
+}
+
+/// `POST /v1/messages/count_tokens` (Anthropic): counted here, no engine called.
+async fn count_tokens(body: axum::body::Bytes) -> Response {
+    match crate::protocol::anthropic::count_tokens(&body) {
+        Ok(out) => ([(http::header::CONTENT_TYPE, "application/json")], out).into_response(),
+        Err(e) => e.response_in(crate::error::Dialect::Anthropic),
     }
 }
 
