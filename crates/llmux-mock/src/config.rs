@@ -16,7 +16,8 @@ use crate::residency::ResidencyConfig;
 /// The reply template used when none is configured.
 ///
 /// `{name}` is replaced by the host name, `{model}` by the requested model and
-/// `{input}` by the last user message (or the prompt), so tests can tell which
+/// `{input}` by the last user message (or the prompt) and `{tool_result}` by a
+/// tool result that ends the conversation, so tests can tell which
 /// host and model answered and what it was asked.
 pub const DEFAULT_REPLY: &str = "Hello from {name} ({model}).";
 

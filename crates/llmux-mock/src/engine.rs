@@ -30,6 +30,9 @@ pub(crate) struct GenInput {
     pub stop: Vec<String>,
     /// Whether the request offers tools.
     pub has_tools: bool,
+    /// The content of the last message when it is a tool result: the scripted tool call has been answered, so
+    /// the reply is text (with `{tool_result}` filled in) and a client's tool loop ends.
+    pub tool_result: Option<String>,
 }
 
 /// Why generation ended.
@@ -106,7 +109,7 @@ impl Plan {
 pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
     let prompt_tokens = estimate_tokens(input.prompt_chars);
     let thinking = cfg.thinking.as_deref().map(|t| tokenize(&render(t, cfg, input))).unwrap_or_default();
-    if let (true, Some(call)) = (input.has_tools, &cfg.tool_call) {
+    if let (true, None, Some(call)) = (input.has_tools, &input.tool_result, &cfg.tool_call) {
         return Plan {
             thinking,
             content: Vec::new(),
@@ -136,7 +139,17 @@ pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
 
 /// Fills the reply placeholders.
 fn render(template: &str, cfg: &MockConfig, input: &GenInput) -> String {
-    template.replace("{name}", &cfg.name).replace("{model}", &input.model).replace("{input}", &input.input)
+    template
+        .replace("{name}", &cfg.name)
+        .replace("{model}", &input.model)
+        .replace("{input}", &input.input)
+        .replace("{tool_result}", input.tool_result.as_deref().unwrap_or(""))
+}
+
+/// The content of the last message of a chat when it is a tool result (`role: tool`).
+pub(crate) fn tool_result(messages: &[Value]) -> Option<String> {
+    let last = messages.last()?;
+    (last.get("role").and_then(Value::as_str) == Some("tool")).then(|| content_text(last.get("content")))
 }
 
 /// `n` deterministic filler tokens.
@@ -343,6 +356,20 @@ mod tests {
         let p = plan(&cfg, &i);
         assert_eq!(p.finish, Finish::ToolCalls);
         assert!(p.content.is_empty());
+    }
+
+    #[test]
+    fn a_tool_result_ends_the_tool_loop_with_text() {
+        let mut cfg = MockConfig::new("h", &[]);
+        cfg.reply = "the tool said {tool_result}".into();
+        cfg.tool_call = Some(ToolCallSpec::new("f", json!({})));
+        let messages = [json!({"role": "user", "content": "go"}), json!({"role": "tool", "content": "42"})];
+        let mut i = input("m");
+        i.has_tools = true;
+        i.tool_result = tool_result(&messages);
+        let p = plan(&cfg, &i);
+        assert_eq!((p.finish, p.tool_call, p.text().as_str()), (Finish::Stop, None, "the tool said 42"));
+        assert_eq!(tool_result(&messages[..1]), None);
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub(crate) async fn chat(ctx: Ctx, body: Bytes) -> ApiResult {
             .unwrap_or_default(),
         prompt_chars: messages.iter().map(|m| engine::content_text(m.get("content")).chars().count()).sum(),
         has_tools: engine::has_tools(req.get("tools")),
+        tool_result: engine::tool_result(&messages),
         model,
         ..options(&req)
     };

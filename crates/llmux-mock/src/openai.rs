@@ -162,6 +162,7 @@ pub(crate) async fn chat_completions(ctx: Ctx, body: Bytes) -> ApiResult {
         max_tokens: max_tokens(&req),
         stop: engine::stop_list(req.get("stop")),
         has_tools: engine::has_tools(req.get("tools")),
+        tool_result: engine::tool_result(&messages),
         model,
     };
     let plan = engine::plan(&ctx.cfg, &input);
@@ -293,6 +294,7 @@ pub(crate) async fn completions(ctx: Ctx, body: Bytes) -> ApiResult {
         max_tokens: max_tokens(&req),
         stop: engine::stop_list(req.get("stop")),
         has_tools: false,
+        tool_result: None,
         model,
     };
     let mut plan = engine::plan(&ctx.cfg, &input);
