@@ -368,7 +368,7 @@ mod tests {
         i.has_tools = true;
         i.tool_result = tool_result(&messages);
         let p = plan(&cfg, &i);
-        assert_eq!((p.finish, p.tool_call, p.text().as_str()), (Finish::Stop, None, "the tool said 42"));
+        assert_eq!((p.finish, &p.tool_call, p.text().as_str()), (Finish::Stop, &None, "the tool said 42"));
         assert_eq!(tool_result(&messages[..1]), None);
     }
 
