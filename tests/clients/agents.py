@@ -1,0 +1,64 @@
+"""The agent CLIs (Claude Code, Codex, OpenCode) as real clients of llmux.
+
+tests/agents/setup installs them (pinned) into LLMUX_AGENTS_DIR; tests/run exports it. Each program runs with a
+scratch HOME, its telemetry, update checks and non-essential traffic off, and only loopback addresses to talk to.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+AGENTS_DIR = Path(os.environ.get("LLMUX_AGENTS_DIR") or Path.home() / ".cache" / "llmux-agents")
+
+# Off for every agent: telemetry, error reporting, auto-update, feedback surveys, and any proxy.
+QUIET_ENV = {
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_BUG_COMMAND": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "CODEX_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "NO_COLOR": "1",
+    "CI": "1",
+    "NO_PROXY": "127.0.0.1,localhost,::1",
+}
+
+
+def agent(name: str) -> Path:
+    """The installed program `name` (claude, codex, opencode); a missing one fails the test."""
+    path = AGENTS_DIR / "node_modules" / ".bin" / name
+    if not path.exists():
+        pytest.fail(f"{path} not found: run tests/agents/setup (tests/run does)", pytrace=False)
+    return path
+
+
+def run_agent(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Runs an agent CLI headless with a scratch HOME and the quiet environment; returns the finished process."""
+    home = Path(tempfile.mkdtemp(prefix="llmux-agent-home-"))
+    full = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "TERM": "dumb",
+        **QUIET_ENV,
+        **(env or {}),
+    }
+    work = cwd or Path(tempfile.mkdtemp(prefix="llmux-agent-work-"))
+    return subprocess.run(
+        argv, env=full, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
