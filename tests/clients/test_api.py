@@ -43,7 +43,19 @@ def test_model_info(lab):
         r = http.get("/model/info")
     assert r.status_code == 200, r.text
     data = r.json()["data"]
-    assert len(data) == len(load_homelab()["model_list"]) + 1
+    config = load_homelab()
+    deployments = config["model_list"]
+    # Every deployment (+ the passthrough one), then each alias as LiteLLM lists it: its target's deployments
+    # again under the alias's name, so model pickers (Cline's) offer `coding`, `tools_fast`, …
+    aliases = config["router_settings"]["model_group_alias"]
+    per_alias = {a: sum(1 for d in deployments if d["model_name"] == t) for a, t in aliases.items()}
+    assert len(data) == len(deployments) + 1 + sum(per_alias.values())
+    for alias, target in aliases.items():
+        entries = [d for d in data if d["model_name"] == alias]
+        assert len(entries) == per_alias[alias], (alias, entries)
+        assert {e["model_info"]["id"] for e in entries} == {
+            d["model_info"]["id"] for d in data if d["model_name"] == target
+        }
     assert all(d["model_info"]["id"] for d in data)
     # Keys never leave llmux.
     assert "sk-upstream-not-the-master-key" not in r.text
@@ -54,6 +66,14 @@ def test_health_needs_no_key(lab):
     with lab.llmux.http() as http:
         assert http.get("/health/liveliness").status_code == 200
         assert http.get("/health/readiness").status_code == 200
+
+
+def test_litellm_key_header_is_accepted(lab):
+    # Cline sends the key as LiteLLM's own header.
+    with lab.llmux.http(headers={"x-litellm-api-key": MASTER_KEY}) as http:
+        assert http.get("/v1/models").status_code == 200
+    with lab.llmux.http(headers={"x-litellm-api-key": "sk-wrong"}) as http:
+        assert http.get("/v1/models").status_code == 401
 
 
 def test_wrong_key_is_401(lab):

@@ -100,6 +100,8 @@ async fn refresh_model_lists(executor: &crate::executor::Executor) {
 /// What the engine reports about the model fills in what the config leaves out: `max_input_tokens` from its
 /// context length, `supports_vision` / `supports_function_calling` / `supports_reasoning` from its
 /// capabilities. With `check_provider_endpoint`, a wildcard deployment is listed once per model its engine has.
+/// Then each alias that is not hidden, as LiteLLM lists them: its target group's deployments again under the
+/// alias's name (model pickers such as Cline's offer what this lists).
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let executor = state.executor();
     let config = &executor.config;
@@ -127,6 +129,19 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         }
         let facts = engine.and_then(|e| host.and_then(|h| facts(h, &e.upstream_model)));
         data.push(entry(d, &d.model_name, d.public_params.clone(), facts));
+    }
+    for name in &config.alias_order {
+        let Some(alias) = config.aliases.get(name) else { continue };
+        if alias.hidden || config.groups.contains_key(name) {
+            continue;
+        }
+        let Some(resolved) = config.resolve(name) else { continue };
+        for &i in resolved.deployments {
+            let d = &config.deployments[i];
+            let host = d.host.and_then(|h| hosts.get(h));
+            let facts = d.engine().and_then(|e| host.and_then(|h| facts(h, &e.upstream_model)));
+            data.push(entry(d, name, d.public_params.clone(), facts));
+        }
     }
     Json(json!({"data": data}))
 }

@@ -156,6 +156,7 @@ const OPTION_KEYS: &[&str] = &[
 /// to Ollama. Everything else in `litellm_params` goes into `options`, as LiteLLM does.
 const NOT_OPTIONS: &[&str] = &[
     "think",
+    "thinking",
     "format",
     "response_format",
     "reasoning_effort",
@@ -279,6 +280,7 @@ fn switches(target: &EngineTarget, req: RequestKnobs<'_>) -> Result<Switches, Er
     out.think = non_null(req.extra.get("think"))
         .cloned()
         .or_else(|| req.reasoning_effort.map(|e| think_of(e, model)))
+        .or_else(|| thinking_effort(req.extra.get("thinking")).map(|e| think_of(e, model)))
         .or_else(|| non_null(deployment.get("think")).cloned())
         .or_else(|| deployment.get("reasoning_effort").and_then(Value::as_str).map(|e| think_of(e, model)));
 
@@ -361,6 +363,22 @@ fn format_of(response_format: &Value) -> Result<Option<Value>, Error> {
             "'response_format.type' must be 'text', 'json_object' or 'json_schema'",
             Some("response_format"),
         )),
+    }
+}
+
+/// Anthropic's `thinking: {type, budget_tokens}` (Cline sends it on chat completions) as a reasoning effort:
+/// `disabled` is off; `enabled` is low below 4,096 budget tokens, medium below 16,384, high above.
+fn thinking_effort(thinking: Option<&Value>) -> Option<&'static str> {
+    let thinking = thinking?;
+    match thinking.get("type").and_then(Value::as_str)? {
+        "enabled" => Some(match thinking.get("budget_tokens").and_then(Value::as_u64) {
+            Some(b) if b < 4096 => "low",
+            Some(b) if b < 16384 => "medium",
+            Some(_) => "high",
+            None => "medium",
+        }),
+        "disabled" => Some("none"),
+        _ => None,
     }
 }
 

@@ -206,6 +206,23 @@ fn chat_request_think_from_reasoning_effort_and_think_field() {
 }
 
 #[test]
+fn clines_anthropic_style_thinking_turns_think_on_and_off() {
+    let body = |upstream: &'static str, extra: Value| {
+        let (_, body) = build(Operation::Chat, true, Dep { upstream, ..Dep::default() }, chat_body(extra)).unwrap();
+        body
+    };
+    let on = json!({"thinking": {"type": "enabled", "budget_tokens": 2048}});
+    assert_eq!(body("qwen3:8b", on.clone())["think"], json!(true));
+    assert!(body("qwen3:8b", on)["options"].get("thinking").is_none(), "not an Ollama option");
+    let big = json!({"thinking": {"type": "enabled", "budget_tokens": 32000}});
+    assert_eq!(body("gpt-oss:20b", big)["think"], json!("high"));
+    let off = json!({"thinking": {"type": "disabled"}});
+    assert_eq!(body("qwen3:8b", off)["think"], json!(false));
+    let both = json!({"thinking": {"type": "enabled"}, "reasoning_effort": "none"});
+    assert_eq!(body("qwen3:8b", both)["think"], json!(false), "reasoning_effort is the OpenAI field: it wins");
+}
+
+#[test]
 fn chat_request_keep_alive_request_over_deployment() {
     let dep = || Dep { keep_alive: Some(json!("30m")), ..Dep::default() };
     let (_, body) = build(Operation::Chat, true, dep(), chat_body(json!({}))).unwrap();
