@@ -1,0 +1,77 @@
+"""OpenCode (npm `opencode-ai`) as a real client: `opencode run` headless through llmux's chat completions, with
+its OpenAI-compatible provider pointed at llmux, answered by a mock Ollama engine."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from agents import agent, run_agent
+from harness import MASTER_KEY, start_llmux, start_mock
+
+
+@pytest.fixture
+def gateway(log_root: Path, request):
+    log_dir = log_root / request.node.name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    mock = start_mock("opencode-box", ["qwen3:8b"], log_dir)
+    config = {
+        "model_list": [
+            {"model_name": "coding", "litellm_params": {"model": "ollama_chat/qwen3:8b", "api_base": mock.url}},
+        ],
+        "general_settings": {"master_key": MASTER_KEY},
+    }
+    llmux = start_llmux(config, log_dir)
+    try:
+        yield mock, llmux
+    finally:
+        llmux.proc.stop()
+        mock.proc.stop()
+
+
+def opencode(llmux, prompt: str, work: Path):
+    (work / "opencode.json").write_text(json.dumps({
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {"gw": {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": "llmux",
+            "options": {"baseURL": llmux.base_url + "/v1", "apiKey": MASTER_KEY},
+            "models": {"coding": {"name": "coding"}},
+        }},
+        "model": "gw/coding",
+        "autoupdate": False,
+        "share": "disabled",
+    }))
+    return run_agent([str(agent("opencode")), "run", prompt], cwd=work, timeout=90)
+
+
+def test_opencode_prints_the_answer(gateway, tmp_path):
+    mock, llmux = gateway
+    marker = secrets.token_hex(4)
+    mock.configure(reply=f"scripted answer {marker}")
+    done = opencode(llmux, "say hi", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"scripted answer {marker}" in done.stdout, done.stdout + done.stderr
+    chats = mock.requests("/api/chat")
+    assert chats, "OpenCode's request never reached the engine"
+    assert any("say hi" in json.dumps(r["body"]["messages"]) for r in chats)
+
+
+def test_opencode_runs_a_scripted_tool_call_and_sends_the_result_back(gateway, tmp_path):
+    mock, llmux = gateway
+    marker = f"llmux-tool-{secrets.token_hex(4)}"
+    mock.configure(
+        reply="the tool printed: {tool_result}",
+        tool_call={"name": "bash", "arguments": {"command": f"echo {marker}", "description": "print a marker"}},
+    )
+    done = opencode(llmux, "run the marker command", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # OpenCode ran `bash`, sent its output back as a tool message, and printed the engine's final answer.
+    tool_turns = [
+        m for r in mock.requests("/api/chat") for m in r["body"]["messages"] if m.get("role") == "tool"
+    ]
+    assert any(marker in m.get("content", "") for m in tool_turns), tool_turns
+    assert f"the tool printed: {marker}" in done.stdout, done.stdout + done.stderr
