@@ -102,6 +102,9 @@ struct Run<'a> {
     classification: Option<Classification>,
     steps: Vec<String>,
     rng: fastrand::Rng,
+    /// The body with its remote images inlined, made the first time an engine that needs that is tried
+    /// (`Some(None)`: the body has none).
+    inlined: Option<Option<Bytes>>,
 }
 
 /// A hop of the fallback walk: a model name, an order tier, and its depth.
@@ -170,6 +173,7 @@ impl Executor {
             classification: None,
             steps: Vec::new(),
             rng: fastrand::Rng::new(),
+            inlined: None,
         };
         let result = run.walk().await;
         let (mut response, deployment) = match result {
@@ -396,6 +400,14 @@ impl Run<'_> {
                     Some("model"),
                 ));
             };
+            // Before the attempt is counted anywhere: a link the client sent that cannot be fetched is its error.
+            let inlined = match self.inline_images_for(d).await {
+                Ok(body) => body,
+                Err(e) => {
+                    self.steps.push(format!("{step} failed: {}", short(&e)));
+                    return Err(e);
+                }
+            };
             let guard = exec.state.start(index, self.prompt_tokens, now);
             let marked = exec.state.model_routed(index, &model, now);
             // A host that must load the model first gets the time loading took it before, and some, to answer.
@@ -406,7 +418,8 @@ impl Run<'_> {
             let joined = if marked { None } else { exec.load_in_progress(index) };
             let started = Instant::now();
             let until = patience.map(|p| exec.load_started(index, started + p));
-            let call = Call { op: self.op, deployment: d, model: &model, body: self.body, head: self.head };
+            let body = inlined.as_deref().unwrap_or(self.body);
+            let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head };
             let result = exec.attempt(call, guard, patience.or(joined)).await;
             if let Some(until) = until {
                 exec.load_awaited(index, until);
@@ -482,6 +495,28 @@ impl Run<'_> {
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+impl Run<'_> {
+    /// The body to send to `d` when its engine takes only inline images (Ollama) and the request links remote
+    /// ones: fetched once per request (see [`crate::images`]); `None` to send the body as received.
+    async fn inline_images_for(&mut self, d: &Deployment) -> Result<Option<Bytes>, Error> {
+        let inline_only = d.engine().is_some_and(|e| matches!(e.adapter(), crate::providers::Adapter::Ollama { .. }));
+        if !inline_only || self.op != Operation::Chat {
+            return Ok(None);
+        }
+        if let Some(done) = &self.inlined {
+            return Ok(done.clone());
+        }
+        let done = if crate::images::may_have_remote(self.body) {
+            let exec = self.exec;
+            crate::images::inline_remote(self.body, &exec.client, &exec.config.images).await?
+        } else {
+            None
+        };
+        self.inlined = Some(done.clone());
+        Ok(done)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod health;
 pub mod healthcheck;
+pub mod images;
 pub mod lifecycle;
 pub mod protocol;
 pub mod providers;

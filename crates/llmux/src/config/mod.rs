@@ -68,6 +68,27 @@ pub struct Config {
     pub router: RouterSettings,
     /// Proxy behaviour.
     pub general: GeneralSettings,
+    /// `llmux_settings.images`: fetching remote images for engines that only take inline ones.
+    pub images: ImageFetch,
+}
+
+/// `llmux_settings.images`: how llmux fetches an `http(s)` image URL for an engine that only takes inline
+/// images (Ollama's `images` is base64; LiteLLM downloads such URLs too).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFetch {
+    /// `allow_private_networks`: fetch from loopback, private, link-local and unique-local addresses too
+    /// (off by default: a client could otherwise make llmux read the home network for it).
+    pub allow_private: bool,
+    /// `max_mb`: the largest image fetched (default 20 MB).
+    pub max_bytes: usize,
+    /// `timeout` seconds for one image, redirects included (default 10).
+    pub timeout: Duration,
+}
+
+impl Default for ImageFetch {
+    fn default() -> Self {
+        ImageFetch { allow_private: false, max_bytes: 20 * 1024 * 1024, timeout: Duration::from_secs(10) }
+    }
 }
 
 /// One `model_list` entry.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, GenerationProbe, Host,
-    HostLimits, Pattern, RedisSettings, RouterSettings, Secret, Strategy, Target,
+    HostLimits, ImageFetch, Pattern, RedisSettings, RouterSettings, Secret, Strategy, Target,
 };
 use crate::providers;
 
@@ -177,6 +177,7 @@ pub(super) fn validate(
     let mut hosts = hosts(&mut deployments);
     host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, diags);
     let group_keep_alive = group_keep_alive(tree.get("llmux_settings"), &|g| groups.contains_key(g), diags);
+    let images = image_fetch(tree.get("llmux_settings"), diags);
     // A pinned model stays loaded: Ollama would unload it after its default 5 minutes idle.
     for host in &hosts {
         for &i in &host.deployments {
@@ -222,6 +223,7 @@ pub(super) fn validate(
         patterns,
         router,
         general,
+        images,
     })
 }
 
@@ -755,7 +757,7 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
         Some(Value::Object(m)) => m,
         Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
     };
-    for key in settings.keys().filter(|k| *k != "hosts" && *k != "groups") {
+    for key in settings.keys().filter(|k| !["hosts", "groups", "images"].contains(&k.as_str())) {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }
     let entries = match settings.get("hosts") {
@@ -869,6 +871,30 @@ fn group_keep_alive(
                 format!("must be a duration like 30m, 1h, -1 (for ever) or 0 (unload at once), found {v}"),
             ),
         }
+    }
+    out
+}
+
+/// `llmux_settings.images`: `allow_private_networks`, `max_mb`, `timeout` (see [`ImageFetch`]).
+fn image_fetch(settings: Option<&Value>, diags: &mut Diagnostics) -> ImageFetch {
+    const S: &str = "llmux_settings.images";
+    let mut out = ImageFetch::default();
+    let Some(images) = settings.and_then(|s| s.get("images")).filter(|v| !v.is_null()) else { return out };
+    let Value::Object(images) = images else {
+        diags.error(S, format!("must be a mapping, found {}", type_name(images)));
+        return out;
+    };
+    for key in images.keys().filter(|k| !["allow_private_networks", "max_mb", "timeout"].contains(&k.as_str())) {
+        diags.warn(format!("{S}.{key}"), "unknown image setting; ignored");
+    }
+    if let Some(allow) = get_bool(images, "allow_private_networks", S, diags) {
+        out.allow_private = allow;
+    }
+    if let Some(mb) = get_num(images, "max_mb", S, diags) {
+        out.max_bytes = (mb * 1024.0 * 1024.0) as usize;
+    }
+    if let Some(secs) = get_num(images, "timeout", S, diags).filter(|s| *s > 0.0) {
+        out.timeout = seconds(secs);
     }
     out
 }
