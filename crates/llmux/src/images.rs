@@ -120,7 +120,7 @@ async fn fetch_within(url: &str, client: &HttpClient, policy: &ImageFetch) -> Re
             Err(ReadError::Body(e)) => return Err(format!("reading it failed: {e}")),
         };
         let mime = sniff(&bytes)
-            .or_else(|| declared.as_deref().filter(|t| t.starts_with("image/")).map(|t| mime_only(t)))
+            .or_else(|| declared.as_deref().filter(|t| t.starts_with("image/")).map(mime_only))
             .ok_or_else(|| "it is not an image".to_owned())?;
         let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
         return Ok(format!("data:{mime};base64,{data}"));
