@@ -2,16 +2,36 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use serde_json::json;
 
 use super::AppState;
-use crate::error::Error;
 
-/// `GET /v1/responses/{id}`.
-pub async fn get(State(_state): State<AppState>, Path(id): Path<String>) -> Response {
-    Error::NotFound(format!("Response with id '{id}' not found.")).into_response()
+/// OpenAI's answer for an id it does not have (`invalid_request_error`, 404).
+fn not_found(id: &str) -> Response {
+    let body = json!({"error": {
+        "message": format!("Response with id '{id}' not found."),
+        "type": "invalid_request_error",
+        "param": null,
+        "code": null,
+    }});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// `GET /v1/responses/{id}`: the Response object as it was answered.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.responses.get(&id) {
+        Some(stored) => Json(stored.response.clone()).into_response(),
+        None => not_found(&id),
+    }
 }
 
 /// `DELETE /v1/responses/{id}`.
-pub async fn delete(State(_state): State<AppState>, Path(id): Path<String>) -> Response {
-    Error::NotFound(format!("Response with id '{id}' not found.")).into_response()
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if state.responses.delete(&id) {
+        Json(json!({"id": id, "object": "response", "deleted": true})).into_response()
+    } else {
+        not_found(&id)
+    }
 }

@@ -1,0 +1,188 @@
+//! The responses llmux keeps for `previous_response_id`, `item_reference` and `GET /v1/responses/{id}`.
+//!
+//! In memory, bounded by count and by bytes (oldest out first), shared by every request of one process and
+//! kept across config reloads (it lives in `AppState`, not in the config). Replicas do not share it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use crate::protocol::openai::ChatMessage;
+
+/// How many responses are kept when nothing else is said.
+pub const DEFAULT_MAX_COUNT: usize = 10_000;
+/// How many bytes (of serialised responses and conversations) are kept when nothing else is said.
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Stored {
+    /// The Response object as the client got it (what `GET` answers).
+    pub response: Value,
+    /// The whole conversation up to and including this response's answer, as chat messages (without the
+    /// `instructions`, which `previous_response_id` does not carry over).
+    pub conversation: Vec<ChatMessage>,
+    /// The request's input items that had an `id`, for `item_reference`.
+    pub input_items: Vec<Value>,
+    /// Roughly how much memory this entry holds.
+    pub bytes: usize,
+}
+
+impl Stored {
+    /// An entry, its size measured.
+    pub fn new(response: Value, conversation: Vec<ChatMessage>, input_items: Vec<Value>) -> Self {
+        let bytes = serde_json::to_vec(&response).map(|v| v.len()).unwrap_or(0)
+            + serde_json::to_vec(&conversation).map(|v| v.len()).unwrap_or(0)
+            + serde_json::to_vec(&input_items).map(|v| v.len()).unwrap_or(0);
+        Stored { response, conversation, input_items, bytes }
+    }
+
+    /// The output or input item with `id`, if this response has it.
+    pub fn item(&self, id: &str) -> Option<&Value> {
+        let output = self.response.get("output").and_then(Value::as_array).into_iter().flatten();
+        output.chain(self.input_items.iter()).find(|item| item.get("id").and_then(Value::as_str) == Some(id))
+    }
+}
+
+/// Stored responses, for `previous_response_id` and `GET /v1/responses/{id}`.
+#[derive(Debug)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<String, Arc<Stored>>,
+    /// Ids, oldest first (deleted ones are removed too).
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::with_limits(DEFAULT_MAX_COUNT, DEFAULT_MAX_BYTES)
+    }
+}
+
+impl Store {
+    /// An empty store with the default bounds.
+    pub fn new() -> Self {
+        Store::default()
+    }
+
+    /// An empty store keeping at most `max_count` responses and about `max_bytes` bytes.
+    pub fn with_limits(max_count: usize, max_bytes: usize) -> Self {
+        Store { inner: Mutex::new(Inner::default()), max_count, max_bytes }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters here.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `entry` under `id`, dropping the oldest entries while the store is over its bounds. An entry
+    /// larger than the whole byte budget is not kept.
+    pub fn put(&self, id: String, entry: Stored) {
+        if entry.bytes > self.max_bytes || self.max_count == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(old) = inner.by_id.remove(&id) {
+            inner.bytes -= old.bytes;
+            inner.order.retain(|x| x != &id);
+        }
+        inner.bytes += entry.bytes;
+        inner.by_id.insert(id.clone(), Arc::new(entry));
+        inner.order.push_back(id);
+        while inner.by_id.len() > self.max_count || inner.bytes > self.max_bytes {
+            let Some(oldest) = inner.order.pop_front() else { break };
+            if let Some(old) = inner.by_id.remove(&oldest) {
+                inner.bytes -= old.bytes;
+            }
+        }
+    }
+
+    /// The response stored under `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<Stored>> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    /// Removes the response stored under `id`; whether there was one.
+    pub fn delete(&self, id: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.by_id.remove(id) {
+            Some(old) => {
+                inner.bytes -= old.bytes;
+                inner.order.retain(|x| x != id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An output or input item of any stored response, by its id (for `item_reference`), newest first.
+    pub fn item(&self, id: &str) -> Option<Value> {
+        let inner = self.lock();
+        inner.order.iter().rev().filter_map(|r| inner.by_id.get(r)).find_map(|s| s.item(id).cloned())
+    }
+
+    /// How many responses are stored.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(text: &str) -> Stored {
+        Stored::new(json!({"output": [{"id": format!("msg_{text}"), "type": "message"}], "text": text}), vec![], vec![])
+    }
+
+    #[test]
+    fn count_bound_drops_the_oldest() {
+        let store = Store::with_limits(2, usize::MAX);
+        store.put("a".into(), entry("a"));
+        store.put("b".into(), entry("b"));
+        store.put("c".into(), entry("c"));
+        assert!(store.get("a").is_none());
+        assert!(store.get("b").is_some() && store.get("c").is_some());
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn byte_bound_drops_the_oldest_and_refuses_giants() {
+        let size = entry("x").bytes;
+        let store = Store::with_limits(100, size * 2 + size / 2);
+        store.put("a".into(), entry("a"));
+        store.put("b".into(), entry("b"));
+        store.put("c".into(), entry("c"));
+        assert!(store.get("a").is_none(), "over the byte budget, the oldest goes");
+        assert_eq!(store.len(), 2);
+        let giant = Stored::new(json!({"text": "y".repeat(size * 3)}), vec![], vec![]);
+        store.put("g".into(), giant);
+        assert!(store.get("g").is_none());
+        assert_eq!(store.len(), 2, "a giant pushes nothing out");
+    }
+
+    #[test]
+    fn delete_frees_and_items_are_found() {
+        let store = Store::with_limits(10, usize::MAX);
+        store.put("a".into(), entry("a"));
+        assert_eq!(store.item("msg_a").and_then(|v| v.get("type").cloned()), Some(json!("message")));
+        assert!(store.delete("a"));
+        assert!(!store.delete("a"));
+        assert!(store.is_empty());
+        assert!(store.item("msg_a").is_none());
+    }
+}
