@@ -151,6 +151,9 @@ fn known(listed: &Listed<'_>, hosts: &[HostState]) -> Known {
         None if embedding => vec!["embedding".into()],
         None => vec!["completion".into()],
     };
+    if embedding && !out.capabilities.iter().any(|c| c == "embedding") {
+        out.capabilities.push("embedding".into());
+    }
     for (key, capability) in
         [("supports_function_calling", "tools"), ("supports_vision", "vision"), ("supports_reasoning", "thinking")]
     {

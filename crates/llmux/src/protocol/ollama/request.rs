@@ -160,16 +160,17 @@ pub(super) fn to_openai(route: Route, body: &[u8], config: &Config) -> Result<(S
         Route::Chat => {
             let req: ChatRequest = parse_body(body)?;
             let model = model_of(req.model)?;
+            let name = routable_name(config, route.operation(), &model)?;
             let messages = chat_messages(req.messages.unwrap_or_default())?;
             if messages.is_empty() {
                 return Err(no_preload("messages"));
             }
-            let name = routable_name(config, route.operation(), &model)?;
             (model, serialise(&chat(name, messages, req.tools, req.common)?)?)
         }
         Route::Generate => {
             let req: GenerateRequest = parse_body(body)?;
             let model = model_of(req.model)?;
+            let name = routable_name(config, route.operation(), &model)?;
             let prompt = req.prompt.unwrap_or_default();
             let images = req.images.unwrap_or_default();
             if prompt.is_empty() && images.is_empty() {
@@ -188,12 +189,12 @@ pub(super) fn to_openai(route: Route, body: &[u8], config: &Config) -> Result<(S
                 extra: Map::new(),
             });
             let _ = req.context;
-            let name = routable_name(config, route.operation(), &model)?;
             (model, serialise(&chat(name, messages, None, req.common)?)?)
         }
         Route::Embed | Route::Embeddings => {
             let req: EmbedRequest = parse_body(body)?;
             let model = model_of(req.model)?;
+            let name = routable_name(config, route.operation(), &model)?;
             let input = if route == Route::Embed {
                 match req.input {
                     Some(v @ Value::String(_)) => v,
@@ -213,7 +214,6 @@ pub(super) fn to_openai(route: Route, body: &[u8], config: &Config) -> Result<(S
             };
             let mut extra = req.extra;
             extra.remove("stream");
-            let name = routable_name(config, route.operation(), &model)?;
             (model, serialise(&OpenAiEmbed { model: name, input, dimensions: req.dimensions, extra })?)
         }
     };

@@ -143,6 +143,8 @@ fn names_with_and_without_latest_route_and_unknown_ones_are_404() {
         translate(Route::Chat, json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]})).unwrap_err();
     assert_eq!(err.status_in(Dialect::Ollama), http::StatusCode::NOT_FOUND);
     assert_eq!(err.body_in(Dialect::Ollama), json!({"error": "model \"nope\" not found, try pulling it first"}));
+    let err = translate(Route::Chat, json!({"model": "nope", "messages": []})).unwrap_err();
+    assert_eq!(err.status_in(Dialect::Ollama), http::StatusCode::NOT_FOUND, "the model is checked first");
     let err = translate(Route::Chat, json!({"model": "qwen3:4b", "messages": [{"role": "user", "content": "x"}]}))
         .unwrap_err();
     assert_eq!(err.status_in(Dialect::Ollama), http::StatusCode::NOT_FOUND, "another tag is another model");
