@@ -188,6 +188,8 @@ pub(super) fn to_openai(route: Route, body: &[u8], config: &Config) -> Result<(S
                 reasoning_content: None,
                 extra: Map::new(),
             });
+            // `context` is read (so it does not travel as an extra field) and not carried: no engine behind an
+            // OpenAI request takes Ollama's token memory, and llmux's answers never hand one out.
             let _ = req.context;
             (model, serialise(&chat(name, messages, None, req.common)?)?)
         }
