@@ -11,7 +11,7 @@ import time
 import ollama
 import pytest
 
-from harness import MASTER_KEY, OAI_GROUP, OAI_HOST, OAI_UPSTREAM_MODEL, expected_deployment
+from harness import MASTER_KEY, OAI_GROUP, OAI_HOST, OAI_UPSTREAM_MODEL, expected_deployment, homelab_config, start_llmux
 from test_inputs import tiny_png
 
 TOOLS = [
@@ -149,6 +149,31 @@ def test_without_the_key_it_is_401(lab):
         anonymous.chat(model="tools_fast", messages=ASK, stream=False)
     assert err.value.status_code == 401
     assert "api key" in err.value.error.lower()
+    # Ollama's error shape on the model routes too: the SDK shows the message, not a JSON dump.
+    with pytest.raises(ollama.ResponseError) as err:
+        anonymous.show("tools_fast")
+    assert err.value.status_code == 401
+    assert err.value.error.startswith("Authentication Error"), err.value.error
+
+
+def test_ollama_routes_can_go_without_the_key_for_clients_that_have_none(lab):
+    """Home Assistant's and Frigate's Ollama clients send no key: `llmux_settings.ollama_api.require_key: false`
+    opens /api/* (as Ollama itself is) while the OpenAI and Anthropic routes still need the master key."""
+    config = homelab_config(lab.mocks)
+    config["llmux_settings"] = {"ollama_api": {"require_key": False}}
+    keyless = start_llmux(config, lab.log_dir, name="llmux-ollama-keyless")
+    try:
+        anonymous = ollama.Client(host=keyless.base_url, timeout=30)
+        assert any(m.model.startswith("tools_fast") for m in anonymous.list().models)
+        answer = anonymous.chat(model="tools_fast", messages=ASK, stream=False)
+        assert answer.message.content
+        with keyless.http() as http:
+            assert http.get("/").text == "Ollama is running"
+            assert http.get("/v1/models").status_code == 401
+            assert http.post("/v1/chat/completions", json={"model": "tools_fast", "messages": ASK}).status_code == 401
+        assert "ollama_api.require_key" in keyless.proc.log(), "the open door is said at start-up"
+    finally:
+        keyless.proc.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -70,6 +70,9 @@ pub struct Config {
     pub general: GeneralSettings,
     /// `llmux_settings.images`: fetching remote images for engines that only take inline ones.
     pub images: ImageFetch,
+    /// `llmux_settings.ollama_api.require_key` (default true): whether Ollama's routes (`/api/*`) need the
+    /// master key. Home Assistant's and Frigate's Ollama clients cannot send one; set it to false for them.
+    pub ollama_requires_key: bool,
 }
 
 /// `llmux_settings.images`: how llmux fetches an `http(s)` image URL for an engine that only takes inline

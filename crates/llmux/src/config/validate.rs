@@ -178,6 +178,7 @@ pub(super) fn validate(
     host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, diags);
     let group_keep_alive = group_keep_alive(tree.get("llmux_settings"), &|g| groups.contains_key(g), diags);
     let images = image_fetch(tree.get("llmux_settings"), diags);
+    let ollama_requires_key = ollama_requires_key(tree.get("llmux_settings"), diags);
     // A pinned model stays loaded: Ollama would unload it after its default 5 minutes idle.
     for host in &hosts {
         for &i in &host.deployments {
@@ -224,6 +225,7 @@ pub(super) fn validate(
         router,
         general,
         images,
+        ollama_requires_key,
     })
 }
 
@@ -757,7 +759,7 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
         Some(Value::Object(m)) => m,
         Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
     };
-    for key in settings.keys().filter(|k| !["hosts", "groups", "images"].contains(&k.as_str())) {
+    for key in settings.keys().filter(|k| !["hosts", "groups", "images", "ollama_api"].contains(&k.as_str())) {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }
     let entries = match settings.get("hosts") {
@@ -897,6 +899,27 @@ fn image_fetch(settings: Option<&Value>, diags: &mut Diagnostics) -> ImageFetch 
         out.timeout = seconds(secs);
     }
     out
+}
+
+/// `llmux_settings.ollama_api.require_key` (default true).
+fn ollama_requires_key(settings: Option<&Value>, diags: &mut Diagnostics) -> bool {
+    const S: &str = "llmux_settings.ollama_api";
+    let Some(api) = settings.and_then(|s| s.get("ollama_api")).filter(|v| !v.is_null()) else { return true };
+    let Value::Object(api) = api else {
+        diags.error(S, format!("must be a mapping, found {}", type_name(api)));
+        return true;
+    };
+    for key in api.keys().filter(|k| *k != "require_key") {
+        diags.warn(format!("{S}.{key}"), "unknown Ollama API setting; ignored");
+    }
+    let required = get_bool(api, "require_key", S, diags).unwrap_or(true);
+    if !required {
+        diags.warn(
+            format!("{S}.require_key"),
+            "false: Ollama's routes (/api/*) answer without the master key, as Ollama itself does; keep llmux on a trusted network",
+        );
+    }
+    required
 }
 
 /// Whether Ollama takes `value` as a `keep_alive`: seconds as a number, or a Go duration (`1h30m`, `-1m`, `300`).

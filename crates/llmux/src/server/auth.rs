@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Dialect, Error};
 
 /// Middleware form of [`check`], for the routes axum serves.
 pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -16,6 +16,23 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// [`check_in`] for Ollama's model routes, as middleware.
+pub async fn require_key_ollama(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match check_in(&state.executor().config, request.headers(), Dialect::Ollama) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.response_in(Dialect::Ollama),
+    }
+}
+
+/// [`check`] for a route in `dialect`: Ollama's routes need no key when `llmux_settings.ollama_api.require_key`
+/// is false (its own clients have no key to send).
+pub fn check_in(config: &Config, headers: &HeaderMap, dialect: Dialect) -> Result<(), Error> {
+    if dialect == Dialect::Ollama && !config.ollama_requires_key {
+        return Ok(());
+    }
+    check(config, headers)
 }
 
 /// Rejects a request without the master key (as `Authorization: Bearer`, `x-api-key` — Anthropic's clients — or

@@ -30,7 +30,7 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let dialect = translator.dialect();
-    if let Err(e) = auth::check(&executor.config, request.headers()) {
+    if let Err(e) = auth::check_in(&executor.config, request.headers(), dialect) {
         return e.response_in(dialect);
     }
     let body = match gateway::read_body(&executor, request.into_body()).await {

@@ -62,10 +62,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/responses/{id}", get(responses::get).delete(responses::delete))
         .route("/responses/{id}", get(responses::get).delete(responses::delete))
-        .merge(ollama::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    let ollama = ollama::routes().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key_ollama));
     Router::new()
         .merge(api)
+        .merge(ollama)
+        .route("/", get(ollama_root))
         .route("/health/liveliness", get(liveliness))
         .route("/health/liveness", get(liveliness))
         .route("/health/readiness", get(readiness))
@@ -165,6 +167,11 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// `GET /`: what Ollama answers there; Ollama's own CLI and some clients check it before anything else.
+async fn ollama_root() -> &'static str {
+    "Ollama is running"
 }
 
 async fn liveliness() -> Json<&'static str> {
