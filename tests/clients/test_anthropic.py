@@ -258,6 +258,12 @@ def test_count_tokens(lab, claude):
         messages=[{"role": "user", "content": "u" * 80}],
     )
     assert counted.input_tokens == 30
+    with pytest.raises(anthropic.AuthenticationError):
+        sdk(lab.llmux.base_url, api_key="sk-wrong").messages.count_tokens(
+            model="tools_fast", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.count_tokens(model="tools_fast", messages=[])
     assert all(not m.requests("/api/chat") for m in lab.mocks.values()), "count_tokens called an engine"
 
 
@@ -312,6 +318,16 @@ def test_passthrough_engine(lab, claude):
     assert [b.input for b in final.content if b.type == "tool_use"] == [ARGS]
     sent = mock.requests("/v1/chat/completions")[-1]["body"]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+    # An image by URL reaches an OpenAI-compatible engine as an image_url part.
+    mock.configure(tool_call=None)
+    claude.messages.create(model=OAI_GROUP, max_tokens=20, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+        {"type": "text", "text": "what is it?"},
+    ]}])
+    parts = mock.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"]
+    assert parts == [{"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                     {"type": "text", "text": "what is it?"}], parts
 
 
 @pytest.fixture
