@@ -189,6 +189,7 @@ def test_unknown_previous_response_id(lab, client):
     body = err.value.body
     assert body["message"] == "Previous response with id 'resp_doesnotexist' not found.", body
     assert body["param"] == "previous_response_id" and body["type"] == "invalid_request_error"
+    assert body["code"] == "previous_response_not_found", body
 
 
 def test_bad_input_is_a_400_naming_the_field(lab, client):

@@ -18,6 +18,9 @@ pub enum Error {
         message: String,
         /// The offending parameter, when known.
         param: Option<String>,
+        /// A machine-readable `code` the protocol defines for this case (e.g. the Responses API's
+        /// `previous_response_not_found`); otherwise the status, as LiteLLM sends.
+        code: Option<&'static str>,
     },
     /// The body exceeds the configured size limit (413).
     #[error("Request body is larger than the limit of {limit} bytes")]
@@ -98,7 +101,12 @@ pub enum Error {
 impl Error {
     /// A 400 for a bad request parameter.
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        Error::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+        Error::InvalidRequest { message: message.into(), param: param.map(str::to_owned), code: None }
+    }
+
+    /// A 400 with a protocol-defined `code`.
+    pub fn invalid_with_code(message: impl Into<String>, param: Option<&str>, code: &'static str) -> Self {
+        Error::InvalidRequest { message: message.into(), param: param.map(str::to_owned), code: Some(code) }
     }
 
     /// The HTTP status this error is answered with.
@@ -145,18 +153,19 @@ impl Error {
         }
     }
 
-    /// The body `{"error":{"message","type","param","code"}}`; `code` is the status as a string, as LiteLLM sends.
+    /// The body `{"error":{"message","type","param","code"}}`; `code` is the status as a string, as LiteLLM sends,
+    /// unless the protocol defines one for the case.
     pub fn body(&self) -> ErrorBody<'_> {
-        let param = match self {
-            Error::InvalidRequest { param, .. } => param.as_deref(),
-            _ => None,
+        let (param, code) = match self {
+            Error::InvalidRequest { param, code, .. } => (param.as_deref(), *code),
+            _ => (None, None),
         };
         ErrorBody {
             error: ErrorDetail {
                 message: self.to_string(),
                 kind: self.kind(),
                 param,
-                code: self.status().as_u16().to_string(),
+                code: code.map_or_else(|| self.status().as_u16().to_string(), str::to_owned),
             },
         }
     }

@@ -19,7 +19,11 @@ pub(crate) fn to_chat(req: CreateRequest, store: &Store) -> Result<(ChatRequest,
     let mut conversation = Vec::new();
     if let Some(previous) = &req.previous_response_id {
         let stored = store.get(previous).ok_or_else(|| {
-            Error::invalid(format!("Previous response with id '{previous}' not found."), Some("previous_response_id"))
+            Error::invalid_with_code(
+                format!("Previous response with id '{previous}' not found."),
+                Some("previous_response_id"),
+                "previous_response_not_found",
+            )
         })?;
         conversation.extend(stored.conversation.iter().cloned());
     }
