@@ -258,10 +258,11 @@ def test_count_tokens(lab, claude):
         messages=[{"role": "user", "content": "u" * 80}],
     )
     assert counted.input_tokens == 30
-    with pytest.raises(anthropic.AuthenticationError):
+    with pytest.raises(anthropic.AuthenticationError) as err:
         sdk(lab.llmux.base_url, api_key="sk-wrong").messages.count_tokens(
             model="tools_fast", messages=[{"role": "user", "content": "x"}]
         )
+    assert err.value.body["error"]["type"] == "authentication_error", err.value.body
     with pytest.raises(anthropic.BadRequestError):
         claude.messages.count_tokens(model="tools_fast", messages=[])
     assert all(not m.requests("/api/chat") for m in lab.mocks.values()), "count_tokens called an engine"

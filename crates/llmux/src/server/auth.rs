@@ -18,6 +18,14 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     }
 }
 
+/// [`check`] for Anthropic's routes, as middleware (its clients read Anthropic's error shape).
+pub async fn require_key_anthropic(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match check_in(&state.executor().config, request.headers(), Dialect::Anthropic) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.response_in(Dialect::Anthropic),
+    }
+}
+
 /// [`check_in`] for Ollama's model routes, as middleware.
 pub async fn require_key_ollama(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match check_in(&state.executor().config, request.headers(), Dialect::Ollama) {

@@ -59,14 +59,17 @@ pub fn app(state: AppState) -> Router {
         .route("/health/hosts", get(health::hosts))
         .route("/utils/complexity", post(utils::complexity))
         .route("/config/reload", post(reload))
-        .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/responses/{id}", get(responses::get).delete(responses::delete))
         .route("/responses/{id}", get(responses::get).delete(responses::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    let anthropic = Router::new()
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key_anthropic));
     let ollama = ollama::routes().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key_ollama));
     Router::new()
         .merge(api)
         .merge(ollama)
+        .merge(anthropic)
         .route("/", get(ollama_root))
         .route("/health/liveliness", get(liveliness))
         .route("/health/liveness", get(liveliness))
