@@ -282,7 +282,7 @@ def test_errors_in_anthropic_shape(lab, claude):
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert e.value.body["error"]["type"] == "invalid_request_error"
-    assert "no-such-model" in e.value.body["error"]["message"]
+    assert e.value.body["error"]["message"].startswith("/v1/messages: Invalid model name passed in model=no-such-model")
 
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.create(model="tools_fast", max_tokens=anthropic.NOT_GIVEN,

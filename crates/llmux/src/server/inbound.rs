@@ -30,6 +30,7 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let dialect = translator.dialect();
+    let path = request.uri().path().to_owned();
     if let Err(e) = auth::check_in(&executor.config, request.headers(), dialect) {
         return e.response_in(dialect);
     }
@@ -47,6 +48,10 @@ where
         Ok(h) => h,
         Err(e) => return e.response_in(dialect),
     };
+    // LiteLLM's unknown-model text names the route the client called, not the OpenAI one behind it.
+    if let Err(Error::UnknownModel { model, .. }) = crate::router::resolve(&executor.config, op, &head.model) {
+        return Error::UnknownModel { route: path, model }.response_in(dialect);
+    }
     let stream = head.stream;
     let keepalive = executor.config.router.stream_keepalive;
     let response = if stream && !keepalive.is_zero() && translator.keepalive() {
