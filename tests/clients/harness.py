@@ -386,7 +386,7 @@ class Lab:
         for m in self.mocks.values():
             if m.proc.alive():
                 m.configure(tool_call=None, thinking=None, fault="none", tokens_per_sec=None, ttft_ms=None,
-                            latency_ms=None)
+                            latency_ms=None, reply=None, reply_tokens=None)
                 m.clear()
 
 
