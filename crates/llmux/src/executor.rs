@@ -18,7 +18,7 @@ use crate::body::ReadError;
 use crate::config::{Config, Deployment, EngineTarget, ErrorClass, Strategy};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
-use crate::providers::{Call, Provider, StreamConverter};
+use crate::providers::{Call, Native, NativeAnswer, Provider, StreamConverter};
 use crate::router::complexity::Classification;
 use crate::router::policy::{self, Cooldown, Failure};
 use crate::router::semantic;
@@ -105,6 +105,8 @@ struct Run<'a> {
     /// The body with its remote images inlined, made the first time an engine that needs that is tried
     /// (`Some(None)`: the body has none).
     inlined: Option<Option<Bytes>>,
+    /// The client's own request, when it spoke an engine family's native API.
+    native: Option<Native<'a>>,
 }
 
 /// A hop of the fallback walk: a model name, an order tier, and its depth.
@@ -158,6 +160,18 @@ impl Executor {
 
     /// Serves one API request: routes it, calls engines until one answers, and returns the client response.
     pub async fn execute(&self, op: Operation, body: &[u8], head: &RequestHead<'_>) -> Response {
+        self.execute_native(op, body, head, None).await
+    }
+
+    /// [`Executor::execute`] for a request that came in an engine family's own API: engines of that family get
+    /// `native` as sent and answer in it (the response then carries [`NativeAnswer`]); others get `body`.
+    pub async fn execute_native(
+        &self,
+        op: Operation,
+        body: &[u8],
+        head: &RequestHead<'_>,
+        native: Option<Native<'_>>,
+    ) -> Response {
         let needs_tokens = self.config.router.enable_pre_call_checks
             || matches!(self.config.router.routing_strategy, Strategy::UsageBased | Strategy::LatencyBased { .. });
         let mut run = Run {
@@ -174,6 +188,7 @@ impl Executor {
             steps: Vec::new(),
             rng: fastrand::Rng::new(),
             inlined: None,
+            native,
         };
         let result = run.walk().await;
         let (mut response, deployment) = match result {
@@ -227,6 +242,9 @@ impl Run<'_> {
         let mut primary: Option<Error> = None;
         let mut last: Option<Error> = None;
         let mut escalated = false;
+        // Other groups tried as fallbacks, for the explanation the final error carries.
+        let mut fallback_groups: Vec<String> = Vec::new();
+        let mut primary_group: Option<String> = None;
         while let Some(hop) = stack.pop() {
             if self.attempts >= router.max_attempts {
                 break;
@@ -266,6 +284,10 @@ impl Run<'_> {
                 self.steps.push(format!("fallback {}{tier}", hop.name));
             }
             self.fallbacks = hop.depth;
+            let first = primary_group.get_or_insert_with(|| target.group.to_owned());
+            if first != target.group && !fallback_groups.iter().any(|g| g == target.group) {
+                fallback_groups.push(target.group.to_owned());
+            }
             let err = match self.with_retries(&hop.name, &target, hop.order).await {
                 Ok(ok) => return Ok(ok),
                 Err(e) => e,
@@ -282,7 +304,9 @@ impl Run<'_> {
             stack.extend(hops.into_iter().rev());
         }
         let err = if escalated { last } else { primary };
-        Err(err.unwrap_or_else(|| Error::Internal("no attempt was made".into())))
+        let err = err.unwrap_or_else(|| Error::Internal("no attempt was made".into()));
+        let group = primary_group.unwrap_or_else(|| self.head.model.to_string());
+        Err(explain_fallbacks(err, &group, &fallback_groups))
     }
 
     /// Where a failed hop goes next: its group's higher `order` tiers (when the group has several and the error
@@ -292,11 +316,7 @@ impl Run<'_> {
         let router = &config.router;
         let prompt_problem = matches!(err, Error::ContextWindowExceeded(_))
             || failure.is_some_and(|f| f.context_window || f.class == ErrorClass::ContentPolicyViolation);
-        let client_fault = match failure {
-            None => !matches!(err, Error::ContextWindowExceeded(_) | Error::NoDeployments { .. }),
-            Some(f) => f.class == ErrorClass::BadRequest && !f.context_window,
-        };
-        if client_fault || self.head.controls.disable_fallbacks {
+        if client_fault(err, failure) || self.head.controls.disable_fallbacks {
             return Vec::new();
         }
         let depth = hop.depth + 1;
@@ -363,6 +383,10 @@ impl Run<'_> {
         let mut freed = None;
         self.retries = 0;
         self.last_tier = None;
+        // The `order` tier of this request's first failed attempt here: an answer from a higher tier is an order
+        // escalation, counted in `x-litellm-attempted-fallbacks` whether the failure was a 5xx (which LiteLLM
+        // escalates with a hop) or a refused connection (which takes the host out, so the retry lands higher).
+        let mut failed_tier: Option<u32> = None;
         loop {
             if self.attempts >= router.max_attempts {
                 return Err(last_err.unwrap_or_else(|| budget_error(router.max_attempts)));
@@ -419,7 +443,7 @@ impl Run<'_> {
             let started = Instant::now();
             let until = patience.map(|p| exec.load_started(index, started + p));
             let body = inlined.as_deref().unwrap_or(self.body);
-            let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head };
+            let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head, native: self.native };
             let result = exec.attempt(call, guard, patience.or(joined)).await;
             if let Some(until) = until {
                 exec.load_awaited(index, until);
@@ -442,11 +466,19 @@ impl Run<'_> {
                     exec.state.record_success(index, started.elapsed(), max_samples, now);
                     exec.state.host_answered(index, &model, now);
                     self.steps.push(step);
+                    if let (Some(from), Some(to)) = (failed_tier, pick.tier) {
+                        let passed = router::order_tiers(config, target.members)
+                            .iter()
+                            .filter(|&&t| t > from && t <= to)
+                            .count();
+                        self.fallbacks += u32::try_from(passed).unwrap_or(0);
+                    }
                     return Ok((response, index));
                 }
                 Err(err) => err,
             };
             self.steps.push(format!("{step} failed: {}", short(&err)));
+            failed_tier = failed_tier.or(pick.tier);
             let now = exec.state.now();
             if marked {
                 exec.state.load_failed(index, &model, now);
@@ -517,6 +549,48 @@ impl Run<'_> {
         };
         self.inlined = Some(done.clone());
         Ok(done)
+    }
+}
+
+/// Whether `err` is the client's own fault (a bad request), which no fallback can fix.
+fn client_fault(err: &Error, failure: Option<&Failure>) -> bool {
+    match failure {
+        None => !matches!(err, Error::ContextWindowExceeded(_) | Error::NoDeployments { .. }),
+        Some(f) => f.class == ErrorClass::BadRequest && !f.context_window,
+    }
+}
+
+/// LiteLLM 1.109's explanation after a failed walk (spec §3.7): the primary group's error, then
+/// `\n\nLiteLLM: model group '<group>' failed with the error above.` and which fallback groups were tried, or
+/// that none was (tools match the first sentence, so it is LiteLLM's word for word). A client's own bad request
+/// is returned as it is: no fallback applies to it.
+fn explain_fallbacks(err: Error, group: &str, tried: &[String]) -> Error {
+    if client_fault(&err, Failure::of(&err).as_ref()) {
+        return err;
+    }
+    let mut note = format!("\n\nLiteLLM: model group '{group}' failed with the error above.");
+    if tried.is_empty() {
+        note.push_str(&format!(
+            " No fallback was attempted. To add one: router_settings.fallbacks: [{{\"{group}\": [\"<another model group>\"]}}]"
+        ));
+    } else {
+        let list: Vec<String> = tried.iter().map(|g| format!("'{g}'")).collect();
+        note.push_str(&format!(" Fallback model groups tried: [{}], and they failed too.", list.join(", ")));
+    }
+    match err {
+        Error::Upstream { status, mut message, kind, retry_after } => {
+            message.push_str(&note);
+            Error::Upstream { status, message, kind, retry_after }
+        }
+        Error::NoDeployments { mut message, all_cooling_down, retry_after } => {
+            message.push_str(&note);
+            Error::NoDeployments { message, all_cooling_down, retry_after }
+        }
+        Error::Connect(m) => Error::Connect(m + &note),
+        Error::Timeout(m) => Error::Timeout(m + &note),
+        Error::BadUpstreamResponse(m) => Error::BadUpstreamResponse(m + &note),
+        Error::ContextWindowExceeded(m) => Error::ContextWindowExceeded(m + &note),
+        other => other,
     }
 }
 
@@ -602,15 +676,17 @@ fn budget_error(max: u32) -> Error {
 fn no_candidate_error(config: &Config, group: &str, none: NoCandidate) -> Error {
     let pre_call = if config.router.enable_pre_call_checks { "True" } else { "False" };
     match none {
-        NoCandidate::AllCoolingDown { ids, retry_in_ms } => {
+        NoCandidate::AllCoolingDown { ids, retry_in_ms, whole_group } => {
             let secs = retry_in_ms.div_ceil(1000).max(1);
             let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+            // LiteLLM 1.109 (`RouterRateLimitError`) adds this sentence only when every id of the group cools down.
+            let all = if whole_group { " All deployments for selected model are in cooldown." } else { "" };
             Error::NoDeployments {
                 message: format!(
-                    "No deployments available for selected model, Try again in {secs} seconds. Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[{}]",
+                    "No deployments available for selected model, Try again in {secs} seconds.{all} Passed model={group}. pre-call-checks={pre_call}, cooldown_list=[{}]",
                     list.join(", ")
                 ),
-                all_cooling_down: true,
+                all_cooling_down: whole_group,
                 retry_after: secs,
             }
         }
@@ -793,6 +869,7 @@ impl Executor {
             .engine()
             .ok_or_else(|| Error::Internal(format!("deployment {} has no engine", deployment.id)))?;
         let provider: &dyn Provider = engine.adapter().provider();
+        let native = provider.native(&call);
         let upstream = provider.build_request(&call)?;
         let request = upstream.into_http();
 
@@ -823,6 +900,7 @@ impl Executor {
         if head.stream {
             let converter = provider.stream_converter(&call);
             let content_type = match &converter {
+                Some(_) if native => HeaderValue::from_static("application/x-ndjson"),
                 Some(_) => HeaderValue::from_static("text/event-stream"),
                 None => {
                     parts.headers.get(CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("text/event-stream"))
@@ -846,9 +924,14 @@ impl Executor {
                 Ok(Some(Ok(frame))) => Some(frame),
                 Ok(None) => None,
             };
-            let stream = sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), guard);
+            let framing = if native { Framing::Ndjson } else { Framing::Sse };
+            let stream =
+                sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), guard, framing);
             let mut response = answer(Body::from_stream(stream), content_type);
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            if native {
+                response.extensions_mut().insert(NativeAnswer);
+            }
             return Ok(response);
         }
         let remaining = total.saturating_sub(started.elapsed());
@@ -860,7 +943,11 @@ impl Executor {
                 guard.loaded(load);
             }
         }
-        Ok(answer(Body::from(converted.body), HeaderValue::from_static("application/json")))
+        let mut response = answer(Body::from(converted.body), HeaderValue::from_static("application/json"));
+        if native {
+            response.extensions_mut().insert(NativeAnswer);
+        }
+        Ok(response)
     }
 }
 
@@ -995,6 +1082,22 @@ async fn collect(body: Incoming, timeout: Duration, engine: &EngineTarget) -> Re
     }
 }
 
+/// How a stream's events are framed, and so how a failure after its start is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// OpenAI's SSE: `data: {"error": …}` then `[DONE]`.
+    Sse,
+    /// An engine's own NDJSON passed through (Ollama's): a last `{"error": "…"}` line, as Ollama ends a failed one.
+    Ndjson,
+}
+
+/// The line that ends a failed NDJSON stream.
+fn ndjson_error(err: &Error) -> Bytes {
+    let mut line = serde_json::to_vec(&err.body_in(crate::error::Dialect::Ollama)).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
 struct StreamState {
     body: Incoming,
     /// A frame read before the stream was handed over, served first.
@@ -1006,6 +1109,7 @@ struct StreamState {
     host: String,
     out: BytesMut,
     done: bool,
+    framing: Framing,
 }
 
 /// The client's stream: each engine chunk is forwarded (or converted) as soon as it arrives. A failure after
@@ -1017,8 +1121,9 @@ fn sse_stream(
     idle: Duration,
     host: String,
     guard: Option<OwnedInFlight>,
+    framing: Framing,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let state = StreamState { body, first, guard, converter, idle, host, out: BytesMut::new(), done: false };
+    let state = StreamState { body, first, guard, converter, idle, host, out: BytesMut::new(), done: false, framing };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
@@ -1061,7 +1166,10 @@ fn sse_stream(
                 tracing::warn!("stream from {} failed after it started: {err}", s.host);
                 s.done = true;
                 let mut bytes = s.out.split();
-                bytes.extend_from_slice(&err.sse_event());
+                match s.framing {
+                    Framing::Sse => bytes.extend_from_slice(&err.sse_event()),
+                    Framing::Ndjson => bytes.extend_from_slice(&ndjson_error(&err)),
+                }
                 return Some((Ok(bytes.freeze()), s));
             }
         }

@@ -75,9 +75,10 @@ async fn a_429_with_retry_after_cools_the_deployment_for_that_long() {
     let llmux = Llmux::start(&group(&[(&a.base_url(), 1), (&b.base_url(), 2)], "")).await;
     let first = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
     assert_eq!(first.status, 200);
-    // The retry already lands on order 2: the 429 cooled order 1 down at once, no fallback hop needed.
+    // The retry already lands on order 2: the 429 cooled order 1 down at once, no fallback hop needed; the
+    // escalation to order 2 still counts as one (as it does after a 5xx or a refused connection).
     assert_eq!(first.header("x-litellm-attempted-retries"), "1");
-    assert_eq!(first.header("x-litellm-attempted-fallbacks"), "0");
+    assert_eq!(first.header("x-litellm-attempted-fallbacks"), "1");
     let second = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
     let route = second.header("x-llmux-route");
     let secs: f64 = route
@@ -103,12 +104,66 @@ async fn when_every_deployment_cools_down_clients_get_litellms_429() {
     let json = second.json();
     let message = json["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("No deployments available for selected model, Try again in 30 seconds. Passed model=g. pre-call-checks=False, cooldown_list=['"),
+        message.starts_with("No deployments available for selected model, Try again in 30 seconds. All deployments for selected model are in cooldown. Passed model=g. pre-call-checks=False, cooldown_list=['"),
         "{message}"
     );
     assert_eq!(json["error"]["type"], "all_deployments_in_cooldown");
     assert_eq!(second.header("retry-after"), "30");
     assert_eq!(chats(&a) + chats(&b), 2, "no engine call while everything cools down");
+}
+
+#[tokio::test]
+async fn an_order_escalation_counts_as_one_fallback_whatever_the_failure() {
+    // A 5xx: order 1's retries, then the order-2 hop.
+    let failing = mock_with(faulty("alpha", Fault::status(500))).await;
+    let b = mock("beta", &["m"]).await;
+    let llmux = Llmux::start(&group(&[(&failing.base_url(), 1), (&b.base_url(), 2)], "")).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-litellm-attempted-fallbacks"), "1", "{}", reply.header("x-llmux-route"));
+    // A refused connection: the host is taken out, so the retry itself lands on order 2. Still one escalation.
+    let dead = mock("alpha", &["m"]).await;
+    let llmux = Llmux::start(&group(&[(&dead.base_url(), 1), (&b.base_url(), 2)], "")).await;
+    dead.stop().await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().contains("beta"));
+    assert_eq!(reply.header("x-litellm-attempted-fallbacks"), "1", "{}", reply.header("x-llmux-route"));
+    // The next request finds order 1 already out: nothing of its own failed, nothing escalated.
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.header("x-litellm-attempted-fallbacks"), "0", "{}", reply.header("x-llmux-route"));
+}
+
+#[tokio::test]
+async fn after_every_fallback_fails_the_error_says_what_was_tried_in_litellms_words() {
+    let a = mock_with(faulty("alpha", Fault::status(500))).await;
+    let b = mock_with(faulty("beta", Fault::status(503))).await;
+    let llmux = Llmux::start(&fallback_yaml(&a.base_url(), &b.base_url(), "  num_retries: 0")).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("fast", false)).await;
+    assert_eq!(reply.status, 500, "the primary group's error: {}", reply.text());
+    let message = reply.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains(
+            "\n\nLiteLLM: model group 'small' failed with the error above. Fallback model groups tried: ['big']"
+        ),
+        "{message:?}"
+    );
+    // No fallback configured for the group: the same sentence, and how to add one.
+    let c = mock_with(faulty("gamma", Fault::status(503))).await;
+    let llmux = Llmux::start(&group(&[(&c.base_url(), 1)], "")).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 503);
+    let message = reply.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.ends_with("\n\nLiteLLM: model group 'g' failed with the error above. No fallback was attempted. To add one: router_settings.fallbacks: [{\"g\": [\"<another model group>\"]}]"),
+        "{message:?}"
+    );
+    // A client's bad request is returned as it is.
+    let d = mock_with(faulty("delta", Fault::status(400))).await;
+    let llmux = Llmux::start(&group(&[(&d.base_url(), 1)], "")).await;
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 400);
+    assert!(!reply.text().contains("LiteLLM: model group"), "{}", reply.text());
 }
 
 fn fallback_yaml(a: &str, b: &str, extra: &str) -> String {
@@ -140,7 +195,11 @@ async fn fallbacks_are_keyed_by_the_name_the_client_sent() {
     // The same group called by its own name has no fallback entry: LiteLLM's rule, the error comes back.
     let via_group = llmux.post("/v1/chat/completions", &chat_body("small", false)).await;
     assert_eq!(via_group.status, 500);
-    assert_eq!(via_group.json()["error"]["message"], "mock alpha: injected fault (HTTP 500)");
+    let message = via_group.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.starts_with("mock alpha: injected fault (HTTP 500)\n\nLiteLLM: model group 'small'"),
+        "{message:?}"
+    );
 }
 
 #[tokio::test]

@@ -165,6 +165,9 @@ pub enum NoCandidate {
         ids: Vec<String>,
         /// Milliseconds until the first one is back.
         retry_in_ms: u64,
+        /// Every deployment of the group is among them (none was left out as down or as having refused this
+        /// request): LiteLLM then adds "All deployments for selected model are in cooldown." to its 429.
+        whole_group: bool,
     },
     /// The prompt fits no candidate's context window.
     ContextWindow {
@@ -228,7 +231,12 @@ pub fn pick(
     // Cooldowns.
     if pool.iter().all(|c| c.view.cooldown_until > now) {
         let retry_in_ms = pool.iter().map(|c| c.view.cooldown_until - now).min().unwrap_or(0);
-        return Err(NoCandidate::AllCoolingDown { ids: pool.iter().map(|c| c.d.id.clone()).collect(), retry_in_ms });
+        let whole_group = pool.len() == target.members.len();
+        return Err(NoCandidate::AllCoolingDown {
+            ids: pool.iter().map(|c| c.d.id.clone()).collect(),
+            retry_in_ms,
+            whole_group,
+        });
     }
     drop_where(&mut pool, &|c| (c.view.cooldown_until > now).then(|| Skip::CoolingDown(c.view.cooldown_until - now)));
     let available = pool.len();

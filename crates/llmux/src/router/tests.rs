@@ -63,8 +63,9 @@ fn all_cooling_down_names_every_id_and_the_earliest_return() {
     let c = config(TIERS);
     let views = [cooling(9_000), cooling(3_000), cooling(20_000)];
     match pick_one(&c, "small", &views, 1_000) {
-        Err(NoCandidate::AllCoolingDown { ids, retry_in_ms }) => {
+        Err(NoCandidate::AllCoolingDown { ids, retry_in_ms, whole_group }) => {
             assert_eq!(ids.len(), 3);
+            assert!(whole_group);
             assert_eq!(retry_in_ms, 2_000);
         }
         other => panic!("{other:?}"),
@@ -324,6 +325,9 @@ fn retry_rules() {
     assert_eq!(policy::retries_for(s, "g", d, &failure(400), None), (1, true));
     assert_eq!(policy::retries_for(s, "solo", d, &failure(429), None), (7, true));
     assert_eq!(policy::retries_for(s, "solo", d, &failure(429), Some(0)), (0, false));
+    // A client may lower the retries, never raise them past the config's.
+    assert_eq!(policy::retries_for(s, "g", d, &failure(500), Some(1)), (1, false));
+    assert_eq!(policy::retries_for(s, "g", d, &failure(500), Some(1_000_000_000)), (3, false));
     // Retryable statuses; 401 only with another deployment; 404 never; a policy lifts the guards.
     assert!(policy::should_retry(s, &failure(503), 1, 1, false));
     assert!(policy::should_retry(s, &failure(429), 1, 1, false));
