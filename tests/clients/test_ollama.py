@@ -321,10 +321,22 @@ def test_generate_with_an_image_as_frigate_sends_it(lab, oc, stream):
         text = answer.response
         assert answer.done and answer.model == "vision"
     assert text.startswith(f"Hello from {engine.name}")
-    body = last_chat(engine)
+    # An Ollama engine gets Frigate's own request.
+    body = engine.requests("/api/generate")[-1]["body"]
+    assert (body["system"], body["prompt"], body["images"]) == ("Be terse.", "Describe the camera image.", [b64])
+
+
+def test_generate_through_an_openai_compatible_engine_becomes_a_chat(lab, oc):
+    engine = lab.mocks[OAI_HOST]
+    b64 = base64.b64encode(tiny_png()).decode()
+    answer = oc.generate(model=OAI_GROUP, prompt="Describe the camera image.", images=[b64], system="Be terse.",
+                         stream=False)
+    assert answer.response.startswith(f"Hello from {OAI_HOST}") and answer.model == OAI_GROUP
+    body = engine.requests("/v1/chat/completions")[-1]["body"]
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
-    assert body["messages"][-1]["images"] == [b64]
-    assert body["messages"][-1]["content"] == "Describe the camera image."
+    parts = body["messages"][-1]["content"]
+    assert {"type": "text", "text": "Describe the camera image."} in parts
+    assert any(p.get("image_url", {}).get("url") == f"data:image/png;base64,{b64}" for p in parts), parts
 
 
 def test_embed_and_legacy_embeddings(lab, oc):
@@ -337,7 +349,7 @@ def test_embed_and_legacy_embeddings(lab, oc):
     assert len(one.embeddings) == 1
     legacy = oc.embeddings(model="embedding", prompt="hello")
     assert len(legacy.embedding) == 8
-    assert engine.requests("/api/embed")[-1]["body"]["input"] == ["hello"]
+    assert engine.requests("/api/embeddings")[-1]["body"]["prompt"] == "hello"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -358,3 +370,40 @@ def test_a_stream_failing_before_its_first_token_moves_to_the_next_deployment(ow
     with pytest.raises(ollama.ResponseError):
         for _ in oc.chat(model="coding", messages=ASK, stream=True):
             pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ollama engines get the client's own request
+
+
+def test_an_ollama_engine_gets_the_clients_own_request_and_answers_as_itself(lab, oc):
+    """Nothing is lost to a round trip through OpenAI's shape: fields only Ollama knows (`raw`, `suffix`) reach
+    an Ollama engine, and its own answer comes back (its `load_duration`, which llmux could not measure), under
+    the name the client asked for."""
+    mock = host_of(lab, "tools_fast")
+    engine_model = expected_deployment("tools_fast")[2].split("/", 1)[1]
+    mock.configure(latency_ms=60)
+    answer = oc.generate(model="tools_fast", prompt="fn main() {", suffix="}", raw=True,
+                         options={"num_predict": 5, "num_ctx": 4096}, keep_alive="10m", stream=False)
+    sent = mock.requests("/api/generate")[-1]["body"]
+    assert sent["model"] == engine_model
+    assert (sent["raw"], sent["suffix"], sent["prompt"]) == (True, "}", "fn main() {"), sent
+    assert sent["options"] == {"num_predict": 5, "num_ctx": 4096} and sent["keep_alive"] == "10m", sent
+    assert answer.model == "tools_fast"
+    assert answer.load_duration >= 60_000_000, "the engine's own durations come back"
+
+    pieces = list(oc.chat(model="tools_fast:latest", messages=ASK, stream=True))
+    assert {p.model for p in pieces} == {"tools_fast:latest"}
+    assert pieces[-1].done and pieces[-1].load_duration >= 60_000_000
+    assert mock.requests("/api/chat")[-1]["body"]["model"] == engine_model
+
+
+def test_an_engine_breaking_off_mid_stream_ends_it_with_ollamas_error_line(lab, oc):
+    mock = host_of(lab, "tools_fast")
+    mock.configure(reply="a b c d e f g h", fault={"drop_after_chunks": 2})
+    got = []
+    with pytest.raises(ollama.ResponseError) as err:
+        for piece in oc.chat(model="tools_fast", messages=ASK, stream=True):
+            got.append(piece.message.content)
+    assert got, "the first pieces arrived before the break"
+    assert "broke off" in err.value.error or "stream" in err.value.error, err.value.error

@@ -68,7 +68,7 @@ async fn generate(
     let engine = d.engine().ok_or("not an engine deployment")?;
     let (op, body) = probe_body(d, probe);
     let head = RequestHead::parse(&body, op).map_err(|e| e.to_string())?;
-    let call = Call { op, deployment: d, model: &probe.model, body: &body, head: &head };
+    let call = Call { op, deployment: d, model: &probe.model, body: &body, head: &head, native: None };
     let provider = engine.adapter().provider();
     let upstream = provider.build_request(&call).map_err(|e| e.to_string())?;
     let request = upstream.into_http();

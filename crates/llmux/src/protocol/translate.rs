@@ -22,6 +22,18 @@ pub struct Canonical {
     pub op: Operation,
     /// An OpenAI request body for `op` (a streamed chat always asks for `stream_options.include_usage`).
     pub body: Vec<u8>,
+    /// When the client spoke an engine family's own API (Ollama's): engines of that family get the client's body
+    /// as sent, and answer the client directly.
+    pub native: Option<NativeRoute>,
+}
+
+/// What a client's own request in an engine family's API is: which engine route, for which model name.
+#[derive(Debug, Clone)]
+pub struct NativeRoute {
+    /// The engine route the client's body is a request for.
+    pub endpoint: crate::providers::Endpoint,
+    /// The model name the client sent (answers repeat it).
+    pub model: String,
 }
 
 /// One client protocol, for one request.

@@ -30,7 +30,26 @@ pub struct Call<'a> {
     pub body: &'a [u8],
     /// The head read from `body`.
     pub head: &'a RequestHead<'a>,
+    /// The client's own request when it spoke an engine family's native API: an engine of that family gets it
+    /// as sent instead of a translation of `body`.
+    pub native: Option<Native<'a>>,
 }
+
+/// A client request in an engine family's own API (today Ollama's `/api/*`), kept for engines that speak it.
+#[derive(Debug, Clone, Copy)]
+pub struct Native<'a> {
+    /// The engine route it is a request for.
+    pub endpoint: Endpoint,
+    /// The body as the client sent it.
+    pub body: &'a [u8],
+    /// The model name the client sent (its answer repeats it).
+    pub model: &'a str,
+}
+
+/// Marks a response whose body is the engine's own answer to a [`Native`] request, already in the client's
+/// protocol: the edge passes it on without translating.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeAnswer;
 
 /// An HTTP `POST` for an engine; the executor adds transport concerns (timeouts, pooling).
 #[derive(Debug)]
@@ -64,6 +83,11 @@ pub trait Provider: Send + Sync + 'static {
 
     /// A converter for a streamed answer, or `None` when the engine's stream is forwarded byte for byte.
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>>;
+
+    /// Whether this attempt sends the client's [`Native`] request as is (and answers in the engine's own shape).
+    fn native(&self, _call: &Call<'_>) -> bool {
+        false
+    }
 
     /// Converts an engine error status and body into the client's error, keeping status and message.
     fn convert_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
@@ -215,10 +239,12 @@ pub enum Endpoint {
     OllamaGenerate,
     /// Ollama's `/api/embed`.
     OllamaEmbed,
+    /// Ollama's older `/api/embeddings` (one prompt).
+    OllamaEmbeddings,
 }
 
 impl Endpoint {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
 
     /// The route appended to `api_base`.
     pub fn path(self) -> &'static str {
@@ -227,6 +253,7 @@ impl Endpoint {
             Endpoint::OllamaChat => "/api/chat",
             Endpoint::OllamaGenerate => "/api/generate",
             Endpoint::OllamaEmbed => "/api/embed",
+            Endpoint::OllamaEmbeddings => "/api/embeddings",
         }
     }
 
@@ -237,6 +264,7 @@ impl Endpoint {
             Endpoint::OllamaChat => 3,
             Endpoint::OllamaGenerate => 4,
             Endpoint::OllamaEmbed => 5,
+            Endpoint::OllamaEmbeddings => 6,
         }
     }
 }
@@ -249,7 +277,8 @@ pub struct Wire(Box<WireCells>);
 #[derive(Debug, Clone, Default)]
 struct WireCells {
     uris: [OnceLock<Uri>; Endpoint::COUNT],
-    /// `Bearer <api_key>` (marked sensitive), `None` without a key; `Err` when the key cannot be a header.
+    /// `Basic <user:password>` from the URL, else `Bearer <api_key>` (marked sensitive), `None` without either;
+    /// `Err` when the key cannot be a header.
     bearer: OnceLock<Result<Option<HeaderValue>, ()>>,
     /// `Host` for a plain-HTTP engine (which the client would otherwise format on every request).
     host: OnceLock<Option<HeaderValue>>,
@@ -263,31 +292,45 @@ impl EngineTarget {
             return Ok(uri.clone());
         }
         let url = join_url(&self.api_base, endpoint.path());
-        let uri = url.parse::<Uri>().map_err(|e| Error::Internal(format!("engine URL {url:?}: {e}")))?;
+        let uri = url
+            .parse::<Uri>()
+            .map_err(|e| Error::Internal(format!("engine URL {:?}: {e}", crate::redact::url(&url))))?;
         Ok(cell.get_or_init(|| uri).clone())
     }
 
-    /// The headers of every request to this engine: JSON content and, with a key, `Authorization: Bearer`.
+    /// The headers of every request to this engine: JSON content, with a key `Authorization: Bearer` — or
+    /// `Basic` when `api_base` carries `user:password@`, which wins over the key as in LiteLLM's HTTP client —
+    /// and `litellm_params.extra_headers` (which may set `Authorization` themselves).
     pub fn request_headers(&self) -> Result<HeaderMap, Error> {
-        let bearer =
-            self.wire.0.bearer.get_or_init(|| match self.api_key.as_ref().filter(|k| !k.expose().is_empty()) {
-                None => Ok(None),
-                Some(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| ()).map(|mut v| {
-                    v.set_sensitive(true);
-                    Some(v)
-                }),
-            });
+        let bearer = self.wire.0.bearer.get_or_init(|| {
+            let value = match (&self.basic_auth, self.api_key.as_ref().filter(|k| !k.expose().is_empty())) {
+                (Some(user), _) => {
+                    use base64::Engine as _;
+                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user.expose()))
+                }
+                (None, Some(key)) => format!("Bearer {}", key.expose()),
+                (None, None) => return Ok(None),
+            };
+            HeaderValue::from_str(&value).map_err(|_| ()).map(|mut v| {
+                v.set_sensitive(true);
+                Some(v)
+            })
+        });
         let bearer = bearer
             .as_ref()
             .map_err(|()| Error::Internal("the configured api_key is not a valid header value".to_owned()))?;
         let host = self.wire.0.host.get_or_init(|| plain_http_host(&self.api_base));
-        let mut headers = HeaderMap::with_capacity(3);
+        let mut headers = HeaderMap::with_capacity(3 + self.extra_headers.len());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(value) = bearer {
             headers.insert(AUTHORIZATION, value.clone());
         }
         if let Some(value) = host {
             headers.insert(HOST, value.clone());
+        }
+        // Set last, so an `Authorization` written there wins; the body's type and the host stay llmux's.
+        for (name, value) in self.extra_headers.iter().filter(|(n, _)| *n != CONTENT_TYPE && *n != HOST) {
+            headers.insert(name.clone(), value.clone());
         }
         Ok(headers)
     }
@@ -308,14 +351,20 @@ fn plain_http_host(api_base: &str) -> Option<HeaderValue> {
 }
 
 /// Joins a base URL and a route, as LiteLLM's `ensure_api_route`: a base that already ends with the route is
-/// used as is.
+/// used as is. The route goes onto the path, before a query the base carries (`…/v1?api-version=…` becomes
+/// `…/v1/chat/completions?api-version=…`).
 pub fn join_url(base: &str, route: &str) -> String {
+    let (base, query) = match base.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (base, None),
+    };
     let base = base.trim_end_matches('/');
-    if base.ends_with(route) {
-        base.to_owned()
-    } else {
-        format!("{base}{route}")
+    let mut url = if base.ends_with(route) { base.to_owned() } else { format!("{base}{route}") };
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(query);
     }
+    url
 }
 
 /// The default mapping of an engine error: status kept; the message taken from `{"error":{"message"}}`,
@@ -371,5 +420,12 @@ mod tests {
         assert_eq!(host("http://gpu-box:80/v1").as_deref(), Some("gpu-box"));
         assert_eq!(host("http://[::1]:8080/v1").as_deref(), Some("[::1]:8080"));
         assert_eq!(host("https://api.openai.com/v1"), None);
+    }
+
+    #[test]
+    fn routes_go_before_the_query() {
+        assert_eq!(join_url("http://e/v1?api-version=2&k=x", "/chat/completions"), "http://e/v1/chat/completions?api-version=2&k=x");
+        assert_eq!(join_url("http://e/v1/", "/embeddings"), "http://e/v1/embeddings");
+        assert_eq!(join_url("http://e/api/chat?x=1", "/api/chat"), "http://e/api/chat?x=1");
     }
 }

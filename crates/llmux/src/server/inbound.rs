@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::executor::Executor;
 use crate::protocol::openai::RequestHead;
 use crate::protocol::translate::{relayed_error_body, ChunkEncoder, Event, SseEvents, Translator};
+use crate::providers::{Native, NativeAnswer};
 
 /// Largest OpenAI answer read back for translation (the executor bounds engine answers the same way).
 const MAX_ANSWER: usize = 256 * 1024 * 1024;
@@ -38,11 +39,13 @@ where
         Ok(b) => b,
         Err(e) => return e.response_in(dialect),
     };
-    let canonical = match translator.request(&body, &executor.config) {
+    let original = body;
+    let canonical = match translator.request(&original, &executor.config) {
         Ok(c) => c,
         Err(e) => return e.response_in(dialect),
     };
     let op = canonical.op;
+    let native_route = canonical.native;
     let body = Bytes::from(canonical.body);
     let head = match RequestHead::parse(&body, op) {
         Ok(h) => h,
@@ -58,8 +61,13 @@ where
         drop(head);
         crate::executor::execute_with_keepalive(executor, op, body, keepalive).await
     } else {
-        executor.execute(op, &body, &head).await
+        let native = native_route.as_ref().map(|n| Native { endpoint: n.endpoint, body: &original, model: &n.model });
+        executor.execute_native(op, &body, &head, native).await
     };
+    // An engine of the client's own family answered in the client's protocol: nothing to translate.
+    if response.extensions().get::<NativeAnswer>().is_some() {
+        return response;
+    }
     if stream {
         stream_back(response, translator).await
     } else {

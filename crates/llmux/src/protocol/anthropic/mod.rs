@@ -44,7 +44,7 @@ impl Translator for Messages {
         self.estimate = req.estimate_tokens();
         let chat = req.into_openai()?;
         let body = serde_json::to_vec(&chat).map_err(|e| Error::Internal(format!("serialising the request: {e}")))?;
-        Ok(Canonical { op: Operation::Chat, body })
+        Ok(Canonical { op: Operation::Chat, body, native: None })
     }
 
     fn response(&mut self, openai: &[u8]) -> Result<Bytes, Error> {

@@ -25,9 +25,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::providers::Endpoint;
 use crate::error::{Dialect, Error};
 use crate::protocol::openai::Operation;
-use crate::protocol::translate::{Canonical, ChunkEncoder, Translator};
+use crate::protocol::translate::{Canonical, ChunkEncoder, NativeRoute, Translator};
 
 /// The Ollama version llmux reports on `/api/version`: recent enough that clients enable tools, thinking and
 /// structured outputs (Open WebUI and others compare it against minimums).
@@ -81,7 +82,14 @@ impl Translator for Ollama {
     fn request(&mut self, body: &[u8], config: &Config) -> Result<Canonical, Error> {
         let (model, body) = request::to_openai(self.route, body, config)?;
         self.model = model;
-        Ok(Canonical { op: self.route.operation(), body })
+        let endpoint = match self.route {
+            Route::Chat => Endpoint::OllamaChat,
+            Route::Generate => Endpoint::OllamaGenerate,
+            Route::Embed => Endpoint::OllamaEmbed,
+            Route::Embeddings => Endpoint::OllamaEmbeddings,
+        };
+        let native = Some(NativeRoute { endpoint, model: self.model.clone() });
+        Ok(Canonical { op: self.route.operation(), body, native })
     }
 
     fn response(&mut self, openai: &[u8]) -> Result<Bytes, Error> {

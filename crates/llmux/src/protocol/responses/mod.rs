@@ -169,7 +169,7 @@ impl Translator for Responses {
         let (chat, turn) = input::to_chat(req, &self.store)?;
         self.turn = turn;
         let body = serde_json::to_vec(&chat).map_err(|e| Error::Internal(format!("serialising a request: {e}")))?;
-        Ok(Canonical { op: Operation::Chat, body })
+        Ok(Canonical { op: Operation::Chat, body, native: None })
     }
 
     fn response(&mut self, openai: &[u8]) -> Result<Bytes, Error> {

@@ -12,6 +12,7 @@
 mod chat;
 mod embed;
 mod generate;
+mod native;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -61,6 +62,14 @@ impl Ollama {
 impl Provider for Ollama {
     fn build_request(&self, call: &Call<'_>) -> Result<UpstreamRequest, Error> {
         let target = engine_target(call)?;
+        if let Some(native) = call.native {
+            let body = native::request(native.body, target, call.model)?;
+            return Ok(UpstreamRequest {
+                uri: target.uri(native.endpoint)?,
+                headers: target.request_headers()?,
+                body,
+            });
+        }
         let (endpoint, body) = match self.route(call.op) {
             Route::Chat => (Endpoint::OllamaChat, chat::request(call, target)?),
             Route::Generate => (Endpoint::OllamaGenerate, generate::request(call, target)?),
@@ -70,6 +79,9 @@ impl Provider for Ollama {
     }
 
     fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
+        if let Some(asked) = call.native {
+            return Ok(native::response(body, &native::Rename::new(call.model, asked.model)));
+        }
         match self.route(call.op) {
             Route::Chat => chat::response(call, &body),
             Route::Generate => generate::response(call, &body),
@@ -78,6 +90,9 @@ impl Provider for Ollama {
     }
 
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {
+        if let Some(asked) = call.native {
+            return Some(Box::new(native::Tap::new(native::Rename::new(call.model, asked.model))));
+        }
         let kind = match (self.route(call.op), call.op) {
             (Route::Chat, _) => stream::Kind::Chat,
             (Route::Generate, Operation::Completion) => stream::Kind::Text,
@@ -86,6 +101,10 @@ impl Provider for Ollama {
             (Route::Embed, _) => return None,
         };
         Some(Box::new(stream::NdjsonConverter::new(kind, call)))
+    }
+
+    fn native(&self, call: &Call<'_>) -> bool {
+        call.native.is_some()
     }
 
     fn convert_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {

@@ -43,6 +43,8 @@ fn deployment(chat: bool, dep: Dep) -> Deployment {
             upstream_model: dep.upstream.to_owned(),
             api_base: "http://ollama:11434".to_owned(),
             api_key: dep.key.map(|k| Secret::new(k.to_owned())),
+            basic_auth: None,
+            extra_headers: Vec::new(),
             keep_alive: dep.keep_alive,
             extra_params,
             wire: Default::default(),
@@ -76,7 +78,7 @@ fn with_call<T>(op: Operation, chat: bool, dep: Dep, body: &Value, f: impl FnOnc
     let bytes = serde_json::to_vec(body).unwrap();
     let head = RequestHead::parse(&bytes, op).unwrap();
     let model = deployment.engine().map(|e| e.upstream_model.clone()).unwrap_or_default();
-    let call = Call { op, deployment: &deployment, model: &model, body: &bytes, head: &head };
+    let call = Call { op, deployment: &deployment, model: &model, body: &bytes, head: &head, native: None };
     f(&call)
 }
 
@@ -340,7 +342,7 @@ fn base_url_already_ending_with_the_route_is_kept() {
     let body = serde_json::to_vec(&chat_body(json!({}))).unwrap();
     let head = RequestHead::parse(&body, Operation::Chat).unwrap();
     let model = deployment.engine().map(|e| e.upstream_model.clone()).unwrap_or_default();
-    let call = Call { op: Operation::Chat, deployment: &deployment, model: &model, body: &body, head: &head };
+    let call = Call { op: Operation::Chat, deployment: &deployment, model: &model, body: &body, head: &head, native: None };
     assert_eq!(CHAT.build_request(&call).unwrap().uri, "http://ollama:11434/api/chat");
 }
 
@@ -929,4 +931,23 @@ fn the_load_time_of_a_stream_and_of_a_plain_answer_is_read_from_the_engine() {
     };
     assert_eq!(plain(&done), Some(std::time::Duration::from_millis(2_500)));
     assert_eq!(plain(&json!({"message": {"role": "assistant", "content": "hi"}, "done": true})), None);
+}
+
+#[test]
+fn a_native_request_keeps_every_field_and_takes_only_missing_defaults() {
+    let dep = Dep {
+        extra: json!({"num_ctx": 8192, "temperature": 0.2, "think": false}),
+        keep_alive: Some(json!("30m")),
+        ..Dep::default()
+    };
+    let deployment = deployment(true, dep);
+    let target = deployment.engine().unwrap();
+    let body = br#"{"model":"coding:latest","prompt":"x","options":{"temperature":0.9},"keep_alive":0,"raw":true,"suffix":"}"}"#;
+    let sent: Value = serde_json::from_slice(&super::native::request(body, target, "qwen3:8b").unwrap()).unwrap();
+    assert_eq!(sent["model"], "qwen3:8b");
+    assert_eq!(sent["options"]["temperature"], 0.9, "the client wins");
+    assert_eq!(sent["options"]["num_ctx"], 8192, "the deployment fills in");
+    assert_eq!(sent["think"], false);
+    assert_eq!(sent["keep_alive"], 0);
+    assert_eq!((sent["raw"].clone(), sent["suffix"].clone()), (json!(true), json!("}")), "every field travels");
 }
