@@ -6,12 +6,15 @@ scratch HOME, its telemetry, update checks and non-essential traffic off, and on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from harness import MASTER_KEY, Llmux, Mock, start_llmux, start_mock
 
 AGENTS_DIR = Path(os.environ.get("LLMUX_AGENTS_DIR") or Path.home() / ".cache" / "llmux-agents")
 
@@ -62,3 +65,31 @@ def run_agent(argv: list[str], env: dict[str, str] | None = None, cwd: Path | No
     return subprocess.run(
         argv, env=full, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
     )
+
+
+@contextlib.contextmanager
+def gateway(log_dir: Path, name: str, model_name: str):
+    """llmux in front of one mock Ollama engine serving `qwen3:8b` under `model_name` (an agent's model name, or
+    `*` for every name); yields (mock, llmux) and stops both."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    mock: Mock = start_mock(name, ["qwen3:8b"], log_dir)
+    config = {
+        "model_list": [{"model_name": model_name,
+                        "litellm_params": {"model": "ollama_chat/qwen3:8b", "api_base": mock.url}}],
+        "general_settings": {"master_key": MASTER_KEY},
+    }
+    try:
+        llmux: Llmux = start_llmux(config, log_dir)
+    except Exception:
+        mock.proc.stop()
+        raise
+    try:
+        yield mock, llmux
+    finally:
+        llmux.proc.stop()
+        mock.proc.stop()
+
+
+def tool_results(mock: Mock) -> list[dict]:
+    """Every `tool` message the engine was sent: what an agent sent back after running a tool."""
+    return [m for r in mock.requests("/api/chat") for m in r["body"]["messages"] if m.get("role") == "tool"]

@@ -12,28 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from agents import agent, run_agent
-from harness import MASTER_KEY, start_llmux, start_mock
+from agents import agent, run_agent, tool_results
+from agents import gateway as one_engine
+from harness import MASTER_KEY
 
 MODEL = "claude-sonnet-4-5"
 
 
 @pytest.fixture
 def gateway(log_root: Path, request):
-    log_dir = log_root / request.node.name
-    log_dir.mkdir(parents=True, exist_ok=True)
-    mock = start_mock("claude-box", ["qwen3:8b"], log_dir)
-    config = {
-        # Claude Code asks for its main model and, for side tasks, a small fast one: every name lands here.
-        "model_list": [{"model_name": "*", "litellm_params": {"model": "ollama_chat/qwen3:8b", "api_base": mock.url}}],
-        "general_settings": {"master_key": MASTER_KEY},
-    }
-    llmux = start_llmux(config, log_dir)
-    try:
-        yield mock, llmux
-    finally:
-        llmux.proc.stop()
-        mock.proc.stop()
+    with one_engine(log_root / request.node.name, "claude-box", "*") as pair:
+        yield pair
 
 
 class Trap:
@@ -113,7 +102,7 @@ def test_claude_code_runs_a_scripted_tool_call_and_sends_the_result_back(gateway
     assert done.returncode == 0, done.stdout + done.stderr
     # Claude Code ran Bash, sent its output back as a tool result (a `tool` message at the engine), and printed
     # the engine's final answer.
-    tool_turns = [m for r in mock.requests("/api/chat") for m in r["body"]["messages"] if m.get("role") == "tool"]
+    tool_turns = tool_results(mock)
     assert any(marker in m.get("content", "") for m in tool_turns), tool_turns
     assert f"the tool printed: {marker}" in done.stdout, done.stdout + done.stderr
     assert_loopback_only(done, mock)

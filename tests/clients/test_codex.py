@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents import agent, run_agent
-from harness import MASTER_KEY, start_llmux, start_mock
+from agents import agent, run_agent, tool_results
+from agents import gateway as one_engine
+from harness import MASTER_KEY
 
 # The model name Codex asks for; llmux routes it to the mock.
 CODEX_MODEL = "gpt-5"
@@ -18,21 +19,8 @@ CODEX_MODEL = "gpt-5"
 
 @pytest.fixture
 def gateway(log_root: Path, request):
-    log_dir = log_root / request.node.name
-    log_dir.mkdir(parents=True, exist_ok=True)
-    mock = start_mock("codex-box", ["qwen3:8b"], log_dir)
-    config = {
-        "model_list": [
-            {"model_name": CODEX_MODEL, "litellm_params": {"model": "ollama_chat/qwen3:8b", "api_base": mock.url}},
-        ],
-        "general_settings": {"master_key": MASTER_KEY},
-    }
-    llmux = start_llmux(config, log_dir)
-    try:
-        yield mock, llmux
-    finally:
-        llmux.proc.stop()
-        mock.proc.stop()
+    with one_engine(log_root / request.node.name, "codex-box", CODEX_MODEL) as pair:
+        yield pair
 
 
 def codex(llmux, prompt: str, work: Path, *extra: str):
@@ -76,6 +64,6 @@ def test_codex_runs_a_scripted_shell_call_and_sends_the_output_back(gateway, tmp
     offered = {t["function"]["name"] for t in chats[0]["body"].get("tools", [])}
     assert "exec_command" in offered, offered
     # Codex ran the command and sent its output back as a tool message.
-    tool_turns = [m for r in chats for m in r["body"]["messages"] if m.get("role") == "tool"]
+    tool_turns = tool_results(mock)
     assert any(marker in m.get("content", "") for m in tool_turns), tool_turns
     assert "the command printed:" in done.stdout and marker in done.stdout, done.stdout + done.stderr

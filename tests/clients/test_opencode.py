@@ -9,27 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agents import agent, run_agent
-from harness import MASTER_KEY, start_llmux, start_mock
+from agents import agent, run_agent, tool_results
+from agents import gateway as one_engine
+from harness import MASTER_KEY
 
 
 @pytest.fixture
 def gateway(log_root: Path, request):
-    log_dir = log_root / request.node.name
-    log_dir.mkdir(parents=True, exist_ok=True)
-    mock = start_mock("opencode-box", ["qwen3:8b"], log_dir)
-    config = {
-        "model_list": [
-            {"model_name": "coding", "litellm_params": {"model": "ollama_chat/qwen3:8b", "api_base": mock.url}},
-        ],
-        "general_settings": {"master_key": MASTER_KEY},
-    }
-    llmux = start_llmux(config, log_dir)
-    try:
-        yield mock, llmux
-    finally:
-        llmux.proc.stop()
-        mock.proc.stop()
+    with one_engine(log_root / request.node.name, "opencode-box", "coding") as pair:
+        yield pair
 
 
 def opencode(llmux, prompt: str, work: Path):
@@ -70,8 +58,6 @@ def test_opencode_runs_a_scripted_tool_call_and_sends_the_result_back(gateway, t
     done = opencode(llmux, "run the marker command", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     # OpenCode ran `bash`, sent its output back as a tool message, and printed the engine's final answer.
-    tool_turns = [
-        m for r in mock.requests("/api/chat") for m in r["body"]["messages"] if m.get("role") == "tool"
-    ]
+    tool_turns = tool_results(mock)
     assert any(marker in m.get("content", "") for m in tool_turns), tool_turns
     assert f"the tool printed: {marker}" in done.stdout, done.stdout + done.stderr
