@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, Diagnostics};
-use crate::lifecycle::{ConfigSource, Live};
+use crate::lifecycle::{ConfigSource, Exposure, Live};
 use crate::server::tls::TlsFiles;
 use crate::server::{self, Drain};
 
@@ -48,6 +48,10 @@ pub struct Args {
     /// Connection workers, each a thread serving its connections from accept to close [default: one per core].
     #[arg(long, value_name = "N", env = "LLMUX_WORKERS", global = true)]
     pub workers: Option<usize>,
+    /// Serve a non-loopback address without general_settings.master_key (llmux refuses to otherwise): for
+    /// when a proxy in front authenticates.
+    #[arg(long, env = "LLMUX_ALLOW_NO_AUTH", global = true)]
+    pub allow_no_auth: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -86,6 +90,8 @@ pub struct ServeOptions {
     pub watch: Duration,
     /// Connection workers.
     pub workers: usize,
+    /// `--allow-no-auth`: a non-loopback address may be served without a master key.
+    pub allow_no_auth: bool,
 }
 
 impl Args {
@@ -116,6 +122,7 @@ impl Args {
                 Some(n) => n,
                 None => crate::server::workers::default_count(),
             },
+            allow_no_auth: self.allow_no_auth,
         })
     }
 }
@@ -179,7 +186,9 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLMUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    // Every event one line, whatever a client or engine put in the values it carries (see `OneLineStderr`).
+    let writer = crate::redact::OneLineStderr { keep_ansi: ansi };
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).try_init();
 }
 
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
@@ -311,13 +320,17 @@ pub async fn serve(
     addr: SocketAddr,
     options: ServeOptions,
 ) -> anyhow::Result<()> {
+    let exposure = Exposure { public: !addr.ip().is_loopback(), allow_no_auth: options.allow_no_auth };
+    if let Some(refusal) = crate::lifecycle::serving_refusal(&config, exposure) {
+        anyhow::bail!("not starting: {refusal}");
+    }
     if config.general.master_key.is_none() {
-        if addr.ip().is_loopback() {
-            tracing::info!("no general_settings.master_key: API calls need no key (listening on loopback only)");
-        } else {
+        if exposure.public {
             tracing::warn!(
-                "no general_settings.master_key: ANYONE who can reach {addr} can use every model; set master_key (or os.environ/LITELLM_MASTER_KEY)"
+                "no general_settings.master_key (--allow-no-auth): ANYONE who can reach {addr} can use every model"
             );
+        } else {
+            tracing::info!("no general_settings.master_key: API calls need no key (listening on loopback only)");
         }
     }
     let tls = match &options.tls {
@@ -325,6 +338,7 @@ pub async fn serve(
         None => None,
     };
     let live = Live::new(config, source, crate::upstream::client()?, tls);
+    live.set_exposure(exposure);
     if !options.watch.is_zero() {
         live.spawn_watcher(options.watch, Duration::from_millis(300));
     }

@@ -133,6 +133,14 @@ impl Executor {
     }
 
     fn with_state(config: Arc<Config>, state: Arc<State>, client: HttpClient) -> Self {
+        // A host found unreachable (by a request or a probe) is re-probed in the background until it answers.
+        let (weak, hook_config, hook_client) = (Arc::downgrade(&state), config.clone(), client.clone());
+        state.on_unreachable(crate::state::UnreachableHook(Box::new(move |host| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
+            let task = crate::health::recheck_unreachable(hook_config.clone(), weak.clone(), hook_client.clone(), host);
+            runtime.spawn(task);
+            true
+        })));
         let labels = config.deployments.iter().map(Label::of).collect();
         let max_retries = HeaderValue::from(config.router.num_retries);
         Executor { config, state, client, loading: Default::default(), labels, max_retries }
@@ -195,7 +203,9 @@ impl Executor {
             Ok((response, d)) => (response, Some(d)),
             Err(err) => {
                 if err.status().is_server_error() || err.status() == StatusCode::TOO_MANY_REQUESTS {
-                    tracing::warn!(model = %head.model, route = %run.steps.join("; "), "request failed: {err}");
+                    let (model, route) = (crate::redact::escape(&head.model), run.steps.join("; "));
+                    let (route, err) = (crate::redact::escape(&route), crate::redact::escape(&err.to_string()).into_owned());
+                    tracing::warn!(model = %model, route = %route, "request failed: {err}");
                 }
                 (axum::response::IntoResponse::into_response(err), None)
             }

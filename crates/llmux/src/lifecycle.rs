@@ -34,6 +34,66 @@ pub struct Live {
     tls: Option<TlsFiles>,
     /// The Redis that replicas share state through, as configured at start-up.
     redis: Option<RedisSettings>,
+    /// Where llmux listens, for the reload guard (unset: loopback, as in tests and the demo).
+    exposure: std::sync::OnceLock<Exposure>,
+}
+
+/// Who can reach the listener, as far as authentication goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// The listener is on a non-loopback address (`0.0.0.0`, a LAN address).
+    pub public: bool,
+    /// `--allow-no-auth` / `LLMUX_ALLOW_NO_AUTH=1`: serving such an address without a master key is intended.
+    pub allow_no_auth: bool,
+}
+
+/// Why `config` must not be served on a listener with `exposure`: no master key on a non-loopback address,
+/// unless allowed. LiteLLM refuses to start without a master key; llmux keeps keyless serving for loopback
+/// (a laptop, the demo, tests) and for those who say so.
+pub fn serving_refusal(config: &Config, exposure: Exposure) -> Option<String> {
+    (config.general.master_key.is_none() && exposure.public && !exposure.allow_no_auth).then(|| {
+        "general_settings.master_key: not set while llmux listens on a non-loopback address, where anyone who can \
+         reach it could use every model. Set master_key (or os.environ/LITELLM_MASTER_KEY), listen on 127.0.0.1 (--host), or pass \
+         --allow-no-auth (LLMUX_ALLOW_NO_AUTH=1) if a proxy in front authenticates"
+            .to_owned()
+    })
+}
+
+/// Why a reload from `old` to `new` is refused, each reason a line; empty when it may go ahead. A reload must
+/// not empty the service (an empty or half-written file reads as a config with no deployments), nor switch
+/// authentication off or to another key unless the new file says so (`general_settings.
+/// allow_auth_change_on_reload: true`; a restart always may), nor reach a state start-up would refuse.
+pub fn reload_refusal(old: &Config, new: &Config, exposure: Exposure) -> Vec<String> {
+    let mut why = Vec::new();
+    if new.deployments.is_empty() && !old.deployments.is_empty() {
+        why.push(format!(
+            "model_list: the new config has no deployments (an empty or half-written file?) while the running one has {}; \
+             restart llmux to serve an empty config",
+            old.deployments.len()
+        ));
+    }
+    if !new.general.allow_auth_change_on_reload {
+        let change = match (&old.general.master_key, &new.general.master_key) {
+            (Some(_), None) => Some("drops general_settings.master_key (every route would answer without a key)"),
+            (Some(a), Some(b)) if a != b => Some("changes general_settings.master_key"),
+            _ => None,
+        };
+        if let Some(change) = change {
+            why.push(format!(
+                "general_settings.master_key: the new config {change}; set general_settings.allow_auth_change_on_reload: true \
+                 in it to allow that on reload, or restart llmux"
+            ));
+        }
+        if old.ollama_requires_key && !new.ollama_requires_key && new.general.master_key.is_some() {
+            why.push(
+                "llmux_settings.ollama_api.require_key: the new config turns the key off on Ollama's routes; set \
+                 general_settings.allow_auth_change_on_reload: true to allow that on reload, or restart llmux"
+                    .to_owned(),
+            );
+        }
+    }
+    why.extend(serving_refusal(new, exposure));
+    why
 }
 
 /// The files a config was read from, and a hash of their contents.
@@ -80,6 +140,7 @@ impl Live {
             last: tokio::sync::Mutex::new(last),
             tls,
             redis,
+            exposure: std::sync::OnceLock::new(),
         });
         if let Some(redis) = &live.redis {
             // Spawned once `live` exists: the task ends when it can no longer reach it.
@@ -94,9 +155,20 @@ impl Live {
         live
     }
 
+    /// The Redis replicas share state through, as configured at start.
+    pub fn redis(&self) -> Option<&RedisSettings> {
+        self.redis.as_ref()
+    }
+
     /// The executor of the current config.
     pub fn executor(&self) -> Arc<Executor> {
         self.current.load_full()
+    }
+
+    /// Records where llmux listens, so a reload that would leave a public listener without a key is refused.
+    /// Set once; later calls are ignored.
+    pub fn set_exposure(&self, exposure: Exposure) {
+        let _ = self.exposure.set(exposure);
     }
 
     /// The native TLS settings, when llmux terminates TLS itself.
@@ -117,6 +189,12 @@ impl Live {
     /// Re-reads and validates the config file, then switches new requests to it. `trigger` names the cause in
     /// the log. On error the running config stays and the error lines (with YAML paths) are returned.
     pub async fn reload(&self, trigger: &str) -> Result<ReloadReport, Vec<String>> {
+        self.reload_checked(trigger, None).await
+    }
+
+    /// [`Live::reload`]; with `settled`, only when the files still hash to it once read (the watcher's debounce:
+    /// a file being written while it was read is left for the next poll, never half loaded).
+    async fn reload_checked(&self, trigger: &str, settled: Option<[u8; 32]>) -> Result<ReloadReport, Vec<String>> {
         let Some(path) = self.source.clone() else {
             return Err(vec!["llmux was started without a config file (--config); there is nothing to reload".into()]);
         };
@@ -125,8 +203,26 @@ impl Live {
         let (loaded, files) = config::load_tracked(&path);
         let after = fingerprint(&watched(&path, files));
         // A file that changed while it was being read is reloaded again on the next poll.
-        *last = if after.files == before.files && before.hash != after.hash { before } else { after };
+        let unsettled = settled.is_some_and(|hash| hash != after.hash);
+        *last = if after.files == before.files && before.hash != after.hash || unsettled { before } else { after };
         drop(last);
+        if unsettled {
+            tracing::info!(trigger, "the config file changed while it was read; reloading once it is stable");
+            return Err(vec!["the config file changed while it was read; try again".to_owned()]);
+        }
+        let loaded = loaded.and_then(|(config, diags)| {
+            let refused =
+                reload_refusal(&self.executor().config, &config, self.exposure.get().copied().unwrap_or_default());
+            if refused.is_empty() {
+                return Ok((config, diags));
+            }
+            let mut refusal = config::Diagnostics::default();
+            for why in refused {
+                let (at, message) = why.split_once(": ").unwrap_or(("config", why.as_str()));
+                refusal.error(at, message);
+            }
+            Err(refusal)
+        });
         match loaded {
             Ok((config, diags)) => {
                 let mut warnings: Vec<String> = diags.warnings().map(ToString::to_string).collect();
@@ -195,7 +291,7 @@ impl Live {
                 }
                 tokio::time::sleep(debounce).await;
                 if fingerprint(&last.files).hash == now.hash {
-                    let _ = live.reload("config file changed").await;
+                    let _ = live.reload_checked("config file changed", Some(now.hash)).await;
                 }
             }
         });
@@ -254,5 +350,56 @@ fn hash_file(hasher: &mut Sha256, file: &Path) {
             hasher.update(&bytes);
         }
         Err(_) => hasher.update([0]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        config::load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("{d}")).0
+    }
+
+    const MODELS: &str = "model_list:\n  - model_name: g\n    litellm_params: {model: ollama_chat/m, api_base: \"http://127.0.0.1:1\"}\n";
+
+    fn with(general: &str) -> Config {
+        config(&format!("{MODELS}general_settings:\n{general}"))
+    }
+
+    const LOOPBACK: Exposure = Exposure { public: false, allow_no_auth: false };
+    const PUBLIC: Exposure = Exposure { public: true, allow_no_auth: false };
+
+    #[test]
+    fn a_reload_keeps_the_service_and_its_key() {
+        let running = with("  master_key: sk-a\n");
+        assert!(reload_refusal(&running, &with("  master_key: sk-a\n"), PUBLIC).is_empty());
+        // An empty file: no deployments.
+        let empty = config("");
+        let why = reload_refusal(&running, &empty, LOOPBACK);
+        assert!(why.iter().any(|w| w.starts_with("model_list:")), "{why:?}");
+        // general_settings lost, or another key: refused unless the new file allows it.
+        let keyless = config(MODELS);
+        assert!(reload_refusal(&running, &keyless, LOOPBACK)[0].contains("drops general_settings.master_key"));
+        assert!(reload_refusal(&running, &with("  master_key: sk-b\n"), LOOPBACK)[0].contains("changes"));
+        assert!(reload_refusal(&running, &with("  master_key: sk-b\n  allow_auth_change_on_reload: true\n"), PUBLIC)
+            .is_empty());
+        // Allowed to drop the key, but a public listener without one is still refused (as at start-up)...
+        let open = with("  allow_auth_change_on_reload: true\n");
+        assert_eq!(reload_refusal(&running, &open, PUBLIC).len(), 1);
+        // ... unless --allow-no-auth; on loopback it is fine.
+        assert!(reload_refusal(&running, &open, Exposure { public: true, allow_no_auth: true }).is_empty());
+        assert!(reload_refusal(&running, &open, LOOPBACK).is_empty());
+        // Setting a key where there was none only closes the service: fine.
+        assert!(reload_refusal(&keyless, &running, LOOPBACK).is_empty());
+    }
+
+    #[test]
+    fn a_public_listener_needs_a_key_or_a_waiver() {
+        let keyless = config(MODELS);
+        assert!(serving_refusal(&keyless, PUBLIC).is_some());
+        assert!(serving_refusal(&keyless, LOOPBACK).is_none());
+        assert!(serving_refusal(&keyless, Exposure { public: true, allow_no_auth: true }).is_none());
+        assert!(serving_refusal(&with("  master_key: sk-a\n"), PUBLIC).is_none());
     }
 }

@@ -73,6 +73,50 @@ pub struct Config {
     /// `llmux_settings.ollama_api.require_key` (default true): whether Ollama's routes (`/api/*`) need the
     /// master key. Home Assistant's and Frigate's Ollama clients cannot send one; set it to false for them.
     pub ollama_requires_key: bool,
+    /// `llmux_settings.server` and `general_settings.max_response_size_mb`: what one client connection or one
+    /// engine answer may cost llmux.
+    pub limits: ServerLimits,
+}
+
+/// What a client connection or an engine answer may cost llmux (`llmux_settings.server`, see the README's
+/// "Security" section). The defaults are meant to go unnoticed in a home lab and to stop a hostile client or a
+/// broken engine from exhausting file descriptors or memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerLimits {
+    /// `header_read_timeout` seconds (default 30, hyper's and Apache's): from the first byte of a request head to
+    /// its end; a slowloris client sending one byte every few seconds is closed then.
+    pub header_read_timeout: Duration,
+    /// `idle_timeout` seconds (default 120): how long a kept-alive connection may sit between requests. Longer
+    /// than the idle timeouts of the pools that reuse connections (nginx's upstream 60 s, Go's and Traefik's
+    /// 90 s), so llmux never closes a connection such a pool is about to reuse.
+    pub idle_timeout: Duration,
+    /// `max_connections`: open client connections; at the cap the oldest idle one is closed for a new one.
+    /// `None`: derived from the file-descriptor limit at start-up (see `server::limits`).
+    pub max_connections: Option<usize>,
+    /// `max_header_kb` (default 64 KiB): the largest request head (HTTP/1.1) or header list (HTTP/2).
+    pub max_header_bytes: usize,
+    /// `http2_max_concurrent_streams` (default 256): requests one HTTP/2 connection may have open at once.
+    pub http2_max_streams: u32,
+    /// `general_settings.max_response_size_mb` (LiteLLM's name; default 16 MiB): the largest engine answer
+    /// llmux reads whole (answers it converts, error bodies aside, which are cut at a few KiB).
+    pub max_answer_bytes: usize,
+    /// `max_buffered_mb` (default 256 MiB): engine answers held in memory at once, across all requests; a
+    /// request that would go over it gets a 503.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: None,
+            max_header_bytes: 64 * 1024,
+            http2_max_streams: 256,
+            max_answer_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 /// `llmux_settings.images`: how llmux fetches an `http(s)` image URL for an engine that only takes inline
@@ -187,6 +231,12 @@ pub struct EngineTarget {
     pub api_base: String,
     /// Key sent as `Authorization: Bearer`.
     pub api_key: Option<Secret>,
+    /// `user:password` taken out of `api_base` (`http://user:password@host`), sent as `Authorization: Basic`
+    /// instead of the bearer key, as LiteLLM's HTTP client (httpx) does; never shown.
+    pub basic_auth: Option<Secret>,
+    /// `litellm_params.extra_headers`: sent as HTTP headers with every request to the engine (as LiteLLM
+    /// does), values marked sensitive; never shown in `/model/info`.
+    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Ollama `keep_alive`.
     pub keep_alive: Option<Value>,
     /// Other `litellm_params` (engine options such as `num_ctx`, `top_k`), forwarded to the engine.
@@ -200,10 +250,12 @@ impl EngineTarget {
     pub fn adapter(&self) -> Adapter {
         self.engine.adapter
     }
-    /// `host:port` of the base URL, for route explanations and the routing table.
+    /// `host:port` of the base URL, for route explanations, response headers and the routing table: never
+    /// credentials or a query.
     pub fn host(&self) -> &str {
         let rest = self.api_base.split_once("://").map(|(_, r)| r).unwrap_or(&self.api_base);
-        rest.split('/').next().unwrap_or(rest)
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        authority.rsplit_once('@').map_or(authority, |(_, host)| host)
     }
 
     /// `scheme://host:port` of the base URL: the identity of the engine host.
@@ -401,14 +453,19 @@ impl ErrorClass {
 pub struct GeneralSettings {
     /// `master_key`: when set, every API call needs it.
     pub master_key: Option<Secret>,
+    /// `allow_auth_change_on_reload` (llmux's, default false): a reload to this config may drop or change the
+    /// master key. Without it such a reload is refused (see [`crate::lifecycle::reload_refusal`]), so a file that
+    /// lost its `general_settings` in a bad edit does not open the service to everyone.
+    pub allow_auth_change_on_reload: bool,
     /// Largest accepted request body (`max_request_size_mb`, default 32 MiB for image payloads).
     pub max_request_body_bytes: usize,
     /// `background_health_checks` (also read, with a warning, from `litellm_settings`).
     pub background_health_checks: bool,
     /// `health_check_interval` seconds.
     pub health_check_interval: u64,
-    /// `enable_health_check_routing`: probe results gate routing. llmux's default is on (LiteLLM's is off, which
-    /// leaves dead hosts in rotation).
+    /// `enable_health_check_routing`: a probe answered with an HTTP error (or a failed `health_check_model`
+    /// generation) takes the deployment out of routing; off by default, as LiteLLM's, when such results are only
+    /// reported. A probe that cannot reach the host at all takes it out whatever this says.
     pub health_check_routing: bool,
     /// `health_check_ignore_transient_errors`: a probe answered 429 or 408 counts as healthy.
     pub health_check_ignore_transient_errors: bool,
@@ -478,6 +535,8 @@ pub struct Host {
     pub lm_studio: bool,
     /// The key sent with probes (the first deployment's).
     pub api_key: Option<Secret>,
+    /// The first deployment's `user:password` from its `api_base`, sent with probes as basic auth.
+    pub basic_auth: Option<Secret>,
     /// Probe timeout (`model_info.health_check_timeout`, the largest on the host; default 10 s).
     pub probe_timeout: Duration,
     /// Every deployment was opted out with `disable_background_health_check`.
@@ -486,6 +545,24 @@ pub struct Host {
     pub deployments: Vec<usize>,
     /// What the owner declared about the host's memory (`llmux_settings.hosts`).
     pub limits: HostLimits,
+}
+
+impl Host {
+    /// The `Authorization` value probes send (marked sensitive): basic auth from the `api_base`, else the key as
+    /// a bearer token, as requests to the engine do.
+    pub fn authorization(&self) -> Option<http::HeaderValue> {
+        let text = match (&self.basic_auth, &self.api_key) {
+            (Some(user), _) => {
+                use base64::Engine as _;
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user.expose()))
+            }
+            (None, Some(key)) => format!("Bearer {}", key.expose()),
+            (None, None) => return None,
+        };
+        let mut value = http::HeaderValue::from_str(&text).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
 }
 
 /// `llmux_settings.hosts.<api_base>`: how many models the host holds at once, and which must stay loaded.
@@ -499,10 +576,23 @@ pub struct HostLimits {
     pub pinned: Vec<String>,
 }
 
+/// Splits `user:password@` off a URL: the URL without it, and the credentials percent-decoded (`None` when the
+/// URL has none). llmux sends them as basic auth, as LiteLLM's HTTP client does, and never prints them.
+pub fn split_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return (url.to_owned(), None) };
+    let decoded = percent_encoding::percent_decode_str(userinfo).decode_utf8_lossy().into_owned();
+    (format!("{scheme}://{host}{tail}"), Some(decoded))
+}
+
 /// `scheme://host:port` of a URL, lower-cased, as [`EngineTarget::origin`] writes it.
+/// Credentials and the query are not part of it.
 pub fn origin_of(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
 }
 
@@ -547,7 +637,8 @@ impl Config {
         }
         let name = self.aliases.get(requested).map_or(requested, |a| a.target.as_str());
         let pattern = self.patterns.iter().find(|p| p.group == d.model_name)?;
-        pattern.expand(&engine.upstream_model, name).map(std::borrow::Cow::Owned)
+        // `ollama/` against `ollama/*` fills in nothing: no engine has a model without a name.
+        pattern.expand(&engine.upstream_model, name).filter(|m| !m.trim().is_empty()).map(std::borrow::Cow::Owned)
     }
 }
 
@@ -562,7 +653,17 @@ pub struct Resolved<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pattern;
+    use super::{origin_of, split_credentials, Pattern};
+
+    #[test]
+    fn credentials_come_out_of_urls_and_never_into_hosts() {
+        assert_eq!(
+            split_credentials("http://me:p%40ss@gpu:11434/v1?x=1"),
+            ("http://gpu:11434/v1?x=1".to_owned(), Some("me:p@ss".to_owned()))
+        );
+        assert_eq!(split_credentials("http://gpu:11434/a@b"), ("http://gpu:11434/a@b".to_owned(), None));
+        assert_eq!(origin_of("http://me:pw@GPU:1?api-key=k"), "http://gpu:1");
+    }
 
     #[test]
     fn patterns_match_from_the_start_and_fill_stars_in_order() {

@@ -35,9 +35,9 @@ pub fn routing_table(config: &Config) -> String {
             let order = d.order.map_or("-".to_owned(), |o| o.to_string());
             let weight = d.weight.or(d.rpm).or(d.tpm).map_or("-".to_owned(), |w| w.to_string());
             let (engine, host) = match &d.target {
-                Target::Engine(e) => (d.model.as_str(), e.api_base.as_str()),
-                Target::AutoRouter { complexity: Some(_), .. } => (d.model.as_str(), "(complexity router)"),
-                Target::AutoRouter { .. } => (d.model.as_str(), "(semantic router)"),
+                Target::Engine(e) => (d.model.as_str(), crate::redact::url(&e.api_base)),
+                Target::AutoRouter { complexity: Some(_), .. } => (d.model.as_str(), "(complexity router)".to_owned()),
+                Target::AutoRouter { .. } => (d.model.as_str(), "(semantic router)".to_owned()),
             };
             let _ = writeln!(out, "  order {order:<3} weight {weight:<5} model_list[{i}]  {engine}  {host}");
         }
@@ -56,7 +56,7 @@ pub fn routing_table(config: &Config) -> String {
         format!(
             "health probes every {} s ({})",
             g.health_check_interval,
-            if g.health_check_routing { "gating routing" } else { "informational" }
+            if g.health_check_routing { "gating routing" } else { "unreachable hosts out, HTTP errors reported" }
         )
     } else {
         "no background health probes".to_owned()

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Alias, Config, Deployment, Diagnostics, EngineTarget, ErrorClass, GeneralSettings, GenerationProbe, Host,
-    HostLimits, ImageFetch, Pattern, RedisSettings, RouterSettings, Secret, Strategy, Target,
+    HostLimits, ImageFetch, Pattern, RedisSettings, RouterSettings, Secret, ServerLimits, Strategy, Target,
 };
 use crate::providers;
 
@@ -40,6 +40,7 @@ const PARAMS_ACTED_ON: &[&str] = &[
     "stream_timeout",
     "keep_alive",
     "custom_llm_provider",
+    "extra_headers",
 ];
 
 /// `litellm_params` keys the router acts on: never forwarded to an engine.
@@ -125,7 +126,9 @@ const LITELLM_ACTED_ON: &[&str] = &[
 
 const GENERAL_ACTED_ON: &[&str] = &[
     "master_key",
+    "allow_auth_change_on_reload",
     "max_request_size_mb",
+    "max_response_size_mb",
     "background_health_checks",
     "health_check_interval",
     "enable_health_check_routing",
@@ -179,6 +182,7 @@ pub(super) fn validate(
     let group_keep_alive = group_keep_alive(tree.get("llmux_settings"), &|g| groups.contains_key(g), diags);
     let images = image_fetch(tree.get("llmux_settings"), diags);
     let ollama_requires_key = ollama_requires_key(tree.get("llmux_settings"), diags);
+    let limits = server_limits(tree.get("llmux_settings"), general_map, diags);
     // A pinned model stays loaded: Ollama would unload it after its default 5 minutes idle.
     for host in &hosts {
         for &i in &host.deployments {
@@ -226,6 +230,7 @@ pub(super) fn validate(
         general,
         images,
         ollama_requires_key,
+        limits,
     })
 }
 
@@ -530,7 +535,7 @@ fn deployment(
     };
 
     let target = target(&model, params, &params_path, diags, env)?;
-    let public_params = params.iter().filter(|(k, _)| !is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let public_params = public_params(params);
     Some(Deployment {
         id,
         index: position,
@@ -615,8 +620,16 @@ fn target(
     let api_key = get_str(params, "api_key", path, diags)
         .or_else(|| engine.api_key_env.and_then(env))
         .or_else(|| engine.default_api_key.map(str::to_owned))
-        .filter(|k| !k.is_empty())
-        .map(Secret::new);
+        .filter(|k| !k.is_empty());
+    // A key with a newline (a stray `\n` from a secret file) would fail every request; say so now, where.
+    if api_key.as_ref().is_some_and(|k| http::HeaderValue::from_str(&format!("Bearer {k}")).is_err()) {
+        diags.error(format!("{path}.api_key"), BAD_HEADER_BYTE);
+        return None;
+    }
+    let api_key = api_key.map(Secret::new);
+    let (api_base, basic_auth) = super::split_credentials(&api_base);
+    let basic_auth = basic_auth.map(Secret::new);
+    let extra_headers = extra_headers(params.get("extra_headers"), &format!("{path}.extra_headers"), diags);
     let keep_alive = params.get("keep_alive").cloned();
     let extra_params = params
         .iter()
@@ -631,10 +644,55 @@ fn target(
         upstream_model: upstream_model.to_owned(),
         api_base: api_base.trim_end_matches('/').to_owned(),
         api_key,
+        basic_auth,
+        extra_headers,
         keep_alive,
         extra_params,
         wire: Default::default(),
     }))
+}
+
+/// Why a configured key or header value cannot be sent.
+const BAD_HEADER_BYTE: &str =
+    "contains a character an HTTP header cannot carry (a newline or other control character?)";
+
+/// `litellm_params.extra_headers`: a mapping of header name to value, each checked to be sendable.
+fn extra_headers(
+    value: Option<&Value>,
+    path: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let map = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            diags.error(path, format!("must be a mapping of header name to value, found {}", type_name(other)));
+            return Vec::new();
+        }
+    };
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let at = format!("{path}.{name}");
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) => value.to_string(),
+            other => {
+                diags.error(&at, format!("must be a string, found {}", type_name(other)));
+                continue;
+            }
+        };
+        let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
+            diags.error(&at, "is not a valid HTTP header name");
+            continue;
+        };
+        let Ok(mut value) = http::HeaderValue::from_str(&text) else {
+            diags.error(&at, BAD_HEADER_BYTE);
+            continue;
+        };
+        value.set_sensitive(true);
+        headers.push((header, value));
+    }
+    headers
 }
 
 /// Parses `complexity_router_config` of every `auto_router/complexity_router` deployment, now that every model
@@ -692,6 +750,7 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
                     openai_base: None,
                     lm_studio: false,
                     api_key: engine.api_key.clone(),
+                    basic_auth: engine.basic_auth.clone(),
                     probe_timeout: Duration::from_secs(10),
                     probe_disabled: true,
                     deployments: Vec::new(),
@@ -759,7 +818,7 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
         Some(Value::Object(m)) => m,
         Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
     };
-    for key in settings.keys().filter(|k| !["hosts", "groups", "images", "ollama_api"].contains(&k.as_str())) {
+    for key in settings.keys().filter(|k| !["hosts", "groups", "images", "ollama_api", "server"].contains(&k.as_str())) {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }
     let entries = match settings.get("hosts") {
@@ -901,6 +960,66 @@ fn image_fetch(settings: Option<&Value>, diags: &mut Diagnostics) -> ImageFetch 
     out
 }
 
+/// `llmux_settings.server` (see [`ServerLimits`]) and `general_settings.max_response_size_mb`.
+fn server_limits(settings: Option<&Value>, general: &Map<String, Value>, diags: &mut Diagnostics) -> ServerLimits {
+    const S: &str = "llmux_settings.server";
+    const KEYS: &[&str] = &[
+        "header_read_timeout",
+        "idle_timeout",
+        "max_connections",
+        "max_header_kb",
+        "http2_max_concurrent_streams",
+        "max_buffered_mb",
+    ];
+    let mut out = ServerLimits::default();
+    let mb = |n: f64| (n * 1024.0 * 1024.0) as usize;
+    if let Some(n) = get_num(general, "max_response_size_mb", "general_settings", diags) {
+        if n > 0.0 {
+            out.max_answer_bytes = mb(n);
+        } else {
+            diags.error("general_settings.max_response_size_mb", "must be a positive number of MB");
+        }
+    }
+    let Some(server) = settings.and_then(|s| s.get("server")).filter(|v| !v.is_null()) else { return out };
+    let Value::Object(server) = server else {
+        diags.error(S, format!("must be a mapping, found {}", type_name(server)));
+        return out;
+    };
+    for key in server.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+        diags.warn(format!("{S}.{key}"), "unknown server setting; ignored");
+    }
+    // Every one of these must be positive: zero would close every connection or refuse every answer.
+    let positive = |key: &str, diags: &mut Diagnostics| {
+        let n = get_num(server, key, S, diags)?;
+        if n > 0.0 && n.is_finite() {
+            Some(n)
+        } else {
+            diags.error(format!("{S}.{key}"), "must be a positive number");
+            None
+        }
+    };
+    if let Some(secs) = positive("header_read_timeout", diags) {
+        out.header_read_timeout = seconds(secs);
+    }
+    if let Some(secs) = positive("idle_timeout", diags) {
+        out.idle_timeout = seconds(secs);
+    }
+    if let Some(n) = positive("max_connections", diags) {
+        out.max_connections = Some(n as usize);
+    }
+    if let Some(kb) = positive("max_header_kb", diags) {
+        // hyper needs room for at least one 8 KiB read.
+        out.max_header_bytes = ((kb * 1024.0) as usize).max(8 * 1024);
+    }
+    if let Some(n) = positive("http2_max_concurrent_streams", diags) {
+        out.http2_max_streams = n.min(f64::from(u32::MAX)) as u32;
+    }
+    if let Some(n) = positive("max_buffered_mb", diags) {
+        out.max_buffered_bytes = mb(n);
+    }
+    out
+}
+
 /// `llmux_settings.ollama_api.require_key` (default true).
 fn ollama_requires_key(settings: Option<&Value>, diags: &mut Diagnostics) -> bool {
     const S: &str = "llmux_settings.ollama_api";
@@ -973,6 +1092,19 @@ fn bytes_of(value: &Value) -> Option<u64> {
     };
     let bytes = number * scale;
     (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
+}
+
+/// `litellm_params` as `/model/info` shows them: no credentials, no `extra_headers` (they carry keys as often as
+/// not), and URLs without their credentials and query values.
+fn public_params(params: &Map<String, Value>) -> Map<String, Value> {
+    params
+        .iter()
+        .filter(|(k, _)| !is_secret_key(k) && k.as_str() != "extra_headers")
+        .map(|(k, v)| match (k.as_str(), v) {
+            ("api_base" | "base_url", Value::String(url)) => (k.clone(), Value::String(crate::redact::url(url))),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect()
 }
 
 /// Parameter names whose values are credentials and never leave llmux (`/model/info`, logs).
@@ -1333,12 +1465,14 @@ fn general_settings(
     let flag = |key: &str, diags: &mut Diagnostics| {
         get_bool(general, key, G, diags).or_else(|| get_bool(router, key, "router_settings", diags))
     };
-    let health_check_routing = flag("enable_health_check_routing", diags).unwrap_or(true);
+    // LiteLLM's default: a probe's HTTP error is only reported. A host a probe cannot reach is out either way.
+    let health_check_routing = flag("enable_health_check_routing", diags).unwrap_or(false);
     let health_check_ignore_transient_errors = flag("health_check_ignore_transient_errors", diags).unwrap_or(false);
     let staleness = get_num(general, "health_check_staleness_threshold", G, diags)
         .or_else(|| get_num(router, "health_check_staleness_threshold", "router_settings", diags))
         .map_or(Duration::from_secs(interval.saturating_mul(2).max(1)), seconds);
     GeneralSettings {
+        allow_auth_change_on_reload: get_bool(general, "allow_auth_change_on_reload", G, diags).unwrap_or(false),
         check_provider_endpoint: get_bool(litellm, "check_provider_endpoint", "litellm_settings", diags)
             .unwrap_or(false),
         health_check_routing,

@@ -70,8 +70,88 @@ pub async fn probe_hosts(config: &Config, state: &State, client: &HttpClient, ho
         if let Some(why) = &outcome.failure {
             tracing::warn!("health check of {} failed: {why}", host.origin);
         }
-        state.probe_result(i, &host.deployments, outcome, state.now(), stale_after);
+        let hold = if outcome.unreachable { unreachable_hold(config) } else { stale_after };
+        state.probe_result(i, &host.deployments, outcome, state.now(), hold);
     }
+}
+
+/// How long a probe that could not reach a host keeps it out of routing: whatever `enable_health_check_routing`
+/// says (an unreachable host cannot answer a request either), until a re-probe finds it back.
+fn unreachable_hold(config: &Config) -> Duration {
+    config.general.health_check_staleness.max(UNREACHABLE_MIN_HOLD)
+}
+
+/// The shortest time an unreachable host stays out; the re-probe loop brings it back sooner when it answers.
+const UNREACHABLE_MIN_HOLD: Duration = Duration::from_secs(30);
+/// The first re-probe of a host found unreachable comes this soon …
+const RECHECK_FIRST: Duration = Duration::from_secs(1);
+/// … and the gap grows by half each time it is still down, to at most this: a host that answers again is
+/// back in routing within it, and a refused connect every few seconds costs nothing.
+const RECHECK_MAX: Duration = Duration::from_secs(3);
+
+/// The gap before the next re-probe of a host that is still unreachable after one `gap` ago.
+fn next_recheck(gap: Duration) -> Duration {
+    (gap + gap / 2).min(RECHECK_MAX)
+}
+
+/// Whether a probe failure is an HTTP answer (an error status, an unreadable or cut-short body): the host is
+/// reachable, which only `enable_health_check_routing` turns into "out of routing". Everything else (refused,
+/// reset, DNS, no answer within the probe timeout) proves it unreachable.
+pub fn answered_over_http(failure: &str) -> bool {
+    failure.starts_with("status ")
+        || failure.starts_with("unreadable answer")
+        || failure == ANSWER_CUT_SHORT
+        || failure == NO_ENDPOINT
+}
+
+/// A probe's failure text when the engine sent a status line but not its body.
+const ANSWER_CUT_SHORT: &str = "the answer did not arrive";
+/// A host with nothing to probe (a config matter, not a dead host).
+const NO_ENDPOINT: &str = "no engine endpoint";
+
+/// Re-probes `host`, ejected because it could not be reached, about every second and backing off to
+/// [`RECHECK_MAX`] while it stays down, so it is back in rotation within seconds of answering again without a
+/// client request paying for the check. Ends when the host answers (a probe's or a request's success lifts the
+/// ejection) or when `state` is gone (a reload's new state runs its own loop).
+pub async fn recheck_unreachable(config: Arc<Config>, state: std::sync::Weak<State>, client: HttpClient, host: usize) {
+    let mut gap = RECHECK_FIRST;
+    loop {
+        tokio::time::sleep(gap).await;
+        let Some(state) = state.upgrade() else { return };
+        if !state.unreachable_now(host, state.now()) {
+            state.recheck_ended(host);
+            return;
+        }
+        let Some(h) = config.hosts.get(host) else {
+            state.recheck_ended(host);
+            return;
+        };
+        if h.probe_disabled {
+            // No probe for this host: a TCP connect is the cheapest proof that it is back.
+            if connects(&h.origin, h.probe_timeout).await {
+                let back = ProbeOutcome::default();
+                state.probe_result(host, &h.deployments, back, state.now(), Duration::ZERO);
+            }
+        } else {
+            probe_hosts(&config, &state, &client, std::iter::once(host)).await;
+        }
+        if !state.unreachable_now(host, state.now()) {
+            tracing::info!("{} answers again: back in routing", h.origin);
+            state.recheck_ended(host);
+            return;
+        }
+        gap = next_recheck(gap);
+    }
+}
+
+/// Whether a TCP connection to the host of `origin` (`scheme://host:port`) opens within `timeout`.
+async fn connects(origin: &str, timeout: Duration) -> bool {
+    let Ok(uri) = origin.parse::<http::Uri>() else { return false };
+    let Some(host) = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()) else {
+        return false;
+    };
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await, Ok(Ok(_)))
 }
 
 /// One probe of one host (index `at` in `config.hosts`): the engine's model list, what it holds loaded, and
@@ -80,7 +160,7 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient, state: &St
     let started = Instant::now();
     let probe = Probe {
         client,
-        key: host.api_key.as_ref().map(|k| k.expose()),
+        authorization: host.authorization(),
         timeout: host.probe_timeout,
         transient_ok: config.general.health_check_ignore_transient_errors,
     };
@@ -91,11 +171,14 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient, state: &St
             None => openai::probe(&probe, config, host, base).await,
         },
         (None, Some(base)) => openai::probe(&probe, config, host, base).await,
-        (None, None) => Err("no engine endpoint".to_owned()),
+        (None, None) => Err(NO_ENDPOINT.to_owned()),
     };
     let latency = started.elapsed();
     match found {
-        Err(failure) => ProbeOutcome { failure: Some(failure), latency, ..ProbeOutcome::default() },
+        Err(failure) => {
+            let unreachable = !answered_over_http(&failure);
+            ProbeOutcome { failure: Some(failure), unreachable, latency, ..ProbeOutcome::default() }
+        }
         Ok(found) if found.loading => ProbeOutcome { latency, ..found },
         Ok(found) => {
             let missing = missing(config, host, &found.available);
@@ -122,11 +205,11 @@ fn missing(config: &Config, host: &Host, available: &[String]) -> Vec<String> {
 }
 
 /// How one probe talks to its host.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Probe<'a> {
     client: &'a HttpClient,
-    /// The host's key, sent as a bearer token.
-    key: Option<&'a str>,
+    /// The host's `Authorization` value (basic auth from its URL, else its key as a bearer token).
+    authorization: Option<http::HeaderValue>,
     timeout: Duration,
     /// `health_check_ignore_transient_errors`: 429 and 408 count as "up, nothing learned".
     transient_ok: bool,
@@ -159,8 +242,8 @@ impl Probe<'_> {
         mut request: http::request::Builder,
         body: Bytes,
     ) -> Result<Option<T>, String> {
-        if let Some(key) = self.key {
-            request = request.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+        if let Some(value) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
         }
         let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
         let timeout = self.timeout;
@@ -183,8 +266,31 @@ impl Probe<'_> {
         let body = http_body_util::Limited::new(response.into_body(), MAX_PROBE_BODY);
         let bytes = match tokio::time::timeout(timeout, body.collect()).await {
             Ok(Ok(b)) => b.to_bytes(),
-            _ => return Err("the answer did not arrive".to_owned()),
+            _ => return Err(ANSWER_CUT_SHORT.to_owned()),
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("unreadable answer: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failure_without_an_http_answer_proves_a_host_unreachable() {
+        for http in ["status 400 Bad Request", "status 503 Service Unavailable", "unreadable answer: EOF", ANSWER_CUT_SHORT]
+        {
+            assert!(answered_over_http(http), "{http}");
+        }
+        for dead in ["Connection refused (os error 111)", "no answer within 5s", "dns error: failed to lookup"] {
+            assert!(!answered_over_http(dead), "{dead}");
+        }
+    }
+
+    #[test]
+    fn re_probes_start_at_a_second_and_back_off_to_three() {
+        let gaps: Vec<u128> =
+            std::iter::successors(Some(RECHECK_FIRST), |g| Some(next_recheck(*g))).take(5).map(|g| g.as_millis()).collect();
+        assert_eq!(gaps, [1_000, 1_500, 2_250, 3_000, 3_000]);
     }
 }

@@ -136,10 +136,8 @@ pub async fn preload_pinned(config: &Config, client: &HttpClient) {
             let mut request = Request::post(join_url(base, "/api/generate"))
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body)));
-            if let (Ok(request), Some(key)) = (request.as_mut(), &host.api_key) {
-                if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
-                    request.headers_mut().insert(http::header::AUTHORIZATION, value);
-                }
+            if let (Ok(request), Some(value)) = (request.as_mut(), host.authorization()) {
+                request.headers_mut().insert(http::header::AUTHORIZATION, value);
             }
             let Ok(request) = request else { continue };
             // A cold load can take minutes; this runs in the background and nothing waits on it.

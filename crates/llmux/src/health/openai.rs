@@ -112,7 +112,7 @@ pub(super) async fn probe(probe: &Probe<'_>, config: &Config, host: &Host, base:
 /// llama.cpp's slots (`/slots` at the server's root): how many requests it can run at once and how many it
 /// runs now. `None` when the server has the endpoint off (`--no-slots`).
 async fn llama_slots(probe: &Probe<'_>, host: &Host) -> Option<SlotUse> {
-    let plain = Probe { transient_ok: false, ..*probe };
+    let plain = Probe { transient_ok: false, ..probe.clone() };
     let slots = plain.get::<Vec<LlamaSlot>>(&join_url(&host.origin, "/slots")).await.ok()?;
     let busy = slots.iter().filter(|s| s.is_processing).count();
     Some(SlotUse { total: slots.len(), busy })

@@ -170,6 +170,10 @@ impl<'a> RequestHead<'a> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("Request body is empty: expected a JSON object", None));
         }
+        // serde reads a struct from a JSON array too (by position); a request body is an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::invalid("Invalid request body: expected a JSON object", None));
+        }
         let mut de = serde_json::Deserializer::from_slice(body);
         // Plain serde first: tracking the path costs a third of the parse, and only an error message needs it.
         let fields = match HeadFields::deserialize(&mut de) {
@@ -194,6 +198,10 @@ impl<'a> RequestHead<'a> {
         };
         if model.is_empty() {
             return Err(Error::invalid("'model' must not be empty", Some("model")));
+        }
+        // No model has a newline or an escape in its name; refusing them keeps them out of logs and headers.
+        if model.chars().any(char::is_control) {
+            return Err(Error::invalid("'model' must not contain control characters", Some("model")));
         }
         let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = start..start + raw_model.get().len();

@@ -148,7 +148,7 @@ pub fn cooldown(
 
 /// How many retries a request on `group` gets for `failure`, and whether a `retry_policy` entry decided it (a
 /// policy entry lifts the usual "is this retryable" guards). Precedence: policy (group, then router) unless the
-/// request set `num_retries: 0`; then the request's `num_retries`, the deployment's, the router's.
+/// request set `num_retries: 0`; then the deployment's, else the router's, lowered by the request's `num_retries`.
 pub fn retries_for(
     settings: &RouterSettings,
     group: &str,
@@ -166,7 +166,10 @@ pub fn retries_for(
             return (*n, true);
         }
     }
-    (request_num_retries.or(d.num_retries).unwrap_or(settings.num_retries), false)
+    // A client may ask for fewer retries than the config allows, never more: `"num_retries": 1000000000` must not
+    // hold one request for minutes.
+    let configured = d.num_retries.unwrap_or(settings.num_retries);
+    (request_num_retries.map_or(configured, |n| n.min(configured)), false)
 }
 
 /// Whether another attempt in the same group is worth it. `available` counts the group's deployments that are

@@ -4,6 +4,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -59,10 +60,31 @@ pub fn check(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
     let sent = header("x-litellm-api-key").or(bearer.filter(|v| !v.is_empty())).or_else(|| header("x-api-key"));
     match sent {
         None | Some("") => Err(Error::Unauthorized("Authentication Error, No api key passed in.".into())),
-        Some(key) if bool::from(key.as_bytes().ct_eq(master.expose().as_bytes())) => Ok(()),
+        Some(key) if same_key(key, master.expose()) => Ok(()),
         Some(_) => Err(Error::Unauthorized(
             "Authentication Error, Invalid proxy server token passed. Received API key does not match the master key."
                 .into(),
         )),
+    }
+}
+
+/// Whether `sent` is `master`, in time that depends on neither: both are hashed first, so neither a differing
+/// length (which `ct_eq` on the bytes answers at once) nor the first differing byte shows in the timing.
+fn same_key(sent: &str, master: &str) -> bool {
+    let sent = Sha256::digest(sent.as_bytes());
+    let master = Sha256::digest(master.as_bytes());
+    bool::from(sent.as_slice().ct_eq(master.as_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_key;
+
+    #[test]
+    fn keys_compare_by_digest() {
+        assert!(same_key("sk-master", "sk-master"));
+        assert!(!same_key("sk-maste", "sk-master"));
+        assert!(!same_key("sk-masterr", "sk-master"));
+        assert!(!same_key("", "sk-master"));
     }
 }

@@ -47,7 +47,7 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
         entry.insert("model".into(), Value::String(d.model.clone()));
         entry.insert("model_name".into(), Value::String(d.model_name.clone()));
         entry.insert("model_id".into(), Value::String(d.id.clone()));
-        entry.insert("api_base".into(), Value::String(engine.api_base.clone()));
+        entry.insert("api_base".into(), Value::String(crate::redact::url(&engine.api_base)));
         entry.insert("custom_llm_provider".into(), Value::String(engine.engine.prefix.into()));
         entry.insert("mode".into(), Value::String(d.mode.clone().unwrap_or_else(|| "chat".into())));
         let host = d.host.and_then(|h| hosts.get(h));

@@ -7,6 +7,7 @@ mod auth;
 mod gateway;
 mod health;
 mod inbound;
+mod limits;
 mod listen;
 mod models;
 mod ollama;
@@ -132,7 +133,12 @@ pub async fn serve_on(
     drain_timeout: Duration,
     workers: usize,
 ) -> anyhow::Result<()> {
-    let state = AppState { live: live.clone(), responses: Arc::new(crate::protocol::responses::Store::new()) };
+    let responses = Arc::new(crate::protocol::responses::Store::new());
+    if let Some(redis) = live.redis() {
+        let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());
+        crate::shared_responses::Replica::attach(&responses, redis, prefix);
+    }
+    let state = AppState { live: live.clone(), responses };
     let gateway = Gateway::new(state.clone(), app(state));
     listen::serve(live, gateway, listener, shutdown, interrupt, drain_timeout, workers).await
 }
@@ -182,12 +188,17 @@ async fn liveliness() -> Json<&'static str> {
 }
 
 /// 503 from the moment a shutdown begins, so load balancers stop sending; liveness stays 200 meanwhile.
-async fn readiness(State(state): State<AppState>) -> Response {
+/// Without the master key (when one is set) it says only its status: the version and the deployment count help
+/// an attacker more than a load balancer.
+async fn readiness(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
     if state.live.is_draining() {
         return (http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"}))).into_response();
     }
     let executor = state.executor();
     let config = &executor.config;
+    if auth::check(config, &headers).is_err() {
+        return Json(json!({"status": "healthy"})).into_response();
+    }
     Json(json!({
         "status": "healthy",
         "db": "Not connected",
