@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import httpx
 import openai
@@ -226,3 +227,47 @@ def test_passthrough_engine(lab, client):
     with client.responses.stream(model=OAI_GROUP, input="hi") as stream:
         final = stream.get_final_response()
     assert final.output_text == "from the OpenAI-compatible engine"
+
+
+def test_replicas_share_stored_responses_through_redis(lab, monkeypatch):
+    """Two llmux replicas on one Redis (127.0.0.1:6379, a prefix of this test's own): a conversation started on
+    one continues on the other with `previous_response_id`, and either can read or delete it."""
+    import secrets
+
+    from harness import homelab_config, start_llmux
+
+    monkeypatch.setenv("LLMUX_REDIS_PREFIX", f"llmux-test-{secrets.token_hex(4)}")
+    config = homelab_config(lab.mocks)
+    config["router_settings"] = {**config.get("router_settings", {}), "redis_host": "127.0.0.1", "redis_port": 6379}
+    a = start_llmux(config, lab.log_dir, name="llmux-replica-a")
+    b = start_llmux(config, lab.log_dir, name="llmux-replica-b")
+    try:
+        first = a.client().responses.create(model="tools_fast", input="remember the word kumquat")
+        deadline = time.monotonic() + 5
+        while True:  # the copy to Redis is written in the background
+            try:
+                again = b.client().responses.retrieve(first.id)
+                break
+            except openai.NotFoundError:
+                assert time.monotonic() < deadline, "replica b never saw replica a's response"
+                time.sleep(0.05)
+        assert again.id == first.id and again.output_text == first.output_text
+        engine = lab.mocks[expected_deployment("tools_fast")[1]]
+        engine.clear()
+        second = b.client().responses.create(model="tools_fast", input="which word?", previous_response_id=first.id)
+        sent = engine.requests("/api/chat")[-1]["body"]["messages"]
+        assert [m["role"] for m in sent] == ["user", "assistant", "user"], sent
+        assert "kumquat" in sent[0]["content"]
+        assert second.previous_response_id == first.id
+        b.client().responses.delete(first.id)
+        time.sleep(0.3)
+        with pytest.raises(openai.NotFoundError):
+            # A third replica (nothing in its memory) finds it gone from the shared copy.
+            c = start_llmux(config, lab.log_dir, name="llmux-replica-c")
+            try:
+                c.client().responses.retrieve(first.id)
+            finally:
+                c.proc.stop()
+    finally:
+        a.proc.stop()
+        b.proc.stop()

@@ -22,5 +22,6 @@ pub mod redact;
 pub mod router;
 pub mod server;
 pub mod shared;
+pub mod shared_responses;
 pub mod state;
 pub mod upstream;

@@ -166,7 +166,8 @@ fn unix_now() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(0)
 }
 
-fn connection_info(settings: &RedisSettings) -> Result<ConnectionInfo, String> {
+/// Where to connect for `settings` (`redis_url` wins over the separate keys).
+pub fn connection_info(settings: &RedisSettings) -> Result<ConnectionInfo, String> {
     if let Some(url) = &settings.url {
         return url.expose().into_connection_info().map_err(|e| format!("redis_url: {e}"));
     }

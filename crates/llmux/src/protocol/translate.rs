@@ -36,10 +36,19 @@ pub struct NativeRoute {
     pub model: String,
 }
 
+/// What [`Translator::prepare`] returns: a future to await before translating.
+pub type Preparation<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
 /// One client protocol, for one request.
 pub trait Translator: Send + 'static {
     /// Whose error shape this protocol uses.
     fn dialect(&self) -> Dialect;
+
+    /// Work needing I/O before [`Translator::request`], which does none: the Responses API loads a
+    /// `previous_response_id` that another replica stored. Nothing by default.
+    fn prepare<'a>(&'a self, _body: &'a [u8]) -> Option<Preparation<'a>> {
+        None
+    }
 
     /// The client's body as an OpenAI request. Errors are the client's fault (a 400 in its own shape).
     /// `config` tells which model names route (Ollama clients add `:latest` to names without a tag).

@@ -40,6 +40,9 @@ where
         Err(e) => return e.response_in(dialect),
     };
     let original = body;
+    if let Some(preparation) = translator.prepare(&original) {
+        preparation.await;
+    }
     let canonical = match translator.request(&original, &executor.config) {
         Ok(c) => c,
         Err(e) => return e.response_in(dialect),

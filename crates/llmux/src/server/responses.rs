@@ -21,7 +21,7 @@ fn not_found(id: &str) -> Response {
 
 /// `GET /v1/responses/{id}`: the Response object as it was answered.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.responses.get(&id) {
+    match state.responses.get_or_fetch(&id).await {
         Some(stored) => Json(stored.response.clone()).into_response(),
         None => not_found(&id),
     }
@@ -29,7 +29,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 
 /// `DELETE /v1/responses/{id}`.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if state.responses.delete(&id) {
+    // One another replica stored is deleted too: look it up first.
+    let known = state.responses.get_or_fetch(&id).await.is_some();
+    if state.responses.delete(&id) || known {
         Json(json!({"id": id, "object": "response", "deleted": true})).into_response()
     } else {
         not_found(&id)

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::{Dialect, Error};
 use crate::protocol::openai::{parse_body, ChatMessage, Operation, RouterControls, StreamOptions};
-use crate::protocol::translate::{to_bytes, Canonical, ChunkEncoder, Completion, Translator};
+use crate::protocol::translate::{to_bytes, Canonical, ChunkEncoder, Completion, Preparation, Translator};
 
 pub use store::{Store, Stored};
 
@@ -162,6 +162,20 @@ impl Responses {
 impl Translator for Responses {
     fn dialect(&self) -> Dialect {
         Dialect::OpenAi
+    }
+
+    fn prepare<'a>(&'a self, body: &'a [u8]) -> Option<Preparation<'a>> {
+        #[derive(serde::Deserialize)]
+        struct Previous {
+            previous_response_id: Option<String>,
+        }
+        let id = serde_json::from_slice::<Previous>(body).ok()?.previous_response_id?;
+        if self.store.get(&id).is_some() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let _ = self.store.get_or_fetch(&id).await;
+        }))
     }
 
     fn request(&mut self, body: &[u8], _config: &Config) -> Result<Canonical, Error> {

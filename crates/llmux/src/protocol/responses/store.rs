@@ -1,11 +1,15 @@
 //! The responses llmux keeps for `previous_response_id`, `item_reference` and `GET /v1/responses/{id}`.
 //!
 //! In memory, bounded by count and by bytes (oldest out first), shared by every request of one process and
-//! kept across config reloads (it lives in `AppState`, not in the config). Replicas do not share it.
+//! kept across config reloads (it lives in `AppState`, not in the config). With Redis configured, a [`Shared`]
+//! copy (`crate::shared_responses`) lets replicas answer for each other.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::protocol::openai::ChatMessage;
@@ -16,7 +20,7 @@ pub const DEFAULT_MAX_COUNT: usize = 10_000;
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// One stored response.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Stored {
     /// The Response object as the client got it (what `GET` answers).
     pub response: Value,
@@ -26,16 +30,31 @@ pub struct Stored {
     /// The request's input items that had an `id`, for `item_reference`.
     pub input_items: Vec<Value>,
     /// Roughly how much memory this entry holds.
+    #[serde(skip)]
     pub bytes: usize,
+}
+
+/// A copy of the store that other replicas see (Redis); writes go there in the background.
+pub trait Shared: Send + Sync {
+    /// Copies a stored response.
+    fn put(&self, id: &str, stored: &Stored);
+    /// Deletes a response everywhere.
+    fn delete(&self, id: &str);
+    /// What another replica stored under `id`.
+    fn fetch<'a>(&'a self, id: &'a str) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send + 'a>>;
 }
 
 impl Stored {
     /// An entry, its size measured.
     pub fn new(response: Value, conversation: Vec<ChatMessage>, input_items: Vec<Value>) -> Self {
-        let bytes = serde_json::to_vec(&response).map(|v| v.len()).unwrap_or(0)
-            + serde_json::to_vec(&conversation).map(|v| v.len()).unwrap_or(0)
-            + serde_json::to_vec(&input_items).map(|v| v.len()).unwrap_or(0);
-        Stored { response, conversation, input_items, bytes }
+        Stored { response, conversation, input_items, bytes: 0 }.measured()
+    }
+
+    fn measured(mut self) -> Self {
+        self.bytes = serde_json::to_vec(&self.response).map(|v| v.len()).unwrap_or(0)
+            + serde_json::to_vec(&self.conversation).map(|v| v.len()).unwrap_or(0)
+            + serde_json::to_vec(&self.input_items).map(|v| v.len()).unwrap_or(0);
+        self
     }
 
     /// The output or input item with `id`, if this response has it.
@@ -51,6 +70,13 @@ pub struct Store {
     inner: Mutex<Inner>,
     max_count: usize,
     max_bytes: usize,
+    shared: OnceLock<Arc<dyn Shared>>,
+}
+
+impl std::fmt::Debug for dyn Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -75,7 +101,22 @@ impl Store {
 
     /// An empty store keeping at most `max_count` responses and about `max_bytes` bytes.
     pub fn with_limits(max_count: usize, max_bytes: usize) -> Self {
-        Store { inner: Mutex::new(Inner::default()), max_count, max_bytes }
+        Store { inner: Mutex::new(Inner::default()), max_count, max_bytes, shared: OnceLock::new() }
+    }
+
+    /// Copies every later write and delete to `shared`, and lets [`Store::get_or_fetch`] read from it. Set once.
+    pub fn share(&self, shared: Arc<dyn Shared>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The response under `id`: this replica's, else the shared copy's (kept here from then on).
+    pub async fn get_or_fetch(&self, id: &str) -> Option<Arc<Stored>> {
+        if let Some(found) = self.get(id) {
+            return Some(found);
+        }
+        let fetched = self.shared.get()?.fetch(id).await?.measured();
+        self.insert(id.to_owned(), fetched);
+        self.get(id)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -86,6 +127,13 @@ impl Store {
     /// Keeps `entry` under `id`, dropping the oldest entries while the store is over its bounds. An entry
     /// larger than the whole byte budget is not kept.
     pub fn put(&self, id: String, entry: Stored) {
+        if let Some(shared) = self.shared.get() {
+            shared.put(&id, &entry);
+        }
+        self.insert(id, entry);
+    }
+
+    fn insert(&self, id: String, entry: Stored) {
         if entry.bytes > self.max_bytes || self.max_count == 0 {
             return;
         }
@@ -110,8 +158,11 @@ impl Store {
         self.lock().by_id.get(id).cloned()
     }
 
-    /// Removes the response stored under `id`; whether there was one.
+    /// Removes the response stored under `id` (here and in the shared copy); whether this replica had one.
     pub fn delete(&self, id: &str) -> bool {
+        if let Some(shared) = self.shared.get() {
+            shared.delete(id);
+        }
         let mut inner = self.lock();
         match inner.by_id.remove(id) {
             Some(old) => {
