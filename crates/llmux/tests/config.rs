@@ -165,3 +165,30 @@ llmux_settings:
     let errors = load_str(bad, &|_| None).unwrap_err().to_string();
     assert!(errors.contains("llmux_settings.hosts.http://h:1.memory_budget"), "{errors}");
 }
+
+#[test]
+fn unsendable_keys_headers_and_nameless_models_are_errors_at_load() {
+    let broken = "
+model_list:
+  - model_name: a
+    litellm_params: {model: openai/x, api_base: \"http://h:1/v1\", api_key: \"sk-abc\\n\"}
+  - model_name: b
+    litellm_params: {model: ollama/, api_base: \"http://h:1\"}
+  - model_name: c
+    litellm_params: {model: ollama_chat/, api_base: \"http://h:1\"}
+  - model_name: d
+    litellm_params: {model: openai/x, api_base: \"http://h:1/v1\", extra_headers: {X-Ok: fine, X-Bad: \"a\\r\\nb\"}}
+  - model_name: e
+    litellm_params: {model: openai/x, api_base: \"ftp://me:pw-secret@h:1\"}
+";
+    let diags = load_str(broken, &|_| None).unwrap_err();
+    let errors: Vec<(String, String)> = diags.errors().map(|d| (d.path.clone(), d.message.clone())).collect();
+    let has = |path: &str, needle: &str| errors.iter().any(|(p, m)| p == path && m.contains(needle));
+    assert!(has("model_list[0].litellm_params.api_key", "HTTP header"), "{errors:#?}");
+    assert!(has("model_list[1].litellm_params.model", "empty"), "{errors:#?}");
+    assert!(has("model_list[2].litellm_params.model", "empty"), "{errors:#?}");
+    assert!(has("model_list[3].litellm_params.extra_headers.X-Bad", "HTTP header"), "{errors:#?}");
+    assert!(!errors.iter().any(|(p, _)| p.ends_with("X-Ok")), "{errors:#?}");
+    assert!(has("model_list[4].litellm_params.api_base", "ftp://***@h:1"), "{errors:#?}");
+    assert!(!format!("{errors:?}").contains("sk-abc") && !format!("{errors:?}").contains("pw-secret"));
+}

@@ -275,3 +275,54 @@ async fn a_second_signal_stops_waiting() {
     let status = llmux.exit(Duration::from_secs(5)).await;
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn a_reload_that_would_empty_the_service_or_drop_its_key_is_refused() {
+    let a = mock("a", &["m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), &[("g", &a.base_url())]);
+    let llmux = Process::start(&path, &["--watch", "0.2"]);
+    llmux.ready().await;
+    let client = llmux.client();
+    let served = async || client.post_key("/v1/chat/completions", &chat_body("g", false), KEY).await.status;
+    let keyless = async || client.post_key("/v1/chat/completions", &chat_body("g", false), None).await.status;
+    let refusal = async || {
+        let reply = client.post_key("/config/reload", "", KEY).await;
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        reply.json()["error"]["message"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // An empty file (a non-atomic write caught half-way) loads as a config with no deployments: refused.
+    write(&path, "");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(served().await, 200);
+    assert!(refusal().await.contains("no deployments"));
+
+    // The file lost its general_settings: the models are there, the key is not. Refused; the key still holds.
+    let models_only = config_with(&[("g", &a.base_url())]).replace("general_settings:\n  master_key: sk-lifecycle-test\n", "");
+    write(&path, &models_only);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(keyless().await, 401);
+    assert!(refusal().await.contains("drops general_settings.master_key"));
+
+    // Said explicitly, it goes through (on loopback, where no key is allowed).
+    write(&path, &format!("{models_only}general_settings:\n  allow_auth_change_on_reload: true\n"));
+    eventually("the key was dropped on purpose", Duration::from_secs(5), async || keyless().await == 200).await;
+}
+
+#[tokio::test]
+async fn a_public_address_without_a_key_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    write(&path, "model_list:\n  - model_name: g\n    litellm_params: {model: ollama_chat/m, api_base: \"http://127.0.0.1:9\"}\n");
+    let port = free_port().to_string();
+    // Refused before anything is bound.
+    let out = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .args(["--config", path.to_str().unwrap(), "--host", "0.0.0.0", "--port", &port, "--watch", "0"])
+        .env_remove("LLMUX_ALLOW_NO_AUTH")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("master_key") && stderr.contains("--allow-no-auth"), "{stderr}");
+}
