@@ -614,7 +614,8 @@ fn target(
     };
     if !(api_base.starts_with("http://") || api_base.starts_with("https://")) || api_base.parse::<http::Uri>().is_err()
     {
-        diags.error(format!("{path}.api_base"), format!("{api_base:?} is not an http:// or https:// URL"));
+        let shown = crate::redact::url(&api_base);
+        diags.error(format!("{path}.api_base"), format!("{shown:?} is not an http:// or https:// URL"));
         return None;
     }
     let api_key = get_str(params, "api_key", path, diags)
@@ -818,7 +819,8 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
         Some(Value::Object(m)) => m,
         Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
     };
-    for key in settings.keys().filter(|k| !["hosts", "groups", "images", "ollama_api", "server"].contains(&k.as_str())) {
+    for key in settings.keys().filter(|k| !["hosts", "groups", "images", "ollama_api", "server"].contains(&k.as_str()))
+    {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }
     let entries = match settings.get("hosts") {
