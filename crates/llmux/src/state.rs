@@ -35,6 +35,18 @@ pub struct State {
     freed: tokio::sync::Notify,
     /// Where changes go for other replicas, when Redis is configured.
     outbox: OnceLock<Arc<Outbox>>,
+    /// Starts the re-probing of a host found unreachable (installed by the executor, which has the client).
+    unreachable_hook: OnceLock<UnreachableHook>,
+}
+
+/// What [`State`] calls with a host's index when the host is found unreachable and nobody re-probes it yet;
+/// returns whether a re-probe loop was started.
+pub struct UnreachableHook(pub Box<dyn Fn(usize) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for UnreachableHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnreachableHook")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +153,13 @@ pub struct HostState {
     /// When live traffic last asked for an extra probe (after a model load).
     #[serde(skip)]
     pub reprobe_at: Option<u64>,
+    /// The last probe got an HTTP answer, but an error status: the host is reachable (only reported, and out of
+    /// routing only with `enable_health_check_routing`), so a request it answers does not hide the report.
+    #[serde(skip)]
+    pub http_error: bool,
+    /// A re-probe loop is bringing this unreachable host back (see [`State::on_unreachable`]).
+    #[serde(skip)]
+    pub rechecked: bool,
     /// How long the last probe took.
     pub probe_latency_ms: Option<u64>,
     /// Models the engine lists (`/api/tags`, `/v1/models`).
@@ -188,6 +207,9 @@ pub struct ProbeOutcome {
     pub resident: Option<Vec<Resident>>,
     /// Configured models the engine does not list.
     pub missing: Vec<String>,
+    /// The failure proves the host unreachable (refused, reset, DNS, no answer in time), as opposed to an HTTP
+    /// answer with an error status.
+    pub unreachable: bool,
     /// The engine answered "not ready yet" (503 while it loads a model).
     pub loading: bool,
     /// The engine, when recognised.
@@ -226,6 +248,8 @@ struct Inner {
     /// The opt-in generation probe (`health_check_model`) failed: why, and until when that keeps the deployment
     /// out of routing (ms on the state clock).
     probe_failure: Option<(String, u64)>,
+    /// ... and whether that keeps it out of routing (`enable_health_check_routing`) or is only reported.
+    probe_failure_gates: bool,
 }
 
 /// Other replicas' usage of one deployment in one UTC minute.
@@ -330,6 +354,7 @@ impl State {
             limits: config.hosts.iter().map(|h| h.limits.clone()).collect(),
             freed: tokio::sync::Notify::new(),
             outbox: OnceLock::new(),
+            unreachable_hook: OnceLock::new(),
         }
     }
 
@@ -375,7 +400,10 @@ impl State {
         for (host, h) in state.hosts.iter_mut().zip(&config.hosts) {
             let before = old_config.hosts.iter().position(|o| o.origin == h.origin).and_then(|i| old.host(i));
             if let Some(before) = before {
-                *host.get_mut().unwrap_or_else(|e| e.into_inner()) = before.clone();
+                let mut copy = before.clone();
+                // The old state's re-probe loop ends with it; the new executor starts its own.
+                copy.rechecked = false;
+                *host.get_mut().unwrap_or_else(|e| e.into_inner()) = copy;
             }
         }
         state
@@ -396,7 +424,8 @@ impl State {
     }
 
     /// A connection to `host` failed on a live request: every deployment on it is skipped until `until`, or
-    /// until a probe or a request finds it answering again.
+    /// until a probe or a request finds it answering again (a re-probe loop looks, see
+    /// [`State::on_unreachable`]).
     pub fn host_unreachable(&self, host: usize, reason: &str, now: u64, until: u64) {
         if let Some(mut h) = self.host(host) {
             if h.status != HostStatus::Down {
@@ -405,9 +434,44 @@ impl State {
             }
             h.reason = reason.to_owned();
             h.down_until = h.down_until.max(until);
+            h.http_error = false;
             h.updated = now;
         }
         self.host_changed(host);
+        self.recheck(host);
+    }
+
+    /// Installs what starts the re-probing of a host found unreachable, and starts it for hosts already out
+    /// (a reload's new state).
+    pub fn on_unreachable(&self, hook: UnreachableHook) {
+        let _ = self.unreachable_hook.set(hook);
+        let now = self.now();
+        for host in 0..self.hosts.len() {
+            if self.unreachable_now(host, now) {
+                self.recheck(host);
+            }
+        }
+    }
+
+    /// Starts re-probing `host` unless a loop already does.
+    fn recheck(&self, host: usize) {
+        let Some(hook) = self.unreachable_hook.get() else { return };
+        let claimed = self.host(host).is_some_and(|mut h| !std::mem::replace(&mut h.rechecked, true));
+        if claimed && !(hook.0)(host) {
+            self.recheck_ended(host);
+        }
+    }
+
+    /// The re-probe loop of `host` stopped.
+    pub fn recheck_ended(&self, host: usize) {
+        if let Some(mut h) = self.host(host) {
+            h.rechecked = false;
+        }
+    }
+
+    /// Whether `host` is out of routing at `now` because it could not be reached (not for an HTTP error).
+    pub fn unreachable_now(&self, host: usize, now: u64) -> bool {
+        self.host(host).is_some_and(|h| h.status == HostStatus::Down && h.down_until > now && !h.http_error)
     }
 
     fn host_changed(&self, host: usize) {
@@ -461,7 +525,9 @@ impl State {
         let Some(index) = slot.host else { return };
         let Some(mut h) = self.host(index) else { return };
         let mut changed = false;
-        if matches!(h.status, HostStatus::Down | HostStatus::Unknown | HostStatus::Loading) {
+        // A probe's HTTP error stays reported until the next probe: the host answering requests is no news.
+        let probe_error = h.status == HostStatus::Down && h.http_error;
+        if matches!(h.status, HostStatus::Down | HostStatus::Unknown | HostStatus::Loading) && !probe_error {
             h.status = HostStatus::Up;
             h.reason = "answered a request".to_owned();
             h.since = now;
@@ -477,7 +543,8 @@ impl State {
     }
 
     /// Records a probe of `host`. A failed probe keeps the host out of routing for `stale_after` (until the
-    /// next probe is due); a successful one lifts a connection cooldown of its deployments.
+    /// next probe is due; the caller decides how long for each kind of failure); a probe that could not reach
+    /// the host starts re-probing it; a successful one lifts a connection cooldown of its deployments.
     pub fn probe_result(
         &self,
         host: usize,
@@ -498,11 +565,14 @@ impl State {
             }
             h.status = status;
             h.reason = reason;
-            h.down_until = if matches!(status, HostStatus::Down | HostStatus::Loading) {
-                now.saturating_add(u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX))
-            } else {
-                0
+            let hold = now.saturating_add(u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX));
+            h.down_until = match status {
+                // A live request may already have taken the host out for longer.
+                HostStatus::Down if outcome.unreachable => h.down_until.max(hold),
+                HostStatus::Down | HostStatus::Loading => hold,
+                _ => 0,
             };
+            h.http_error = outcome.failure.is_some() && !outcome.unreachable;
             h.last_probe = Some(now);
             h.probe_latency_ms = Some(u64::try_from(outcome.latency.as_millis()).unwrap_or(u64::MAX));
             if outcome.failure.is_none() && !outcome.loading {
@@ -518,6 +588,9 @@ impl State {
             h.updated = now;
         }
         self.host_changed(host);
+        if outcome.failure.is_some() && outcome.unreachable {
+            self.recheck(host);
+        }
         if outcome.failure.is_none() && !outcome.loading {
             for &i in deployments {
                 if let Some(mut inner) = self.inner(i) {
@@ -533,12 +606,21 @@ impl State {
         }
     }
 
-    /// The result of deployment `index`'s generation probe: a failure keeps it out of routing for `stale_after`
-    /// (or until a probe or a request succeeds); `None` clears it.
-    pub fn generation_probe(&self, index: usize, failure: Option<String>, now: u64, stale_after: Duration) {
+    /// The result of deployment `index`'s generation probe: a failure is reported for `stale_after` (or until a
+    /// probe or a request succeeds) and, when `gates`, keeps the deployment out of routing meanwhile; `None`
+    /// clears it.
+    pub fn generation_probe(
+        &self,
+        index: usize,
+        failure: Option<String>,
+        now: u64,
+        stale_after: Duration,
+        gates: bool,
+    ) {
         if let Some(mut inner) = self.inner(index) {
             let until = now.saturating_add(u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX));
             inner.probe_failure = failure.map(|why| (why, until));
+            inner.probe_failure_gates = gates;
         }
     }
 
@@ -587,7 +669,8 @@ impl State {
                 let cooldown_until = inner.cooldown_until.max(inner.remote_cooldown_until);
                 let host = slot.host.and_then(|i| self.host(i));
                 let unhealthy = host.as_ref().is_some_and(|h| h.down_until > now);
-                let probe_failed = inner.probe_failure.as_ref().is_some_and(|(_, until)| *until > now);
+                let probe_failed =
+                    inner.probe_failure_gates && inner.probe_failure.as_ref().is_some_and(|(_, until)| *until > now);
                 let warm = host
                     .as_ref()
                     .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
@@ -645,6 +728,7 @@ impl State {
                 engine_load: inner.engine_load,
                 service: inner.service,
                 probe_failure: inner.probe_failure.take(),
+                probe_failure_gates: inner.probe_failure_gates,
                 ..Inner::default()
             };
         }

@@ -244,6 +244,8 @@ model_list:
 router_settings:
   routing_strategy: least-busy
   residency_routing: false
+general_settings:
+  enable_health_check_routing: true
 "#,
         s = sick.base_url(),
         w = well.base_url()

@@ -30,12 +30,14 @@ pub(super) async fn probe_deployments(config: &Config, state: &State, client: &H
             let transient_ok = config.general.health_check_ignore_transient_errors;
             (d, generate(d, probe, client, transient_ok).await)
         });
-    let stale_after = super::stale_after(config);
+    // Reported for as long as a result stays fresh; out of routing only with enable_health_check_routing.
+    let stale_after = config.general.health_check_staleness;
+    let gates = config.general.health_check_routing;
     for (d, result) in futures_util::future::join_all(probes).await {
         if let Err(why) = &result {
             tracing::warn!("generation probe of {} ({}) failed: {why}", d.id, d.model_name);
         }
-        state.generation_probe(d.index, result.err(), state.now(), stale_after);
+        state.generation_probe(d.index, result.err(), state.now(), stale_after, gates);
     }
 }
 

@@ -278,7 +278,8 @@ mod tests {
 
     #[test]
     fn only_a_failure_without_an_http_answer_proves_a_host_unreachable() {
-        for http in ["status 400 Bad Request", "status 503 Service Unavailable", "unreadable answer: EOF", ANSWER_CUT_SHORT]
+        for http in
+            ["status 400 Bad Request", "status 503 Service Unavailable", "unreadable answer: EOF", ANSWER_CUT_SHORT]
         {
             assert!(answered_over_http(http), "{http}");
         }
@@ -289,8 +290,10 @@ mod tests {
 
     #[test]
     fn re_probes_start_at_a_second_and_back_off_to_three() {
-        let gaps: Vec<u128> =
-            std::iter::successors(Some(RECHECK_FIRST), |g| Some(next_recheck(*g))).take(5).map(|g| g.as_millis()).collect();
+        let gaps: Vec<u128> = std::iter::successors(Some(RECHECK_FIRST), |g| Some(next_recheck(*g)))
+            .take(5)
+            .map(|g| g.as_millis())
+            .collect();
         assert_eq!(gaps, [1_000, 1_500, 2_250, 3_000, 3_000]);
     }
 }
