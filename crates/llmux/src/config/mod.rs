@@ -205,6 +205,9 @@ pub struct GenerationProbe {
 }
 
 /// What a deployment calls.
+// One per deployment in a config built once: the engine variant's size costs nothing, a box would cost a hop on
+// every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Target {
     /// An inference engine.
