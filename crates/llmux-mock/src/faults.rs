@@ -30,6 +30,7 @@ use crate::state::Ctx;
 /// | `{"drop_after_chunks": 3}` | [`Fault::DropAfterChunks`] |
 /// | `"refuse"` | [`Fault::Refuse`] |
 /// | `"malformed"` | [`Fault::Malformed`] |
+/// | `{"endless": 500}` | [`Fault::Endless`] (status 200–599) |
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(try_from = "Value", into = "Value")]
 pub enum Fault {
@@ -58,6 +59,9 @@ pub enum Fault {
     Refuse,
     /// Answer 200 with invalid JSON, or with a broken NDJSON/SSE line in a stream.
     Malformed,
+    /// Answer this status with a chunked body that never ends (64 KiB chunks of a JSON error text that never
+    /// closes), as a broken engine or a hostile one might: the client must stop reading on its own.
+    Endless(u16),
 }
 
 impl Fault {
@@ -77,7 +81,7 @@ impl TryFrom<Value> for Fault {
 
     fn try_from(value: Value) -> Result<Self, Self::Error> {
         const EXPECTED: &str = "expected \"none\", \"hang\", \"refuse\", \"malformed\", \
-             {\"status\": 200..=599, \"body\"?: ..., \"retry_after\"?: SECS} or {\"drop_after_chunks\": N}";
+             {\"status\": 200..=599, \"body\"?: ..., \"retry_after\"?: SECS}, {\"drop_after_chunks\": N} or {\"endless\": 200..=599}";
         match value {
             Value::Null => Ok(Fault::None),
             Value::String(word) => match word.as_str() {
@@ -97,6 +101,15 @@ impl TryFrom<Value> for Fault {
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or("drop_after_chunks must be a non-negative integer")?;
                     return Ok(Fault::DropAfterChunks(n));
+                }
+                if let Some(s) = map.get("endless") {
+                    let status = s
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok())
+                        .filter(|s| (200..=599).contains(s))
+                        .filter(|_| map.len() == 1)
+                        .ok_or_else(|| format!("endless takes a status 200..=599 and no other keys: {EXPECTED}"))?;
+                    return Ok(Fault::Endless(status));
                 }
                 let status = map
                     .get("status")
@@ -127,6 +140,7 @@ impl From<Fault> for Value {
             Fault::Refuse => json!("refuse"),
             Fault::Malformed => json!("malformed"),
             Fault::DropAfterChunks(n) => json!({ "drop_after_chunks": n }),
+            Fault::Endless(status) => json!({ "endless": status }),
             Fault::Status { status, body, retry_after } => {
                 let mut obj = json!({ "status": status });
                 if let Some(body) = body {
@@ -200,6 +214,10 @@ impl Ctx {
                 Some(malformed_body())
             }
             Fault::DropAfterChunks(_) | Fault::Malformed => None,
+            Fault::Endless(status) => {
+                self.track.mark_faulted();
+                Some(endless_body(*status))
+            }
         }
     }
 
@@ -237,6 +255,19 @@ fn status_response(proto: Proto, host: &str, status: u16, body: Option<&Value>, 
     resp
 }
 
+/// `status` with a chunked body that never ends: `{"error":{"message":"` and then `x` forever.
+fn endless_body(status: u16) -> Response {
+    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+    let head = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"error\":{\"message\":\""))
+    });
+    let rest = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+    let mut resp = Response::new(Body::from_stream(futures_util::StreamExt::chain(head, rest)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 /// A 200 whose JSON body is cut off mid-object.
 fn malformed_body() -> Response {
     let mut resp = Response::new(Body::from(r#"{"model": "mock", "message": {"role": "assist"#));
@@ -257,6 +288,7 @@ mod tests {
             (r#""refuse""#, Fault::Refuse),
             (r#""malformed""#, Fault::Malformed),
             (r#"{"drop_after_chunks":2}"#, Fault::DropAfterChunks(2)),
+            (r#"{"endless":500}"#, Fault::Endless(500)),
             (r#"{"status":503}"#, Fault::status(503)),
             (
                 r#"{"status":429,"body":"slow down","retry_after":3}"#,

@@ -96,6 +96,16 @@ pub enum Error {
     /// A bug or an unexpected state inside llmux (500).
     #[error("{0}")]
     Internal(String),
+    /// llmux itself is at a limit it keeps to stay up (the memory for buffered engine answers); not the
+    /// engine's fault, so it neither cools the deployment down nor fails over (503).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The request's head is larger than `llmux_settings.server.max_header_kb` (431).
+    #[error("Request headers are larger than the limit of {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -127,6 +137,8 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -150,6 +162,8 @@ impl Error {
             Error::MethodNotAllowed(_) => "invalid_request_error",
             Error::ConfigRejected(_) => "invalid_config",
             Error::Internal(_) => "internal_server_error",
+            Error::Overloaded(_) => "service_unavailable",
+            Error::HeadersTooLarge { .. } => "invalid_request_error",
         }
     }
 

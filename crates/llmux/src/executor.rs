@@ -14,7 +14,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::ReadError;
 use crate::config::{Config, Deployment, EngineTarget, ErrorClass, Strategy};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
@@ -31,8 +30,11 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a host that refused a live connection is skipped (unless a probe or a request finds it back
 /// sooner): long enough that a powered-off host's connect timeout is not paid every few seconds.
 const PASSIVE_DOWN_MIN: Duration = Duration::from_secs(30);
-/// Largest engine response body llmux buffers for a non-streamed answer.
-const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
+/// How much of an engine's error body llmux reads: enough for any real error message; the rest is not read
+/// (a broken engine once sent a 100 MB one, which went whole to the client and into one log line).
+const MAX_ERROR_BODY: usize = 8 * 1024;
+/// How long llmux waits for that much of an error body (an engine that dribbles it is not waited for).
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The request executor: config, routing state and the engine client.
 pub struct Executor {
@@ -47,6 +49,9 @@ pub struct Executor {
     labels: Vec<Label>,
     /// `x-litellm-max-retries`.
     max_retries: HeaderValue,
+    /// Bytes of engine answers that may be held in memory at once, across requests
+    /// (`llmux_settings.server.max_buffered_mb`).
+    buffered: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the response headers and route explanations say about one deployment, made once per config rather
@@ -143,7 +148,9 @@ impl Executor {
         })));
         let labels = config.deployments.iter().map(Label::of).collect();
         let max_retries = HeaderValue::from(config.router.num_retries);
-        Executor { config, state, client, loading: Default::default(), labels, max_retries }
+        let budget = config.limits.max_buffered_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
+        let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
+        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -204,7 +211,8 @@ impl Executor {
             Err(err) => {
                 if err.status().is_server_error() || err.status() == StatusCode::TOO_MANY_REQUESTS {
                     let (model, route) = (crate::redact::escape(&head.model), run.steps.join("; "));
-                    let (route, err) = (crate::redact::escape(&route), crate::redact::escape(&err.to_string()).into_owned());
+                    let (route, err) =
+                        (crate::redact::escape(&route), crate::redact::escape(&err.to_string()).into_owned());
                     tracing::warn!(model = %model, route = %route, "request failed: {err}");
                 }
                 (axum::response::IntoResponse::into_response(err), None)
@@ -402,7 +410,8 @@ impl Run<'_> {
                 return Err(last_err.unwrap_or_else(|| budget_error(router.max_attempts)));
             }
             let now = exec.state.now();
-            let views = exec.state.snapshot(target.members, now, latency_ttl);
+            let mut views = exec.state.snapshot(target.members, now, latency_ttl);
+            exec.mark_host_loading(target.members, &mut views);
             let ask = router::Ask { prompt_tokens: self.prompt_tokens, target_order: order, avoid: &avoid };
             let pick = match router::pick(config, target, &ask, &views, now, &mut self.rng) {
                 Ok(p) => p,
@@ -845,6 +854,24 @@ impl Executor {
         }
     }
 
+    /// Marks the views of `members` whose host is busy with a load llmux set off for another model (still
+    /// awaited), so routing keeps other models off it meanwhile.
+    fn mark_host_loading(&self, members: &[usize], views: &mut [router::DeploymentView]) {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if loading.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let deployments = &self.config.deployments;
+        let model = |i: usize| deployments.get(i).and_then(|d| d.engine()).map(|e| e.upstream_model.as_str());
+        for (&i, view) in members.iter().zip(views.iter_mut()) {
+            let Some(host) = deployments.get(i).and_then(|d| d.host) else { continue };
+            view.host_loading |= loading.iter().any(|(&j, until)| {
+                *until > now && deployments.get(j).and_then(|d| d.host) == Some(host) && model(j) != model(i)
+            });
+        }
+    }
+
     /// How much longer the load llmux set off on deployment `index` may take, while one is awaited.
     fn load_in_progress(&self, index: usize) -> Option<Duration> {
         let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
@@ -903,9 +930,15 @@ impl Executor {
         };
         let (parts, incoming) = response.into_parts();
         if !parts.status.is_success() {
-            let remaining = total.saturating_sub(started.elapsed());
-            let bytes = collect(incoming, remaining, engine).await?;
-            return Err(provider.convert_error(parts.status, &parts.headers, &bytes));
+            let remaining = total.saturating_sub(started.elapsed()).min(ERROR_BODY_TIMEOUT);
+            let (bytes, cut) = error_excerpt(incoming, remaining).await;
+            let mut err = provider.convert_error(parts.status, &parts.headers, &bytes);
+            if cut {
+                if let Error::Upstream { message, .. } = &mut err {
+                    message.push_str(&format!(" [llmux: the engine's error body was cut at {MAX_ERROR_BODY} bytes]"));
+                }
+            }
+            return Err(err);
         }
         if head.stream {
             let converter = provider.stream_converter(&call);
@@ -944,16 +977,29 @@ impl Executor {
             }
             return Ok(response);
         }
-        let remaining = total.saturating_sub(started.elapsed());
-        let bytes = collect(incoming, remaining, engine).await?;
+        let deadline = tokio::time::Instant::from_std(started) + total;
+        if !native && provider.answer_unchanged(&call) {
+            // Nothing to look inside: the answer goes through as it arrives, never held whole. Its first bytes
+            // are awaited here, so an engine that fails before them can still be failed over.
+            let content_type = parts.headers.get(CONTENT_TYPE).cloned();
+            let body = PassBody::start(incoming, deadline, guard, engine.host()).await?;
+            let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
+            return Ok(answer(Body::new(body), content_type));
+        }
+        let limit = self.config.limits.max_answer_bytes;
+        let (bytes, permit) = collect(incoming, deadline, engine, limit, &self.buffered).await?;
         let converted = provider.convert_response(&call, bytes)?;
+        drop(permit);
         if let Some(guard) = &guard {
             guard.served();
             if let Some(load) = converted.load_duration {
                 guard.loaded(load);
             }
         }
-        let mut response = answer(Body::from(converted.body), HeaderValue::from_static("application/json"));
+        // The converted answer stays counted until it has been sent.
+        let held = self.hold(converted.body.len())?;
+        let body = Held { body: http_body_util::Full::new(converted.body), _permit: held };
+        let mut response = answer(Body::new(body), HeaderValue::from_static("application/json"));
         if native {
             response.extensions_mut().insert(NativeAnswer);
         }
@@ -1077,18 +1123,250 @@ fn connect_message(host: &str, err: &hyper_util::client::legacy::Error) -> Strin
     crate::redact::redact(&text)
 }
 
-/// Reads a whole engine body within `timeout` and the size limit.
-async fn collect(body: Incoming, timeout: Duration, engine: &EngineTarget) -> Result<Bytes, Error> {
-    match tokio::time::timeout(timeout, crate::body::read_whole(body, MAX_UPSTREAM_BODY)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Err(_) => Err(Error::Timeout(format!("engine at {} did not finish its answer in time", engine.host()))),
-        Ok(Err(ReadError::TooLarge)) => Err(Error::Connect(format!(
-            "reading the answer of engine at {} failed: longer than {MAX_UPSTREAM_BODY} bytes",
+impl Executor {
+    /// `bytes` of the buffered-answer budget, or the 503 that says it is spent.
+    fn hold(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.buffered.clone().try_acquire_many_owned(n).map_err(|_| over_budget(&self.config))
+    }
+}
+
+/// The 503 for a request whose answer would take llmux over its budget of buffered answers.
+fn over_budget(config: &Config) -> Error {
+    Error::Overloaded(format!(
+        "llmux is holding as many engine answers as it may ({} MiB, llmux_settings.server.max_buffered_mb); try again shortly",
+        config.limits.max_buffered_bytes / (1024 * 1024)
+    ))
+}
+
+/// The error for an answer over `limit` bytes: the engine's fault, but not a lost connection (which would take
+/// the host out of rotation).
+fn too_large(engine: &EngineTarget, limit: usize) -> Error {
+    Error::BadUpstreamResponse(format!(
+        "engine answer larger than {limit} bytes (engine at {}; general_settings.max_response_size_mb)",
+        engine.host()
+    ))
+}
+
+/// Reads a whole engine answer by `deadline`, within `limit` bytes and the shared `budget` of buffered bytes
+/// (held by the returned permit until the caller drops it). Stops reading as soon as either is exceeded.
+async fn collect(
+    mut body: Incoming,
+    deadline: tokio::time::Instant,
+    engine: &EngineTarget,
+    limit: usize,
+    budget: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), Error> {
+    use http_body::Body as _;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large(engine, limit));
+    }
+    let over = |engine: &EngineTarget| {
+        Error::Overloaded(format!(
+            "llmux is holding as many engine answers as it may (llmux_settings.server.max_buffered_mb); the answer of engine at {} was not read",
             engine.host()
-        ))),
-        Ok(Err(ReadError::Body(e))) => {
-            Err(Error::Connect(format!("reading the answer of engine at {} failed: {e}", engine.host())))
+        ))
+    };
+    let mut permit = budget.clone().try_acquire_many_owned(0).map_err(|_| over(engine))?;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(Error::Timeout(format!("engine at {} did not finish its answer in time", engine.host())))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Error::Connect(format!("reading the answer of engine at {} failed: {e}", engine.host())))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total > limit {
+            return Err(too_large(engine, limit));
         }
+        let more = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let Ok(extra) = budget.clone().try_acquire_many_owned(more) else { return Err(over(engine)) };
+        permit.merge(extra);
+        match (&mut joined, first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(head)) => {
+                let mut buf = BytesMut::with_capacity(head.len() + data.len());
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    let bytes = match joined {
+        Some(joined) => joined.freeze(),
+        None => first.unwrap_or_default(),
+    };
+    Ok((bytes, permit))
+}
+
+/// The first [`MAX_ERROR_BODY`] bytes of an engine's error body, read within `timeout` (what came by then, on a
+/// timeout or a broken body), and whether there was more. The rest is never read: the connection is dropped.
+async fn error_excerpt(mut body: Incoming, timeout: Duration) -> (Bytes, bool) {
+    use http_body::Body as _;
+    let mut out = BytesMut::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut cut = false;
+    while out.len() < MAX_ERROR_BODY {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue };
+                let room = MAX_ERROR_BODY - out.len();
+                cut |= data.len() > room;
+                out.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            Ok(None) => return (out.freeze(), cut),
+            // What came is the message; a body that broke off or dribbles is not waited for.
+            Ok(Some(Err(_))) | Err(_) => return (out.freeze(), !body.is_end_stream()),
+        }
+    }
+    // Full: there is more unless the body says it ended.
+    cut |= !body.is_end_stream();
+    (out.freeze(), cut)
+}
+
+/// A whole answer that keeps its share of the buffered-answer budget until it has been sent.
+struct Held {
+    body: http_body_util::Full<Bytes>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A non-streamed answer passed through as the engine sends it: within the request's deadline, the
+/// deployment counted in flight until its last byte (then told it was served). A failure after the first byte
+/// can only end the client's response early, as with a stream.
+struct PassBody {
+    incoming: Incoming,
+    first: Option<http_body::Frame<Bytes>>,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    guard: Option<OwnedInFlight>,
+    host: String,
+    done: bool,
+}
+
+impl PassBody {
+    /// Waits for the first frame (before the deadline) and returns the body that serves it and the rest.
+    async fn start(
+        mut incoming: Incoming,
+        deadline: tokio::time::Instant,
+        guard: Option<OwnedInFlight>,
+        host: &str,
+    ) -> Result<PassBody, Error> {
+        let first = match tokio::time::timeout_at(deadline, incoming.frame()).await {
+            Err(_) => return Err(Error::Timeout(format!("engine at {host} did not finish its answer in time"))),
+            Ok(Some(Err(e))) => {
+                return Err(Error::Connect(format!("reading the answer of engine at {host} failed: {e}")))
+            }
+            Ok(Some(Ok(frame))) => Some(frame),
+            Ok(None) => None,
+        };
+        let mut body = PassBody {
+            incoming,
+            first,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            guard,
+            host: host.to_owned(),
+            done: false,
+        };
+        if body.first.is_none() {
+            body.finished();
+        }
+        Ok(body)
+    }
+
+    fn finished(&mut self) {
+        self.done = true;
+        if let Some(guard) = self.guard.take() {
+            guard.served();
+        }
+    }
+}
+
+impl http_body::Body for PassBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(frame) = this.first.take() {
+            if this.incoming.is_end_stream() {
+                this.finished();
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            tracing::warn!("engine at {} did not finish its answer in time; the answer is cut", this.host);
+            return Poll::Ready(Some(Err(std::io::Error::other("engine answer timed out"))));
+        }
+        match std::pin::Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.finished();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if this.incoming.is_end_stream() {
+                    this.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                tracing::warn!("engine at {} broke off its answer after it began: {e}", this.host);
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.first.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let first = self.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+        let rest = self.incoming.size_hint();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
     }
 }
 

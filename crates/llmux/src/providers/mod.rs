@@ -81,6 +81,12 @@ pub trait Provider: Send + Sync + 'static {
     /// Converts a complete 2xx engine body into the OpenAI response body for `call.op`.
     fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Converted, Error>;
 
+    /// Whether a whole answer goes to the client exactly as the engine sent it ([`Provider::convert_response`]
+    /// would return it unchanged): then it is passed through as it arrives instead of being read whole first.
+    fn answer_unchanged(&self, _call: &Call<'_>) -> bool {
+        false
+    }
+
     /// A converter for a streamed answer, or `None` when the engine's stream is forwarded byte for byte.
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>>;
 

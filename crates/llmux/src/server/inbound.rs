@@ -21,8 +21,6 @@ use crate::protocol::openai::RequestHead;
 use crate::protocol::translate::{relayed_error_body, ChunkEncoder, Event, SseEvents, Translator};
 use crate::providers::{Native, NativeAnswer};
 
-/// Largest OpenAI answer read back for translation (the executor bounds engine answers the same way).
-const MAX_ANSWER: usize = 256 * 1024 * 1024;
 
 /// One request in a translated protocol: the key first, then the body.
 pub async fn serve<B>(executor: Arc<Executor>, mut translator: Box<dyn Translator>, request: Request<B>) -> Response
@@ -60,6 +58,8 @@ where
     }
     let stream = head.stream;
     let keepalive = executor.config.router.stream_keepalive;
+    // The OpenAI answer read back for translation is bounded as the executor bounds engine answers.
+    let limit = executor.config.limits.max_answer_bytes;
     let response = if stream && !keepalive.is_zero() && translator.keepalive() {
         drop(head);
         crate::executor::execute_with_keepalive(executor, op, body, keepalive).await
@@ -72,23 +72,27 @@ where
         return response;
     }
     if stream {
-        stream_back(response, translator).await
+        stream_back(response, translator, limit).await
     } else {
-        whole_back(response, translator).await
+        whole_back(response, translator, limit).await
     }
 }
 
 /// A whole answer, translated; an error keeps llmux's route headers.
-async fn whole_back(response: Response, mut translator: Box<dyn Translator>) -> Response {
+async fn whole_back(response: Response, mut translator: Box<dyn Translator>, limit: usize) -> Response {
     let dialect = translator.dialect();
     let (parts, body) = response.into_parts();
-    let bytes = match http_body_util::Limited::new(body, MAX_ANSWER).collect().await {
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            return with_headers(
-                Error::Internal(format!("reading the answer: {e}")).response_in(dialect),
-                &parts.headers,
-            )
+            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Error::BadUpstreamResponse(format!(
+                    "engine answer larger than {limit} bytes (general_settings.max_response_size_mb)"
+                ))
+            } else {
+                Error::Connect(format!("reading the answer failed: {e}"))
+            };
+            return with_headers(err.response_in(dialect), &parts.headers);
         }
     };
     if !parts.status.is_success() {
@@ -106,10 +110,10 @@ async fn whole_back(response: Response, mut translator: Box<dyn Translator>) -> 
 }
 
 /// A streamed answer, translated event by event as the OpenAI events arrive.
-async fn stream_back(response: Response, mut translator: Box<dyn Translator>) -> Response {
+async fn stream_back(response: Response, mut translator: Box<dyn Translator>, limit: usize) -> Response {
     if !response.status().is_success() {
         // Failed before anything was sent: an ordinary error response, not a stream.
-        return whole_back(response, translator).await;
+        return whole_back(response, translator, limit).await;
     }
     let content_type = translator.stream_content_type();
     let encoder = translator.stream();

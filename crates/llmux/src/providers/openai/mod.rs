@@ -30,6 +30,10 @@ impl Provider for OpenAiCompatible {
         Ok(body.into())
     }
 
+    fn answer_unchanged(&self, _call: &Call<'_>) -> bool {
+        true
+    }
+
     fn stream_converter(&self, _call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {
         None
     }
