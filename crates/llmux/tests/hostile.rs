@@ -255,3 +255,19 @@ async fn answers_over_the_buffer_budget_get_a_503() {
     let reply = llmux.post("/v1/chat/completions", &chat_body("m", false)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+#[test]
+fn server_settings_are_read_and_bad_ones_named_by_their_yaml_path() {
+    let model = "model_list:\n  - model_name: m\n    litellm_params: {model: ollama_chat/m, api_base: \"http://127.0.0.1:9\"}\n";
+    let good = format!(
+        "llmux_settings:\n  server: {{header_read_timeout: 5, idle_timeout: 7, max_connections: 9, max_header_kb: 40,\n           http2_max_concurrent_streams: 3, max_buffered_mb: 2}}\ngeneral_settings:\n  max_response_size_mb: 1\n{model}"
+    );
+    let (config, _) = llmux::config::load_str(&good, &|_| None).unwrap_or_else(|d| panic!("{d}"));
+    let l = &config.limits;
+    assert_eq!((l.header_read_timeout, l.idle_timeout), (Duration::from_secs(5), Duration::from_secs(7)));
+    assert_eq!((l.max_connections, l.max_header_bytes, l.http2_max_streams), (Some(9), 40 * 1024, 3));
+    assert_eq!((l.max_buffered_bytes, l.max_answer_bytes), (2 << 20, 1 << 20));
+    let bad = format!("llmux_settings:\n  server:\n    idle_timeout: 0\n{model}");
+    let errors = llmux::config::load_str(&bad, &|_| None).err().expect("refused").to_string();
+    assert!(errors.contains("llmux_settings.server.idle_timeout"), "{errors}");
+}
