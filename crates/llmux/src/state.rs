@@ -702,6 +702,8 @@ impl State {
                     warm,
                     evicts,
                     evicts_pinned,
+                    // A probe saw the engine loading (llama.cpp's 503); loads llmux set off are added by the executor.
+                    host_loading: host.as_ref().is_some_and(|h| h.status == HostStatus::Loading),
                     in_flight: slot.in_flight.load(Ordering::Relaxed) + slot.peer_in_flight.load(Ordering::Relaxed),
                     latency: (fresh > 0).then(|| sum / fresh as f64),
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,

@@ -95,3 +95,22 @@ async fn a_host_that_refused_a_request_is_back_in_routing_within_seconds_of_answ
     assert!(a.requests().iter().any(|r| r.path == "/api/tags"), "it was re-probed");
     assert_eq!(chats(&a), 1, "only the request after re-admission reached alpha");
 }
+
+#[tokio::test]
+async fn explicit_weights_split_traffic_even_after_the_model_is_loaded_on_the_heavy_host() {
+    let a = mock("alpha", &["m"]).await;
+    let b = mock("beta", &["m"]).await;
+    // Residency routing on (the default): the first answer makes `m` resident on whichever host served it.
+    let yaml = format!(
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\", weight: 9}}\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m, api_base: \"{}\", weight: 1}}\n",
+        a.base_url(),
+        b.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    for _ in 0..300 {
+        assert_eq!(llmux.post("/v1/chat/completions", &chat_body("g", false)).await.status, 200);
+    }
+    let (heavy, light) = (chats(&a), chats(&b));
+    println!("weight 9 : weight 1 over 300 requests: {heavy} : {light}");
+    assert!((10..=60).contains(&light), "weight 1 of 10 got {light} of 300 (LiteLLM: about 30)");
+}

@@ -31,6 +31,9 @@ pub struct DeploymentView {
     pub evicts: bool,
     /// ... and a pinned model may be the one pushed out.
     pub evicts_pinned: bool,
+    /// Its host is busy loading another model (a probe saw it loading, or llmux set off a load there that is
+    /// still awaited): a request for this model would queue behind that load and then evict it.
+    pub host_loading: bool,
     /// Learned seconds a stream waits when the model must first be loaded on this host (cold first byte minus
     /// warm first byte); `None` until a cold start was seen.
     pub load_cost: Option<f64>,
@@ -118,6 +121,8 @@ pub enum Skip {
     NoRoom,
     /// It has the model loaded but is so busy that loading it elsewhere is quicker.
     BusyWarm,
+    /// Its host is busy loading another model, and another candidate's is not.
+    HostLoading,
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -137,6 +142,7 @@ impl std::fmt::Display for Skip {
             Skip::EvictsPinned => f.write_str("would evict a pinned model"),
             Skip::NoRoom => f.write_str("no room to load the model"),
             Skip::BusyWarm => f.write_str("warm but busier than a load elsewhere"),
+            Skip::HostLoading => f.write_str("host busy loading another model"),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -279,9 +285,27 @@ pub fn pick(
         return Err(NoCandidate::Exhausted);
     }
 
+    // Pinned models stay loaded: a host that would have to evict one is used only when nothing else is left.
+    if pool.iter().any(|c| !c.view.evicts_pinned) {
+        drop_where(&mut pool, &|c| c.view.evicts_pinned.then_some(Skip::EvictsPinned));
+    }
+
     // Residency: within the tier, a host that has the model loaded beats one that would have to load it (and
-    // evict another model to do so).
+    // evict another model to do so). Explicit `weight`/`rpm`/`tpm` shares hold against it: the share is drawn
+    // first, and residency decides among the equally weighted members of the drawn share; what it still rules
+    // out whatever the weights is a host where the model would evict another one (declared budgets or
+    // `max_loaded_models`) or that is busy loading another model, while another candidate is not.
     if config.router.residency_routing {
+        if pool.iter().any(|c| !c.view.host_loading) {
+            drop_where(&mut pool, &|c| c.view.host_loading.then_some(Skip::HostLoading));
+        }
+        if let Some(set) = strategy::explicit_shares(&config.router.routing_strategy, &pool) {
+            if pool.iter().any(|c| !c.view.evicts) {
+                drop_where(&mut pool, &|c| c.view.evicts.then_some(Skip::NoRoom));
+            }
+            let drawn = strategy::draw_share(&pool, set, rng);
+            pool.retain(|c| set(c.d).unwrap_or(0.0) == drawn);
+        }
         if pool.iter().any(|c| c.view.warm) {
             // A busy warm host against an idle cold one: the queue on the warm host (requests in flight times
             // how long a request holds it, streams to their end) against the learned cost of loading the model on
@@ -307,11 +331,6 @@ pub fn pick(
             // Nobody has it loaded: load it where it fits without pushing another model out.
             drop_where(&mut pool, &|c| c.view.evicts.then_some(Skip::NoRoom));
         }
-    }
-
-    // Pinned models stay loaded: a host that would have to evict one is used only when nothing else is left.
-    if pool.iter().any(|c| !c.view.evicts_pinned) {
-        drop_where(&mut pool, &|c| c.view.evicts_pinned.then_some(Skip::EvictsPinned));
     }
 
     let chosen = strategy::choose(&config.router.routing_strategy, &pool, rng);

@@ -53,11 +53,46 @@ fn random_among<'a, 'b: 'a>(
     (n > 0).then(|| rng.usize(..n)).and_then(|k| items.map(|c| c.d.index).nth(k))
 }
 
+/// One of simple-shuffle's weight sets: a deployment's `weight`, `rpm` or `tpm`.
+pub(super) type WeightSet = fn(&Deployment) -> Option<f64>;
+
+/// simple-shuffle's weight set for `pool`: the first that any member sets (`weight`, then `rpm`, then `tpm`).
+fn weight_set(pool: &[Candidate<'_>]) -> Option<WeightSet> {
+    let sets: [WeightSet; 3] = [|d| d.weight, |d| d.rpm, |d| d.tpm];
+    sets.into_iter().find(|set| pool.iter().any(|c| set(c.d).unwrap_or(0.0) > 0.0))
+}
+
+/// The weight set when the owner wrote unequal shares for `pool` under simple-shuffle (the split residency
+/// must not override); `None` when the strategy has no shares or every member weighs the same.
+pub(super) fn explicit_shares(strategy: &Strategy, pool: &[Candidate<'_>]) -> Option<WeightSet> {
+    if !matches!(strategy, Strategy::SimpleShuffle) {
+        return None;
+    }
+    let set = weight_set(pool)?;
+    let first = set(pool.first()?.d).unwrap_or(0.0);
+    pool.iter().any(|c| set(c.d).unwrap_or(0.0) != first).then_some(set)
+}
+
+/// Draws one share value of `set` with probability proportional to the total weight of the members that have
+/// it (members weighing 0 are never drawn, as LiteLLM's); the caller then chooses among those members.
+pub(super) fn draw_share(pool: &[Candidate<'_>], set: WeightSet, rng: &mut fastrand::Rng) -> f64 {
+    let weight = |c: &Candidate<'_>| set(c.d).unwrap_or(0.0);
+    let total: f64 = pool.iter().map(weight).sum();
+    let mut r = rng.f64() * total;
+    for c in pool {
+        let w = weight(c);
+        if w > 0.0 && r < w {
+            return w;
+        }
+        r -= w;
+    }
+    pool.iter().map(weight).rev().find(|w| *w > 0.0).unwrap_or(0.0)
+}
+
 /// simple-shuffle: the first weight set any member sets (`weight`, then `rpm`, then `tpm`) decides, members
 /// without it weighing 0; no weights at all → uniform.
 fn weighted(pool: &[Candidate<'_>], rng: &mut fastrand::Rng) -> usize {
-    let sets: [fn(&Deployment) -> Option<f64>; 3] = [|d| d.weight, |d| d.rpm, |d| d.tpm];
-    let Some(set) = sets.iter().find(|set| pool.iter().any(|c| set(c.d).unwrap_or(0.0) > 0.0)) else {
+    let Some(set) = weight_set(pool) else {
         return pool[rng.usize(..pool.len())].d.index;
     };
     let total: f64 = pool.iter().map(|c| set(c.d).unwrap_or(0.0)).sum();

@@ -124,6 +124,17 @@ model_list:
     litellm_params: {model: openai/x, api_base: "http://c:1"}
 "#;
 
+/// Three deployments of one group without shares: residency alone decides among them.
+const UNWEIGHTED: &str = r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://a:1"}
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://b:1"}
+  - model_name: g
+    litellm_params: {model: openai/x, api_base: "http://c:1"}
+"#;
+
 #[test]
 fn weights_split_traffic_in_proportion_and_weightless_members_never_serve() {
     let c = config(WEIGHTED);
@@ -374,18 +385,25 @@ fn context_window_and_content_policy_errors_are_recognised() {
 
 #[test]
 fn within_a_tier_the_host_with_the_model_loaded_wins() {
-    let c = config(WEIGHTED);
+    let c = config(TIERS);
     let warm = DeploymentView { warm: true, ..DeploymentView::default() };
-    let t = target(&c, "g");
+    let mut equal = config(TIERS);
+    equal.deployments[0].order = Some(1);
+    let t = target(&equal, "small");
     let mut rng = fastrand::Rng::with_seed(4);
     for _ in 0..100 {
-        let p =
-            pick(&c, &t, &Ask::default(), &[DeploymentView::default(), warm, DeploymentView::default()], 0, &mut rng)
-                .unwrap();
-        assert_eq!(p.deployment, 1, "weight 3 on a cold host does not beat a warm one");
+        let p = pick(
+            &equal,
+            &t,
+            &Ask::default(),
+            &[DeploymentView::default(), warm, DeploymentView::default()],
+            0,
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(p.deployment, 1, "no weights: the warm host wins");
     }
     // Order still comes first: a warm lower-priority host does not jump the tier.
-    let c = config(TIERS);
     let p = pick_one(&c, "small", &[warm, DeploymentView::default(), DeploymentView::default()], 0).unwrap();
     assert_eq!(p.deployment, 1);
 }
@@ -423,7 +441,7 @@ fn a_host_that_would_evict_a_pinned_model_is_used_only_when_nothing_else_is_left
 
 #[test]
 fn with_nobody_warm_the_model_goes_where_it_fits() {
-    let c = config(WEIGHTED);
+    let c = config(UNWEIGHTED);
     let t = target(&c, "g");
     let full = DeploymentView { evicts: true, ..DeploymentView::default() };
     let mut rng = fastrand::Rng::with_seed(3);
@@ -440,7 +458,7 @@ fn with_nobody_warm_the_model_goes_where_it_fits() {
 
 #[test]
 fn a_busy_warm_host_loses_to_an_idle_cold_one_when_loading_is_quicker_than_waiting() {
-    let c = config(WEIGHTED);
+    let c = config(UNWEIGHTED);
     let t = target(&c, "g");
     let mut rng = fastrand::Rng::with_seed(5);
     // Warm, 4 requests in flight at 3 s each: about 12 s of queue.
@@ -466,4 +484,61 @@ fn a_busy_warm_host_loses_to_an_idle_cold_one_when_loading_is_quicker_than_waiti
     };
     let p = pick(&c, &t, &Ask::default(), &[streaming, slow_load, unknown], 0, &mut rng).unwrap();
     assert_eq!(p.deployment, 1, "a 30 s load beats 40 s of streams ahead");
+}
+
+/// Share of 2,000 picks that went to each member.
+fn shares(c: &Config, name: &str, views: &[DeploymentView]) -> Vec<f64> {
+    let t = target(c, name);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut counts = vec![0u32; c.deployments.len()];
+    for _ in 0..2_000 {
+        counts[pick(c, &t, &Ask::default(), views, 0, &mut rng).unwrap().deployment] += 1;
+    }
+    counts.iter().map(|&n| f64::from(n) / 2_000.0).collect()
+}
+
+const NINE_TO_ONE: &str = r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: ollama_chat/m, api_base: "http://a:1", weight: 9}
+  - model_name: g
+    litellm_params: {model: ollama_chat/m, api_base: "http://b:1", weight: 1}
+  - model_name: h
+    litellm_params: {model: ollama_chat/m, api_base: "http://a:1", rpm: 6}
+  - model_name: h
+    litellm_params: {model: ollama_chat/m, api_base: "http://b:1", rpm: 1440}
+"#;
+
+#[test]
+fn explicit_weights_hold_against_residency() {
+    let c = config(NINE_TO_ONE);
+    let warm = DeploymentView { warm: true, ..DeploymentView::default() };
+    let cold = DeploymentView::default();
+    let share = shares(&c, "g", &[warm, cold]);
+    assert!((0.06..0.14).contains(&share[1]), "weight 1 of 10 on a cold host: {share:?}");
+    // rpm as weights too, warm on the small share.
+    let share = shares(&c, "h", &[cold, warm]);
+    assert!((0.99..=1.0).contains(&share[3]) && share[2] > 0.0, "6 : 1440 by rpm: {share:?}");
+    // Every host failing its probe (LiteLLM's safety net keeps them all): the weights still split.
+    let down = DeploymentView { unhealthy: true, ..warm };
+    let share = shares(&c, "g", &[down, DeploymentView { unhealthy: true, ..cold }]);
+    assert!((0.06..0.14).contains(&share[1]), "{share:?}");
+}
+
+#[test]
+fn weights_do_not_override_eviction_pinning_or_a_host_busy_loading() {
+    let c = config(NINE_TO_ONE);
+    let warm = DeploymentView { warm: true, ..DeploymentView::default() };
+    for (other, why) in [
+        (DeploymentView { evicts: true, ..DeploymentView::default() }, Skip::NoRoom),
+        (DeploymentView { evicts: true, evicts_pinned: true, ..DeploymentView::default() }, Skip::EvictsPinned),
+        (DeploymentView { host_loading: true, ..DeploymentView::default() }, Skip::HostLoading),
+    ] {
+        assert_eq!(shares(&c, "g", &[warm, other])[1], 0.0, "{why:?}");
+        let p = pick_one(&c, "g", &[warm, other], 0).unwrap();
+        assert!(p.skipped.contains(&(1, why)), "{:?}", p.skipped);
+    }
+    // The heavy share's host busy loading: the light one takes everything meanwhile.
+    let loading = DeploymentView { host_loading: true, warm: true, ..DeploymentView::default() };
+    assert_eq!(shares(&c, "g", &[loading, DeploymentView::default()])[1], 1.0);
 }
