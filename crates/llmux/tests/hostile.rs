@@ -268,6 +268,6 @@ fn server_settings_are_read_and_bad_ones_named_by_their_yaml_path() {
     assert_eq!((l.max_connections, l.max_header_bytes, l.http2_max_streams), (Some(9), 40 * 1024, 3));
     assert_eq!((l.max_buffered_bytes, l.max_answer_bytes), (2 << 20, 1 << 20));
     let bad = format!("llmux_settings:\n  server:\n    idle_timeout: 0\n{model}");
-    let errors = llmux::config::load_str(&bad, &|_| None).err().expect("refused").to_string();
+    let errors = llmux::config::load_str(&bad, &|_| None).expect_err("refused").to_string();
     assert!(errors.contains("llmux_settings.server.idle_timeout"), "{errors}");
 }
