@@ -192,6 +192,7 @@ async fn an_endless_error_body_is_cut_to_a_bounded_message() {
     }
     // Endless: had llmux read it whole, it would hold hundreds of MB by now.
     let peak = peak_rss_mib();
+    eprintln!("peak RSS of the test process: {peak} MiB");
     assert!(peak < 200, "peak RSS {peak} MiB");
 }
 
@@ -237,6 +238,7 @@ async fn an_endless_answer_is_cut_at_the_cap_and_the_host_stays_in_rotation() {
     assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
     drop(conn);
     let peak = peak_rss_mib();
+    eprintln!("peak RSS of the test process: {peak} MiB");
     assert!(peak < 200, "peak RSS {peak} MiB");
 }
 
