@@ -1036,9 +1036,17 @@ pub async fn execute_with_keepalive(exec: Arc<Executor>, op: Operation, body: By
                     response = &mut run => {
                         let (parts, body) = response.into_parts();
                         if parts.status.is_success() {
+                            // The headers went out with the first keep-alive: which deployment answered is said in
+                            // a comment before the first chunk (clients ignore it; curl and logs show it).
+                            let named = named_deployment(&parts.headers);
                             let mut data = body.into_data_stream();
                             match data.next().await {
-                                Some(Ok(chunk)) => Some((Ok::<Bytes, std::io::Error>(chunk), Phase::Streaming(data))),
+                                Some(Ok(chunk)) => {
+                                    let mut first = BytesMut::with_capacity(named.len() + chunk.len());
+                                    first.extend_from_slice(&named);
+                                    first.extend_from_slice(&chunk);
+                                    Some((Ok::<Bytes, std::io::Error>(first.freeze()), Phase::Streaming(data)))
+                                }
                                 Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
                                 None => None,
                             }
@@ -1070,6 +1078,17 @@ pub async fn execute_with_keepalive(exec: Arc<Executor>, op: Operation, body: By
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The SSE comment naming the deployment that answered a stream whose headers were already sent (empty when
+/// none is known), also logged since no response header can carry it.
+fn named_deployment(headers: &HeaderMap) -> Bytes {
+    let Some(deployment) = headers.get(X_LLMUX_DEPLOYMENT).and_then(|v| v.to_str().ok()) else {
+        return Bytes::new();
+    };
+    let route = headers.get(X_LLMUX_ROUTE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info!(deployment, route, "stream answered after keep-alive comments");
+    Bytes::from(format!(": x-llmux-deployment: {deployment}\n\n"))
 }
 
 /// An engine's answer for the client, its header map made big enough for what [`Executor::execute`] adds

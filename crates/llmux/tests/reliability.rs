@@ -406,6 +406,9 @@ async fn a_slow_first_token_gets_keep_alive_comments_and_still_fails_over() {
     let text = String::from_utf8_lossy(&text);
     assert!(text.starts_with(": keep-alive\n\n: keep-alive\n\n"), "{text}");
     assert!(stream_text(&sse_events(&frames)).contains("alpha"));
+    // The headers went out before any engine answered: a comment names the deployment before the first chunk.
+    let named = format!(": x-llmux-deployment: model_list[0] ollama_chat/m @ {}\n\ndata: ", a.addr());
+    assert!(text.trim_start_matches(": keep-alive\n\n").starts_with(&named), "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
     // A failing first deployment behind the comments still fails over; when all fail, an error event ends it.
     let llmux = Llmux::start(&yaml(&b.base_url(), &a.base_url())).await;
