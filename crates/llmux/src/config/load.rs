@@ -24,10 +24,23 @@ pub fn load_tracked(path: &Path) -> (Result<(Config, Diagnostics), Diagnostics>,
     let mut diags = Diagnostics::default();
     let mut seen = HashSet::new();
     let tree = read_tree(path, &mut seen, &mut diags, "");
+    let routers = tree.as_ref().map(router_files).unwrap_or_default();
     let loaded = finish(tree, &mut diags, &process_env).map(|c| (c, diags.clone())).map_err(|()| diags);
-    let mut sources: Vec<PathBuf> = seen.into_iter().collect();
+    let mut sources: Vec<PathBuf> = seen.into_iter().chain(routers).collect();
     sources.sort();
+    sources.dedup();
     (loaded, sources)
+}
+
+/// The files semantic routers read their routes from (`litellm_params.auto_router_config_path`, relative to the
+/// working directory as LiteLLM reads them): part of the config, so editing one is a change to reload.
+fn router_files(tree: &Map<String, Value>) -> Vec<PathBuf> {
+    let entries = tree.get("model_list").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|entry| entry.get("litellm_params")?.get("auto_router_config_path")?.as_str())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Loads a config from YAML text (no `include` support: paths need a file), with `env` as the environment.
@@ -208,6 +221,25 @@ fn read_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_semantic_routers_route_file_is_watched_with_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let routes = dir.path().join("routes.json");
+        std::fs::write(&routes, r#"{"routes": []}"#).unwrap();
+        let main = dir.path().join("main.yaml");
+        std::fs::write(
+            &main,
+            format!(
+                "model_list:\n  - model_name: smart\n    litellm_params: {{model: auto_router/smart, auto_router_config_path: {:?}}}\n",
+                routes.display().to_string()
+            ),
+        )
+        .unwrap();
+        let (_, files) = load_tracked(&main);
+        assert!(files.contains(&routes), "{files:?}");
+        assert!(files.iter().any(|f| f.ends_with("main.yaml")), "{files:?}");
+    }
 
     #[test]
     fn includes_concatenate_lists_and_replace_other_values() {
