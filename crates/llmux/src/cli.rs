@@ -146,10 +146,18 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "demo")]
         Some(Command::Demo) => {
             // Nobody balances load onto the demo: Ctrl-C need not wait for one to notice.
             let options = ServeOptions { drain: Drain { grace: Duration::ZERO, ..options.drain }, ..options };
             run(crate::demo::run(SocketAddr::new(demo_host(&args), args.port), options))
+        }
+        // A production build leaves the mock engine out (`--no-default-features`); the subcommand stays so
+        // `llmux demo` says why instead of clap's "unrecognized subcommand".
+        #[cfg(not(feature = "demo"))]
+        Some(Command::Demo) => {
+            eprintln!("llmux: this build has no demo (built without the `demo` cargo feature)");
+            ExitCode::from(2)
         }
         Some(Command::Healthcheck { ref url }) => {
             let scheme = if options.tls.is_some() { "https" } else { "http" };
@@ -174,6 +182,7 @@ pub fn main() -> ExitCode {
 }
 
 /// The demo listens on loopback unless --host says otherwise: it has no master key.
+#[cfg(feature = "demo")]
 fn demo_host(args: &Args) -> IpAddr {
     if args.host.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])

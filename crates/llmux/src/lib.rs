@@ -9,6 +9,7 @@
 pub mod body;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod executor;

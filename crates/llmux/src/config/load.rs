@@ -149,25 +149,22 @@ fn resolve_env_refs(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<
     }
 }
 
+/// Parses one YAML file into a JSON tree, on which validation reports YAML paths. serde-saphyr is pure Rust,
+/// returns errors instead of panicking on any input, and bounds alias expansion, nodes and nesting with its
+/// default budget, so a billion-laughs file is an error, not an out-of-memory.
 fn parse_yaml(text: &str, origin: &str, diags: &mut Diagnostics) -> Option<Map<String, Value>> {
-    let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+    let yaml: Option<Value> = match serde_saphyr::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             diags.error("", format!("{origin}: invalid YAML: {e}"));
             return None;
         }
     };
-    if yaml.is_null() {
-        return Some(Map::new());
-    }
-    match serde_json::to_value(&yaml) {
-        Ok(Value::Object(map)) => Some(map),
-        Ok(_) => {
+    match yaml {
+        None | Some(Value::Null) => Some(Map::new()),
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => {
             diags.error("", format!("{origin}: the top level must be a mapping (model_list, router_settings, …)"));
-            None
-        }
-        Err(e) => {
-            diags.error("", format!("{origin}: unsupported YAML (mapping keys must be strings): {e}"));
             None
         }
     }
@@ -239,6 +236,37 @@ mod tests {
         let (_, files) = load_tracked(&main);
         assert!(files.contains(&routes), "{files:?}");
         assert!(files.iter().any(|f| f.ends_with("main.yaml")), "{files:?}");
+    }
+
+    #[test]
+    fn a_billion_laughs_file_is_refused_not_expanded() {
+        // Nine levels of nine aliases: 9^9 (387 million) strings if every alias were copied out.
+        let mut yaml = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..=9 {
+            let p = i - 1;
+            yaml.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        yaml.push_str("model_list: *a9\n");
+        let mut diags = Diagnostics::default();
+        assert!(parse_yaml(&yaml, "laughs.yaml", &mut diags).is_none());
+        assert!(diags.to_string().contains("laughs.yaml: invalid YAML"), "{diags}");
+    }
+
+    #[test]
+    fn yaml_scalars_anchors_and_merge_keys_read_as_litellms_loader_reads_them() {
+        let yaml = "base: &base {rpm: 10, api_key: os.environ/K}\nm:\n  <<: *base\n  tpm: 1_000\n  on: yes\n  n: ~\n  v: '1.0'\n  f: 0.5\n  list: [1, two]\n";
+        let mut diags = Diagnostics::default();
+        let tree = parse_yaml(yaml, "t.yaml", &mut diags).unwrap();
+        let m = &tree["m"];
+        assert_eq!(m["rpm"], 10, "{m}");
+        assert_eq!(m["api_key"], "os.environ/K");
+        assert_eq!(m["v"], "1.0");
+        assert_eq!(m["f"], 0.5);
+        assert!(m["n"].is_null());
+        assert_eq!(m["list"], serde_json::json!([1, "two"]));
+        assert!(parse_yaml("", "empty.yaml", &mut diags).unwrap().is_empty());
+        assert!(parse_yaml("# only a comment\n", "c.yaml", &mut diags).unwrap().is_empty());
+        assert!(parse_yaml("[1, 2]", "l.yaml", &mut diags).is_none());
     }
 
     #[test]
