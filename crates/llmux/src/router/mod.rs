@@ -7,6 +7,7 @@
 //! check → `order` (lowest surviving tier only) → strategy.
 
 pub mod complexity;
+pub mod plan;
 pub mod policy;
 pub mod semantic;
 mod strategy;

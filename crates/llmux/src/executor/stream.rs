@@ -1,0 +1,199 @@
+//! Streams to the client: an engine's SSE/NDJSON forwarded or converted chunk by chunk (a failure after the
+//! first byte ends it with an error event), and SSE keep-alive comments while a request waits for its engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::labels::{X_LLMUX_DEPLOYMENT, X_LLMUX_ROUTE};
+use super::Executor;
+use crate::error::Error;
+use crate::protocol::openai::{Operation, RequestHead};
+use crate::providers::StreamConverter;
+use crate::state::OwnedInFlight;
+
+/// The SSE comment sent while a stream waits for its first byte (clients ignore comment lines).
+const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// Serves a streamed request, answering 200 early with SSE keep-alive comments when no engine has started to
+/// answer within `interval` (a cold model load can take a minute; reverse proxies cut idle connections sooner).
+/// Failover still happens behind the comments; if every attempt fails, the stream ends with an SSE error event.
+pub async fn execute_with_keepalive(exec: Arc<Executor>, op: Operation, body: Bytes, interval: Duration) -> Response {
+    let mut run = Box::pin(async move {
+        match RequestHead::parse(&body, op) {
+            Ok(head) => exec.execute(op, &body, &head).await,
+            Err(e) => axum::response::IntoResponse::into_response(e),
+        }
+    });
+    tokio::select! {
+        response = &mut run => return response,
+        _ = tokio::time::sleep(interval) => {}
+    }
+    enum Phase<F> {
+        Waiting(std::pin::Pin<Box<F>>),
+        Streaming(axum::body::BodyDataStream),
+        Done,
+    }
+    let stream = futures_util::stream::unfold(Phase::Waiting(run), move |phase| async move {
+        match phase {
+            Phase::Waiting(mut run) => {
+                tokio::select! {
+                    response = &mut run => {
+                        let (parts, body) = response.into_parts();
+                        if parts.status.is_success() {
+                            // The headers went out with the first keep-alive: which deployment answered is said in
+                            // a comment before the first chunk (clients ignore it; curl and logs show it).
+                            let named = named_deployment(&parts.headers);
+                            let mut data = body.into_data_stream();
+                            match data.next().await {
+                                Some(Ok(chunk)) => {
+                                    let mut first = BytesMut::with_capacity(named.len() + chunk.len());
+                                    first.extend_from_slice(&named);
+                                    first.extend_from_slice(&chunk);
+                                    Some((Ok::<Bytes, std::io::Error>(first.freeze()), Phase::Streaming(data)))
+                                }
+                                Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
+                                None => None,
+                            }
+                        } else {
+                            // The JSON error body becomes the stream's terminal error event.
+                            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let json = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
+                            let mut event = BytesMut::with_capacity(json.len() + 32);
+                            event.extend_from_slice(b"data: ");
+                            event.extend_from_slice(&json);
+                            event.extend_from_slice(b"\n\n");
+                            event.extend_from_slice(crate::providers::SSE_DONE);
+                            Some((Ok(event.freeze()), Phase::Done))
+                        }
+                    }
+                    _ = tokio::time::sleep(interval) => Some((Ok(Bytes::from_static(KEEPALIVE_COMMENT)), Phase::Waiting(run))),
+                }
+            }
+            Phase::Streaming(mut data) => match data.next().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), Phase::Streaming(data))),
+                Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
+                None => None,
+            },
+            Phase::Done => None,
+        }
+    });
+    let body = futures_util::stream::once(async { Ok(Bytes::from_static(KEEPALIVE_COMMENT)) }).chain(stream);
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The SSE comment naming the deployment that answered a stream whose headers were already sent (empty when
+/// none is known), also logged since no response header can carry it.
+fn named_deployment(headers: &HeaderMap) -> Bytes {
+    let Some(deployment) = headers.get(X_LLMUX_DEPLOYMENT).and_then(|v| v.to_str().ok()) else {
+        return Bytes::new();
+    };
+    let route = headers.get(X_LLMUX_ROUTE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info!(deployment, route, "stream answered after keep-alive comments");
+    Bytes::from(format!(": x-llmux-deployment: {deployment}\n\n"))
+}
+
+/// How a stream's events are framed, and so how a failure after its start is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// OpenAI's SSE: `data: {"error": …}` then `[DONE]`.
+    Sse,
+    /// An engine's own NDJSON passed through (Ollama's): a last `{"error": "…"}` line, as Ollama ends a failed one.
+    Ndjson,
+}
+
+/// The line that ends a failed NDJSON stream.
+fn ndjson_error(err: &Error) -> Bytes {
+    let mut line = serde_json::to_vec(&err.body_in(crate::error::Dialect::Ollama)).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+struct StreamState {
+    body: Incoming,
+    /// A frame read before the stream was handed over, served first.
+    first: Option<http_body::Frame<Bytes>>,
+    /// Keeps the deployment counted in flight while the stream lasts; told when it was served whole.
+    guard: Option<OwnedInFlight>,
+    converter: Option<Box<dyn StreamConverter>>,
+    idle: Duration,
+    host: String,
+    out: BytesMut,
+    done: bool,
+    framing: Framing,
+}
+
+/// The client's stream: each engine chunk is forwarded (or converted) as soon as it arrives. A failure after
+/// the first byte ends the stream with an SSE error event and `[DONE]`.
+pub(super) fn sse_stream(
+    body: Incoming,
+    first: Option<http_body::Frame<Bytes>>,
+    converter: Option<Box<dyn StreamConverter>>,
+    idle: Duration,
+    host: String,
+    guard: Option<OwnedInFlight>,
+    framing: Framing,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let state = StreamState { body, first, guard, converter, idle, host, out: BytesMut::new(), done: false, framing };
+    futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.done {
+                return None;
+            }
+            let next = match s.first.take() {
+                Some(frame) => Ok(Some(Ok(frame))),
+                None => tokio::time::timeout(s.idle, s.body.frame()).await,
+            };
+            let frame: Result<(), Error> = match next {
+                Err(_) => Err(Error::Timeout(format!("engine at {} sent nothing for {:?}", s.host, s.idle))),
+                Ok(None) => {
+                    s.done = true;
+                    if let Some(guard) = &s.guard {
+                        guard.served();
+                        if let Some(load) = s.converter.as_ref().and_then(|c| c.load_duration()) {
+                            guard.loaded(load);
+                        }
+                    }
+                    let conv = s.converter.as_mut()?;
+                    match conv.finish(&mut s.out) {
+                        Ok(()) => return (!s.out.is_empty()).then(|| (Ok(s.out.split().freeze()), s)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(Some(Err(e))) => Err(Error::Connect(format!("engine at {} broke off the stream: {e}", s.host))),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Err(_) => continue,
+                    Ok(data) => match s.converter.as_mut() {
+                        None => return Some((Ok(data), s)),
+                        Some(conv) => match conv.feed(&data, &mut s.out) {
+                            Ok(()) if s.out.is_empty() => continue,
+                            Ok(()) => return Some((Ok(s.out.split().freeze()), s)),
+                            Err(e) => Err(e),
+                        },
+                    },
+                },
+            };
+            if let Err(err) = frame {
+                tracing::warn!("stream from {} failed after it started: {err}", s.host);
+                s.done = true;
+                let mut bytes = s.out.split();
+                match s.framing {
+                    Framing::Sse => bytes.extend_from_slice(&err.sse_event()),
+                    Framing::Ndjson => bytes.extend_from_slice(&ndjson_error(&err)),
+                }
+                return Some((Ok(bytes.freeze()), s));
+            }
+        }
+    })
+}
