@@ -237,6 +237,8 @@ fn emit(v: &Value) {
     let _ = out.flush();
 }
 
+// Constant bounds that hdrhistogram accepts: these constructors cannot fail.
+#[allow(clippy::expect_used)]
 fn hist() -> Histogram<u64> {
     // Nanoseconds, 1 ns .. 10 min, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
@@ -286,6 +288,8 @@ struct Stats {
 }
 
 impl Stats {
+    // `Histogram::new(3)`: a valid precision, so it cannot fail.
+    #[allow(clippy::expect_used)]
     fn new() -> Self {
         Self {
             lat: hist(),

@@ -1,6 +1,7 @@
 //! Complexity-router classification cost per request (budget: ≤ 20 µs for a 2 KB prompt): a short home-assistant
 //! command, a 2 KB prompt mixing prose and code, and an 8 KB one, each as a chat `messages` array with a system
 //! prompt and a few earlier turns (the classifier walks back to the last user message).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use llmux::router::complexity::ComplexityRouter;

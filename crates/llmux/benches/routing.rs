@@ -1,5 +1,6 @@
 //! The routing decision's cost as the config grows: `router::resolve` + `router::pick` for one request, with
 //! 10, 1,000 and 10,000 deployments (groups of 4), and one group of 1,000 deployments.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use llmux::config::{load_str, Config};

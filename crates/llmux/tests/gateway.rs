@@ -1,4 +1,5 @@
 //! End to end over loopback: llmux in front of mock engines, checking what a client sees.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 mod common;
 

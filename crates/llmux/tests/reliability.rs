@@ -1,5 +1,6 @@
 //! Retries, cooldowns, order escalation and fallbacks over real loopback HTTP, with faults injected into mock
 //! engines: what a client sees and how many engine calls it cost.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! `/api/ps` telling the truth): probes never load a model, pinned models are preloaded and never evicted by
 //! routing while another host can serve, and what llmux learns a load costs on each host decides between a busy
 //! warm host and an idle cold one and how long a cold host may take to start a stream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 mod common;
 

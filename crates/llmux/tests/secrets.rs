@@ -2,6 +2,7 @@
 //! values never show in `/model/info`, `/health`, `/health/hosts` or the route headers of an answer; URL
 //! credentials go to the engine as basic auth and `extra_headers` as HTTP headers; a model name with control
 //! characters is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 mod common;
 

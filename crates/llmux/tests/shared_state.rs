@@ -3,6 +3,7 @@
 //!
 //! Needs Redis on 127.0.0.1:6379 (each test works under its own key prefix and deletes it first); the outage
 //! test starts its own `redis-server` on a spare port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 mod common;
 

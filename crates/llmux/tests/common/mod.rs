@@ -1,6 +1,8 @@
 //! Test harness: llmux served in-process on a loopback port, in front of in-process mock engines.
 
 #![allow(dead_code)]
+// Test code: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod process;
 
