@@ -1,8 +1,9 @@
 //! llmux: one OpenAI-compatible endpoint in front of many inference engines, configured with LiteLLM's proxy
 //! `config.yaml`.
 //!
-//! The request path runs one way: [`server`] decodes the client's request, [`router::plan`] decides (a pure
-//! function), the [`executor::Executor`] walks the plan through [`providers`] (one adapter per engine family),
+//! The request path runs one way: [`server`] decodes the client's request, [`router::plan`] decides every
+//! attempt, retry, `order` escalation and fallback (a pure state machine; [`router::pick`] chooses the
+//! deployment), the [`executor::Executor`] carries the plan out through [`providers`] (one adapter per engine family),
 //! and the answer streams back. [`config`] turns the YAML into an immutable snapshot; [`state`] holds what
 //! traffic taught the router.
 
