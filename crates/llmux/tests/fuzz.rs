@@ -12,7 +12,6 @@
 //! (100 ms by default; `tests/run` gives each a few seconds). A failure prints the seed: rerun that target with
 //! `ARBTEST_SEED=0x… cargo test -p llmux --test fuzz <target>`, then add the input to the corpus.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
