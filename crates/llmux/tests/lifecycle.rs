@@ -300,7 +300,8 @@ async fn a_reload_that_would_empty_the_service_or_drop_its_key_is_refused() {
     assert!(refusal().await.contains("no deployments"));
 
     // The file lost its general_settings: the models are there, the key is not. Refused; the key still holds.
-    let models_only = config_with(&[("g", &a.base_url())]).replace("general_settings:\n  master_key: sk-lifecycle-test\n", "");
+    let models_only =
+        config_with(&[("g", &a.base_url())]).replace("general_settings:\n  master_key: sk-lifecycle-test\n", "");
     write(&path, &models_only);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(keyless().await, 401);

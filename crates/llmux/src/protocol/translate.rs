@@ -299,22 +299,19 @@ fn parse_block(block: &[u8]) -> Option<Event> {
     if data.trim() == "[DONE]" {
         return Some(Event::Done);
     }
-    let value: Value = match serde_json::from_str(&data) {
-        Ok(v) => v,
-        Err(e) => {
-            return Some(Event::Error(Error::BadUpstreamResponse(format!(
+    // Straight into a chunk (one parse per event, on the per-chunk path); only an event that is no chunk at
+    // all is looked at again for an error object.
+    match serde_json::from_str::<Chunk>(&data) {
+        Ok(chunk) if !chunk.choices.is_empty() || chunk.usage.is_some() => Some(Event::Chunk(chunk)),
+        parsed => match serde_json::from_str::<Value>(&data) {
+            Ok(value) => match value.get("error") {
+                Some(err) => Some(Event::Error(relayed_error(err, None))),
+                None => parsed.ok().map(Event::Chunk),
+            },
+            Err(e) => Some(Event::Error(Error::BadUpstreamResponse(format!(
                 "the engine sent a stream event llmux cannot read: {e}"
-            ))))
-        }
-    };
-    if let Some(err) = value.get("error") {
-        return Some(Event::Error(relayed_error(err, None)));
-    }
-    match serde_json::from_value::<Chunk>(value) {
-        Ok(chunk) => Some(Event::Chunk(chunk)),
-        Err(e) => Some(Event::Error(Error::BadUpstreamResponse(format!(
-            "the engine sent a stream chunk llmux cannot read: {e}"
-        )))),
+            )))),
+        },
     }
 }
 

@@ -430,7 +430,10 @@ mod tests {
 
     #[test]
     fn routes_go_before_the_query() {
-        assert_eq!(join_url("http://e/v1?api-version=2&k=x", "/chat/completions"), "http://e/v1/chat/completions?api-version=2&k=x");
+        assert_eq!(
+            join_url("http://e/v1?api-version=2&k=x", "/chat/completions"),
+            "http://e/v1/chat/completions?api-version=2&k=x"
+        );
         assert_eq!(join_url("http://e/v1/", "/embeddings"), "http://e/v1/embeddings");
         assert_eq!(join_url("http://e/api/chat?x=1", "/api/chat"), "http://e/api/chat?x=1");
     }

@@ -21,7 +21,6 @@ use crate::protocol::openai::RequestHead;
 use crate::protocol::translate::{relayed_error_body, ChunkEncoder, Event, SseEvents, Translator};
 use crate::providers::{Native, NativeAnswer};
 
-
 /// One request in a translated protocol: the key first, then the body.
 pub async fn serve<B>(executor: Arc<Executor>, mut translator: Box<dyn Translator>, request: Request<B>) -> Response
 where

@@ -22,7 +22,9 @@ fn not_found(id: &str) -> Response {
 /// `GET /v1/responses/{id}`: the Response object as it was answered.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.responses.get_or_fetch(&id).await {
-        Some(stored) => Json(stored.response.clone()).into_response(),
+        Some(stored) => {
+            ([(http::header::CONTENT_TYPE, "application/json")], stored.response.get().to_owned()).into_response()
+        }
         None => not_found(&id),
     }
 }

@@ -25,10 +25,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::providers::Endpoint;
 use crate::error::{Dialect, Error};
 use crate::protocol::openai::Operation;
 use crate::protocol::translate::{Canonical, ChunkEncoder, NativeRoute, Translator};
+use crate::providers::Endpoint;
 
 /// The Ollama version llmux reports on `/api/version`: recent enough that clients enable tools, thinking and
 /// structured outputs (Open WebUI and others compare it against minimums).

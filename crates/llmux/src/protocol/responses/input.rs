@@ -650,7 +650,10 @@ mod tests {
         let mut answer = message("assistant", Some(MessageContent::Text("answer one".into())));
         answer.tool_calls = None;
         conversation.push(answer);
-        store.put(first.id.clone(), Stored::new(json!({"output": []}), conversation, vec![]));
+        store.put(
+            first.id.clone(),
+            Stored::new(crate::protocol::responses::store::raw_json(&json!({"output": []})), conversation, vec![]),
+        );
         let (c, turn) = chat_with(
             json!({"model": "m", "input": "second", "previous_response_id": first.id, "instructions": "new"}),
             &store,
@@ -672,7 +675,9 @@ mod tests {
         store.put(
             "resp_a".into(),
             Stored::new(
-                json!({"output": [{"type": "function_call", "id": "fc_1", "call_id": "c9", "name": "f", "arguments": "{}"}]}),
+                crate::protocol::responses::store::raw_json(
+                    &json!({"output": [{"type": "function_call", "id": "fc_1", "call_id": "c9", "name": "f", "arguments": "{}"}]}),
+                ),
                 vec![],
                 vec![],
             ),

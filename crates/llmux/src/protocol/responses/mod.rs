@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::error::{Dialect, Error};
 use crate::protocol::openai::{parse_body, ChatMessage, Operation, RouterControls, StreamOptions};
-use crate::protocol::translate::{to_bytes, Canonical, ChunkEncoder, Completion, Preparation, Translator};
+use crate::protocol::translate::{Canonical, ChunkEncoder, Completion, Preparation, Translator};
 
 pub use store::{Store, Stored};
 
@@ -169,6 +169,10 @@ impl Translator for Responses {
         struct Previous {
             previous_response_id: Option<String>,
         }
+        // Only a store shared with other replicas can hold what this one lacks: no parse otherwise.
+        if !self.store.is_shared() {
+            return None;
+        }
         let id = serde_json::from_slice::<Previous>(body).ok()?.previous_response_id?;
         if self.store.get(&id).is_some() {
             return None;
@@ -188,8 +192,7 @@ impl Translator for Responses {
 
     fn response(&mut self, openai: &[u8]) -> Result<Bytes, Error> {
         let completion = Completion::parse(openai)?;
-        let response = output::whole(&self.turn, completion, &self.store);
-        to_bytes(&response)
+        output::whole(&mut self.turn, completion, &self.store)
     }
 
     fn stream(&mut self) -> Box<dyn ChunkEncoder> {

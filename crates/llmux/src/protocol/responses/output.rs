@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::{Store, Stored, Turn};
 use crate::error::Error;
 use crate::protocol::openai::{new_id, ChatMessage, FunctionCall, MessageContent, ToolCall};
-use crate::protocol::translate::{push_named_event, Chunk, ChunkEncoder, Completion, Usage};
+use crate::protocol::translate::{push_named_event, to_bytes, Chunk, ChunkEncoder, Completion, Usage};
 
 /// One output item.
 #[derive(Debug, Clone, Serialize)]
@@ -137,22 +138,75 @@ fn usage_json(usage: Option<Usage>) -> Value {
     })
 }
 
-/// The Response object: the request's echo fields plus these.
-fn response(
-    turn: &Turn,
-    status: &str,
-    output: &[Item],
+/// The Response object: the request's echo fields plus these. Serialised straight from borrowed parts (building
+/// it as a `Value` was most of the translation's CPU).
+#[derive(Serialize)]
+struct ResponseView<'a> {
+    #[serde(flatten)]
+    base: &'a Map<String, Value>,
+    status: &'a str,
+    output: &'a [Item],
     usage: Option<Value>,
-    reason: Option<&str>,
     error: Value,
-) -> Value {
-    let mut r: Map<String, Value> = turn.base.clone();
-    r.insert("status".into(), json!(status));
-    r.insert("output".into(), json!(output));
-    r.insert("usage".into(), usage.unwrap_or(Value::Null));
-    r.insert("error".into(), error);
-    r.insert("incomplete_details".into(), reason.map_or(Value::Null, |reason| json!({ "reason": reason })));
-    Value::Object(r)
+    incomplete_details: Option<Reason<'a>>,
+}
+
+#[derive(Serialize)]
+struct Reason<'a> {
+    reason: &'a str,
+}
+
+fn response<'a>(
+    turn: &'a Turn,
+    status: &'a str,
+    output: &'a [Item],
+    usage: Option<Value>,
+    reason: Option<&'a str>,
+    error: Value,
+) -> ResponseView<'a> {
+    ResponseView {
+        base: &turn.base,
+        status,
+        output,
+        usage,
+        error,
+        incomplete_details: reason.map(|reason| Reason { reason }),
+    }
+}
+
+/// A streamed event: its `type` and `sequence_number` with the event's own fields.
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// The body of an event that carries the whole response.
+#[derive(Serialize)]
+struct WithResponse<'a> {
+    response: &'a ResponseView<'a>,
+}
+
+/// The body of a text or reasoning delta (the per-token event).
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: u32,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+}
+
+/// The body of a function call's arguments delta.
+#[derive(Serialize)]
+struct ArgumentsDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    delta: &'a str,
 }
 
 /// The assistant turn as a chat message, for the stored conversation.
@@ -191,18 +245,17 @@ fn assistant_message(output: &[Item]) -> ChatMessage {
     }
 }
 
-/// Keeps a finished response, when the request allowed it.
-fn keep(turn: &Turn, store: &Store, response: &Value, output: &[Item]) {
-    if !turn.store {
-        return;
-    }
-    let mut conversation = turn.conversation.clone();
+/// Keeps a finished response (its JSON text). The turn's conversation moves into the
+/// store (it is the request's whole prompt: copying it per answer showed in the CPU per request).
+fn keep(turn: &mut Turn, store: &Store, json: Box<RawValue>, output: &[Item]) {
+    let mut conversation = std::mem::take(&mut turn.conversation);
     conversation.push(assistant_message(output));
-    store.put(turn.id.clone(), Stored::new(response.clone(), conversation, turn.input_items.clone()));
+    let input_items = std::mem::take(&mut turn.input_items);
+    store.put(turn.id.clone(), Stored::new(json, conversation, input_items));
 }
 
-/// A whole chat completion as a Response object (stored).
-pub(crate) fn whole(turn: &Turn, completion: Completion, store: &Store) -> Value {
+/// A whole chat completion as a Response object's JSON (stored).
+pub(crate) fn whole(turn: &mut Turn, completion: Completion, store: &Store) -> Result<Bytes, Error> {
     let choice = completion.choices.into_iter().next().unwrap_or_default();
     let reason = incomplete_reason(choice.finish_reason.as_deref());
     let item_status = if reason.is_some() { "incomplete" } else { "completed" };
@@ -231,9 +284,18 @@ pub(crate) fn whole(turn: &Turn, completion: Completion, store: &Store) -> Value
         output.push(call_item(turn, item_id("fc"), call_id, &call.function.name, call.function.arguments, "completed"));
     }
     let status = if reason.is_some() { "incomplete" } else { "completed" };
-    let r = response(turn, status, &output, Some(usage_json(completion.usage)), reason, Value::Null);
-    keep(turn, store, &r, &output);
-    r
+    let bytes = {
+        let r = response(turn, status, &output, Some(usage_json(completion.usage)), reason, Value::Null);
+        to_bytes(&r)?
+    };
+    // The stored copy is the same text: parsed back into a raw value without building a tree.
+    if turn.store {
+        let json = std::str::from_utf8(&bytes).ok().and_then(|text| RawValue::from_string(text.to_owned()).ok());
+        if let Some(json) = json {
+            keep(turn, store, json, &output);
+        }
+    }
+    Ok(bytes)
 }
 
 /// The item being streamed now (one at a time: engines stream reasoning, then text, then calls).
@@ -272,13 +334,10 @@ impl Encoder {
         }
     }
 
-    fn emit(&mut self, out: &mut BytesMut, kind: &str, mut event: Value) -> Result<(), Error> {
-        if let Some(fields) = event.as_object_mut() {
-            fields.insert("type".into(), json!(kind));
-            fields.insert("sequence_number".into(), json!(self.sequence));
-        }
+    fn emit<T: Serialize>(&mut self, out: &mut BytesMut, kind: &str, body: T) -> Result<(), Error> {
+        let sequence_number = self.sequence;
         self.sequence += 1;
-        push_named_event(out, kind, &event)
+        push_named_event(out, kind, &Event { kind, sequence_number, body })
     }
 
     fn start(&mut self, out: &mut BytesMut) -> Result<(), Error> {
@@ -286,9 +345,13 @@ impl Encoder {
             return Ok(());
         }
         self.started = true;
+        let (created, in_progress) = (self.sequence, self.sequence + 1);
+        self.sequence += 2;
         let snapshot = response(&self.turn, "in_progress", &[], None, None, Value::Null);
-        self.emit(out, "response.created", json!({ "response": snapshot }))?;
-        self.emit(out, "response.in_progress", json!({ "response": snapshot }))
+        for (kind, sequence_number) in [("response.created", created), ("response.in_progress", in_progress)] {
+            push_named_event(out, kind, &Event { kind, sequence_number, body: WithResponse { response: &snapshot } })?;
+        }
+        Ok(())
     }
 
     fn next_index(&self) -> usize {
@@ -311,8 +374,10 @@ impl Encoder {
         }
         if let Some(Open::Reasoning { index, id, text }) = &mut self.open {
             text.push_str(delta);
-            let event = json!({"item_id": id, "output_index": index, "content_index": 0, "delta": delta});
-            self.emit(out, "response.reasoning_text.delta", event)?;
+            let event = TextDelta { item_id: id, output_index: *index, content_index: 0, delta, logprobs: None };
+            let (kind, sequence_number) = ("response.reasoning_text.delta", self.sequence);
+            self.sequence += 1;
+            push_named_event(out, kind, &Event { kind, sequence_number, body: event })?;
         }
         Ok(())
     }
@@ -331,9 +396,10 @@ impl Encoder {
         }
         if let Some(Open::Message { index, id, text }) = &mut self.open {
             text.push_str(delta);
-            let event =
-                json!({"item_id": id, "output_index": index, "content_index": 0, "delta": delta, "logprobs": []});
-            self.emit(out, "response.output_text.delta", event)?;
+            let event = TextDelta { item_id: id, output_index: *index, content_index: 0, delta, logprobs: Some([]) };
+            let (kind, sequence_number) = ("response.output_text.delta", self.sequence);
+            self.sequence += 1;
+            push_named_event(out, kind, &Event { kind, sequence_number, body: event })?;
         }
         Ok(())
     }
@@ -360,8 +426,10 @@ impl Encoder {
             arguments.push_str(&delta);
             // A custom tool's input is JSON-decoded at the end; its arguments are not the client's to see.
             if !custom && !delta.is_empty() {
-                let event = json!({"item_id": id, "output_index": index, "delta": delta});
-                self.emit(out, "response.function_call_arguments.delta", event)?;
+                let event = ArgumentsDelta { item_id: id, output_index: *index, delta: &delta };
+                let (kind, sequence_number) = ("response.function_call_arguments.delta", self.sequence);
+                self.sequence += 1;
+                push_named_event(out, kind, &Event { kind, sequence_number, body: event })?;
             }
         }
         Ok(())
@@ -453,8 +521,12 @@ impl ChunkEncoder for Encoder {
             _ => "server_error",
         };
         let failure = json!({"code": code, "message": error.to_string()});
-        let r = response(&self.turn, "failed", &self.done, self.usage.map(|u| usage_json(Some(u))), None, failure);
-        let _ = self.emit(out, "response.failed", json!({ "response": r }));
+        let usage = self.usage.map(|u| usage_json(Some(u)));
+        let sequence_number = self.sequence;
+        self.sequence += 1;
+        let r = response(&self.turn, "failed", &self.done, usage, None, failure);
+        let kind = "response.failed";
+        let _ = push_named_event(out, kind, &Event { kind, sequence_number, body: WithResponse { response: &r } });
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), Error> {
@@ -466,10 +538,16 @@ impl ChunkEncoder for Encoder {
             self.text(out, "")?;
         }
         self.close(out, if reason.is_some() { "incomplete" } else { "completed" })?;
-        let r = response(&self.turn, status, &self.done, Some(usage_json(self.usage)), reason, Value::Null);
-        keep(&self.turn, &self.store, &r, &self.done);
         let kind = if reason.is_some() { "response.incomplete" } else { "response.completed" };
-        self.emit(out, kind, json!({ "response": r }))
+        let sequence_number = self.sequence;
+        self.sequence += 1;
+        let r = response(&self.turn, status, &self.done, Some(usage_json(self.usage)), reason, Value::Null);
+        push_named_event(out, kind, &Event { kind, sequence_number, body: WithResponse { response: &r } })?;
+        let json = serde_json::value::to_raw_value(&r).ok();
+        if let Some(json) = json.filter(|_| self.turn.store) {
+            keep(&mut self.turn, &self.store, json, &self.done);
+        }
+        Ok(())
     }
 }
 
@@ -505,13 +583,13 @@ mod tests {
     #[test]
     fn whole_answer_with_reasoning_text_and_a_call() {
         let store = Store::new();
-        let t = turn(
+        let mut t = turn(
             json!({"model": "alias", "input": "x", "tools": [
             {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "g"}]}]}),
             &store,
         );
         let completion = Completion::parse(br#"{"model":"upstream","choices":[{"message":{"content":"hello","reasoning_content":"think","tool_calls":[{"id":"call_1","type":"function","function":{"name":"ns__g","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":2}}}"#).unwrap();
-        let r = whole(&t, completion, &store);
+        let r: Value = serde_json::from_slice(&whole(&mut t, completion, &store).unwrap()).unwrap();
         assert_eq!(r["model"], "alias");
         assert_eq!(r["status"], "completed");
         let types: Vec<&str> = r["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
@@ -532,10 +610,10 @@ mod tests {
     #[test]
     fn length_is_incomplete_and_store_false_keeps_nothing() {
         let store = Store::new();
-        let t = turn(json!({"model": "m", "input": "x", "store": false, "max_output_tokens": 3}), &store);
+        let mut t = turn(json!({"model": "m", "input": "x", "store": false, "max_output_tokens": 3}), &store);
         let completion =
             Completion::parse(br#"{"choices":[{"message":{"content":"abc"},"finish_reason":"length"}]}"#).unwrap();
-        let r = whole(&t, completion, &store);
+        let r: Value = serde_json::from_slice(&whole(&mut t, completion, &store).unwrap()).unwrap();
         assert_eq!(r["status"], "incomplete");
         assert_eq!(r["incomplete_details"], json!({"reason": "max_output_tokens"}));
         assert_eq!(r["output"][0]["status"], "incomplete");

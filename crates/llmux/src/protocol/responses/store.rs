@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::protocol::openai::ChatMessage;
@@ -22,8 +23,9 @@ pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// One stored response.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Stored {
-    /// The Response object as the client got it (what `GET` answers).
-    pub response: Value,
+    /// The Response object as the client got it (what `GET` answers), kept as its JSON text: it is written once
+    /// and read rarely.
+    pub response: Box<RawValue>,
     /// The whole conversation up to and including this response's answer, as chat messages (without the
     /// `instructions`, which `previous_response_id` does not carry over).
     pub conversation: Vec<ChatMessage>,
@@ -32,6 +34,37 @@ pub struct Stored {
     /// Roughly how much memory this entry holds.
     #[serde(skip)]
     pub bytes: usize,
+}
+
+/// About how many bytes `value` holds: its text plus a fixed cost per node.
+fn value_size(value: &Value) -> usize {
+    const NODE: usize = 16;
+    match value {
+        Value::String(s) => NODE + s.len(),
+        Value::Array(items) => NODE + items.iter().map(value_size).sum::<usize>(),
+        Value::Object(map) => NODE + map.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>(),
+        _ => NODE,
+    }
+}
+
+/// About how many bytes a chat message holds.
+fn message_size(message: &ChatMessage) -> usize {
+    let content = match &message.content {
+        Some(crate::protocol::openai::MessageContent::Text(text)) => text.len(),
+        Some(crate::protocol::openai::MessageContent::Parts(parts)) => parts
+            .iter()
+            .map(|p| p.text.as_ref().map_or(0, String::len) + p.image_url.as_ref().map_or(0, |u| u.url().len()) + 16)
+            .sum(),
+        None => 0,
+    };
+    let calls: usize = message
+        .tool_calls
+        .iter()
+        .flatten()
+        .map(|c| c.function.name.len() + c.function.arguments.len() + c.id.as_ref().map_or(0, String::len) + 32)
+        .sum();
+    let extra: usize = message.extra.iter().map(|(k, v)| k.len() + value_size(v)).sum();
+    64 + content + calls + extra + message.reasoning_content.as_ref().map_or(0, String::len)
 }
 
 /// A copy of the store that other replicas see (Redis); writes go there in the background.
@@ -46,21 +79,28 @@ pub trait Shared: Send + Sync {
 
 impl Stored {
     /// An entry, its size measured.
-    pub fn new(response: Value, conversation: Vec<ChatMessage>, input_items: Vec<Value>) -> Self {
+    pub fn new(response: Box<RawValue>, conversation: Vec<ChatMessage>, input_items: Vec<Value>) -> Self {
         Stored { response, conversation, input_items, bytes: 0 }.measured()
     }
 
+    /// Sizes the entry by a walk over its text (serialising it only to count bytes cost as much as the rest
+    /// of the request's translation).
     fn measured(mut self) -> Self {
-        self.bytes = serde_json::to_vec(&self.response).map(|v| v.len()).unwrap_or(0)
-            + serde_json::to_vec(&self.conversation).map(|v| v.len()).unwrap_or(0)
-            + serde_json::to_vec(&self.input_items).map(|v| v.len()).unwrap_or(0);
+        let messages: usize = self.conversation.iter().map(message_size).sum();
+        let items: usize = self.input_items.iter().map(value_size).sum();
+        self.bytes = self.response.get().len() + messages + items;
         self
     }
 
     /// The output or input item with `id`, if this response has it.
-    pub fn item(&self, id: &str) -> Option<&Value> {
-        let output = self.response.get("output").and_then(Value::as_array).into_iter().flatten();
-        output.chain(self.input_items.iter()).find(|item| item.get("id").and_then(Value::as_str) == Some(id))
+    pub fn item(&self, id: &str) -> Option<Value> {
+        let has = |item: &&Value| item.get("id").and_then(Value::as_str) == Some(id);
+        if let Some(found) = self.input_items.iter().find(has) {
+            return Some(found.clone());
+        }
+        let response: Value = serde_json::from_str(self.response.get()).ok()?;
+        let output = response.get("output").and_then(Value::as_array)?;
+        output.iter().find(has).cloned()
     }
 }
 
@@ -107,6 +147,11 @@ impl Store {
     /// Copies every later write and delete to `shared`, and lets [`Store::get_or_fetch`] read from it. Set once.
     pub fn share(&self, shared: Arc<dyn Shared>) {
         let _ = self.shared.set(shared);
+    }
+
+    /// Whether a shared copy is attached.
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     /// The response under `id`: this replica's, else the shared copy's (kept here from then on).
@@ -177,7 +222,7 @@ impl Store {
     /// An output or input item of any stored response, by its id (for `item_reference`), newest first.
     pub fn item(&self, id: &str) -> Option<Value> {
         let inner = self.lock();
-        inner.order.iter().rev().filter_map(|r| inner.by_id.get(r)).find_map(|s| s.item(id).cloned())
+        inner.order.iter().rev().filter_map(|r| inner.by_id.get(r)).find_map(|s| s.item(id))
     }
 
     /// How many responses are stored.
@@ -191,13 +236,23 @@ impl Store {
     }
 }
 
+/// `value` as stored JSON text, for tests.
+#[cfg(test)]
+pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn entry(text: &str) -> Stored {
-        Stored::new(json!({"output": [{"id": format!("msg_{text}"), "type": "message"}], "text": text}), vec![], vec![])
+        Stored::new(
+            raw_json(&json!({"output": [{"id": format!("msg_{text}"), "type": "message"}], "text": text})),
+            vec![],
+            vec![],
+        )
     }
 
     #[test]
@@ -220,7 +275,7 @@ mod tests {
         store.put("c".into(), entry("c"));
         assert!(store.get("a").is_none(), "over the byte budget, the oldest goes");
         assert_eq!(store.len(), 2);
-        let giant = Stored::new(json!({"text": "y".repeat(size * 3)}), vec![], vec![]);
+        let giant = Stored::new(raw_json(&json!({"text": "y".repeat(size * 3)})), vec![], vec![]);
         store.put("g".into(), giant);
         assert!(store.get("g").is_none());
         assert_eq!(store.len(), 2, "a giant pushes nothing out");

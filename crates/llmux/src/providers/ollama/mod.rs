@@ -64,11 +64,7 @@ impl Provider for Ollama {
         let target = engine_target(call)?;
         if let Some(native) = call.native {
             let body = native::request(native.body, target, call.model)?;
-            return Ok(UpstreamRequest {
-                uri: target.uri(native.endpoint)?,
-                headers: target.request_headers()?,
-                body,
-            });
+            return Ok(UpstreamRequest { uri: target.uri(native.endpoint)?, headers: target.request_headers()?, body });
         }
         let (endpoint, body) = match self.route(call.op) {
             Route::Chat => (Endpoint::OllamaChat, chat::request(call, target)?),

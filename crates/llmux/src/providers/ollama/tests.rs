@@ -342,7 +342,8 @@ fn base_url_already_ending_with_the_route_is_kept() {
     let body = serde_json::to_vec(&chat_body(json!({}))).unwrap();
     let head = RequestHead::parse(&body, Operation::Chat).unwrap();
     let model = deployment.engine().map(|e| e.upstream_model.clone()).unwrap_or_default();
-    let call = Call { op: Operation::Chat, deployment: &deployment, model: &model, body: &body, head: &head, native: None };
+    let call =
+        Call { op: Operation::Chat, deployment: &deployment, model: &model, body: &body, head: &head, native: None };
     assert_eq!(CHAT.build_request(&call).unwrap().uri, "http://ollama:11434/api/chat");
 }
 
