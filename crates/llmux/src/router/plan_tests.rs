@@ -137,7 +137,9 @@ fn every_decision_row_of_the_fault_table() {
         kind: None,
         retry_after: Some(20),
     };
-    let rows: Vec<(&str, Box<dyn Fn() -> Error>, bool, Result<usize, u16>, usize)> = vec![
+    // (fault, the error it causes, whether every deployment of the group fails, who answers, engine calls)
+    type Row = (&'static str, Box<dyn Fn() -> Error>, bool, Result<usize, u16>, usize);
+    let rows: Vec<Row> = vec![
         ("connection refused", Box::new(refused), false, Ok(1), 2),
         ("503", Box::new(|| status(503)), false, Ok(1), 4),
         ("500", Box::new(|| status(500)), false, Ok(1), 4),
