@@ -29,6 +29,7 @@ pub(crate) fn to_chat(req: CreateRequest, store: &Store) -> Result<(ChatRequest,
     }
     let mut builder = Builder { messages: conversation, reasoning: None, store };
     let mut input_items = Vec::new();
+    let mut extra = router_controls(&req);
     match req.input {
         Some(Input::Text(text)) => builder.messages.push(message("user", Some(MessageContent::Text(text)))),
         Some(Input::Items(items)) => {
@@ -52,7 +53,6 @@ pub(crate) fn to_chat(req: CreateRequest, store: &Store) -> Result<(ChatRequest,
     }
     messages.extend(conversation.iter().cloned());
 
-    let mut extra = router_controls(&req.extra);
     let has_tools = !tools.is_empty();
     if has_tools {
         if let Some(parallel) = req.parallel_tool_calls {

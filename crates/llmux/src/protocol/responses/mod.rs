@@ -81,9 +81,18 @@ pub struct CreateRequest {
     /// Stream the answer as Responses events.
     #[serde(default)]
     pub stream: Option<bool>,
-    /// Everything else: LiteLLM's router controls travel on, the rest is ignored.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    // LiteLLM's per-request router controls (`RouterControls::FIELDS`) travel on; every other field is ignored.
+    // Named one by one: `#[serde(flatten)]` would buffer the whole request (input items included) once more.
+    #[serde(default)]
+    num_retries: Option<Value>,
+    #[serde(default)]
+    disable_fallbacks: Option<Value>,
+    #[serde(default)]
+    fallbacks: Option<Value>,
+    #[serde(default)]
+    timeout: Option<Value>,
+    #[serde(default)]
+    stream_timeout: Option<Value>,
 }
 
 /// `input`: a string or items.
@@ -200,10 +209,14 @@ impl Translator for Responses {
     }
 }
 
-/// The chat request fields the Responses request sets beyond messages (typed where llmux's chat type has
-/// them, the rest in `extra`).
-fn router_controls(extra: &Map<String, Value>) -> Map<String, Value> {
-    RouterControls::FIELDS.iter().filter_map(|f| extra.get(*f).map(|v| ((*f).to_owned(), v.clone()))).collect()
+/// The router controls the request carried, as chat request fields.
+fn router_controls(req: &CreateRequest) -> Map<String, Value> {
+    let values = [&req.num_retries, &req.disable_fallbacks, &req.fallbacks, &req.timeout, &req.stream_timeout];
+    RouterControls::FIELDS
+        .iter()
+        .zip(values)
+        .filter_map(|(name, value)| value.as_ref().map(|v| ((*name).to_owned(), v.clone())))
+        .collect()
 }
 
 fn stream_options() -> StreamOptions {
