@@ -33,7 +33,13 @@ QUIET_ENV = {
     "CODEX_DISABLE_TELEMETRY": "1",
     "DO_NOT_TRACK": "1",
     "NO_COLOR": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
     "CI": "1",
+    # Anything but loopback goes to a proxy that is not there (the discard port of 127.0.0.1): an agent that tries
+    # to reach the internet fails at once, on this machine.
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "ALL_PROXY": "http://127.0.0.1:9",
     "NO_PROXY": "127.0.0.1,localhost,::1",
 }
 
