@@ -49,7 +49,12 @@ pub async fn run(addr: SocketAddr, options: crate::cli::ServeOptions) -> anyhow:
         "\nllmux demo: the home-lab config (examples/homelab.yaml) on {url}. Try:\n\n  \
          curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"reasoning_fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"Turn off the kitchen light\"}}]}}'\n  \
          curl -sN {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"coding\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Write a haiku\"}}]}}'\n  \
-         curl -s {url}/v1/embeddings -H 'content-type: application/json' -d '{{\"model\":\"embedding\",\"input\":\"hello\"}}'\n"
+         curl -s {url}/v1/embeddings -H 'content-type: application/json' -d '{{\"model\":\"embedding\",\"input\":\"hello\"}}'\n\n\
+         The same router in the other client protocols:\n\n  \
+         curl -s {url}/api/tags                     # Ollama's API (Home Assistant, Open WebUI, Frigate: URL {url})\n  \
+         curl -s {url}/api/chat -d '{{\"model\":\"tools_fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n  \
+         curl -s {url}/v1/messages -H 'content-type: application/json' -d '{{\"model\":\"coding\",\"max_tokens\":100,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n  \
+         curl -s {url}/v1/responses -H 'content-type: application/json' -d '{{\"model\":\"coding\",\"input\":\"hi\"}}'\n"
     );
     crate::cli::serve(config, None, addr, options).await
 }
