@@ -229,16 +229,20 @@ def test_passthrough_engine(lab, client):
     assert final.output_text == "from the OpenAI-compatible engine"
 
 
-def test_replicas_share_stored_responses_through_redis(lab, monkeypatch):
-    """Two llmux replicas on one Redis (127.0.0.1:6379, a prefix of this test's own): a conversation started on
-    one continues on the other with `previous_response_id`, and either can read or delete it."""
-    import secrets
+def test_replicas_share_stored_responses_through_redis(lab):
+    """Two llmux replicas on one Redis (a `redis-server` of this test's own): a conversation started on one
+    continues on the other with `previous_response_id`, and either can read or delete it."""
+    import subprocess
 
-    from harness import homelab_config, start_llmux
+    from harness import free_port, homelab_config, start_llmux
 
-    monkeypatch.setenv("LLMUX_REDIS_PREFIX", f"llmux-test-{secrets.token_hex(4)}")
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
     config = homelab_config(lab.mocks)
-    config["router_settings"] = {**config.get("router_settings", {}), "redis_host": "127.0.0.1", "redis_port": 6379}
+    config["router_settings"] = {**config.get("router_settings", {}), "redis_host": "127.0.0.1", "redis_port": port}
     a = start_llmux(config, lab.log_dir, name="llmux-replica-a")
     b = start_llmux(config, lab.log_dir, name="llmux-replica-b")
     try:
@@ -271,3 +275,5 @@ def test_replicas_share_stored_responses_through_redis(lab, monkeypatch):
     finally:
         a.proc.stop()
         b.proc.stop()
+        redis.kill()
+        redis.wait()

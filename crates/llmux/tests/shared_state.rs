@@ -1,8 +1,8 @@
 //! Replicas sharing routing state through a real Redis: two llmux processes, one sees the other's cooldowns,
 //! host health and usage; a Redis outage leaves both answering and sharing resumes when it returns.
 //!
-//! Needs Redis on 127.0.0.1:6379 (each test works under its own key prefix and deletes it first); the outage
-//! test starts its own `redis-server` on a spare port.
+//! Each test starts a `redis-server` of its own on a spare port (only the program must be installed), so nothing
+//! depends on a Redis already running on this machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
 mod common;
@@ -45,15 +45,26 @@ async fn shared(port: u16, hash: &str, fields: usize) {
     tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
 }
 
-/// A key prefix of this test's own, emptied.
-async fn fresh_prefix(test: &str) -> String {
-    let prefix = format!("llmux-test-{test}-{}", std::process::id());
-    let mut conn = redis_at(6379).await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+/// A `redis-server` of one test's own, stopped when the test ends.
+struct OwnRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = free_port();
+        let child = redis_server(port);
+        let _ = redis_at(port).await;
+        OwnRedis { port, child }
     }
-    prefix
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Two replicas of the same config, sharing state under `prefix` in the Redis on `redis_port`.
@@ -97,11 +108,12 @@ async fn chat(client: &Llmux, model: &str) -> u16 {
 
 #[tokio::test]
 async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
-    let prefix = fresh_prefix("cooldown").await;
+    let redis = OwnRedis::start().await;
+    let prefix = "llmux-test-cooldown";
     let limited = rate_limited().await;
     let healthy = mock("healthy", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = replicas(dir.path(), &group_of_two(&limited.base_url(), &healthy.base_url(), ""), 6379, &prefix);
+    let (a, b) = replicas(dir.path(), &group_of_two(&limited.base_url(), &healthy.base_url(), ""), redis.port, prefix);
     a.ready().await;
     b.ready().await;
     let (ca, cb) = (a.client(), b.client());
@@ -111,7 +123,7 @@ async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
     assert_eq!(posts(&limited).len(), 1, "A hit the limited deployment once");
     let seen = posts(&limited).len();
     // Once A's cooldown is in Redis, B knows: none of its requests reach the cooled-down deployment.
-    shared(6379, &format!("{prefix}:cooldown"), 1).await;
+    shared(redis.port, &format!("{prefix}:cooldown"), 1).await;
     for _ in 0..30 {
         assert_eq!(chat(&cb, "g").await, 200);
     }
@@ -120,11 +132,12 @@ async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
 
 #[tokio::test]
 async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second() {
-    let prefix = fresh_prefix("hostdown").await;
+    let redis = OwnRedis::start().await;
+    let prefix = "llmux-test-hostdown";
     let dead = format!("http://127.0.0.1:{}", free_port());
     let healthy = mock("healthy", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = replicas(dir.path(), &group_of_two(&dead, &healthy.base_url(), ""), 6379, &prefix);
+    let (a, b) = replicas(dir.path(), &group_of_two(&dead, &healthy.base_url(), ""), redis.port, prefix);
     a.ready().await;
     b.ready().await;
     let (ca, cb) = (a.client(), b.client());
@@ -153,7 +166,8 @@ async fn a_host_one_replica_finds_down_is_skipped_by_the_other_within_a_second()
 async fn rpm_limits_count_the_requests_of_every_replica() {
     // Usage is counted per UTC minute: the four requests must share a bucket.
     common::away_from_a_minute_boundary().await;
-    let prefix = fresh_prefix("rpm").await;
+    let redis = OwnRedis::start().await;
+    let prefix = "llmux-test-rpm";
     let engine = mock("e", &["m"]).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -169,7 +183,7 @@ general_settings:
 "#,
         engine.base_url()
     );
-    let (a, b) = replicas(dir.path(), &yaml, 6379, &prefix);
+    let (a, b) = replicas(dir.path(), &yaml, redis.port, prefix);
     a.ready().await;
     b.ready().await;
     let (ca, cb) = (a.client(), b.client());
@@ -179,7 +193,7 @@ general_settings:
     assert_eq!(chat(&cb, "g").await, 200);
     // Both replicas' requests are counted in Redis (`<deployment id>|r` of this minute's bucket) ...
     let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() / 60_000;
-    let mut conn = redis_at(6379).await;
+    let mut conn = redis_at(redis.port).await;
     eventually("four requests counted in redis", Duration::from_secs(10), async || {
         let counts: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
             .arg(format!("{prefix}:usage:{minute}"))
