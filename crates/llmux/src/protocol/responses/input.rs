@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{router_controls, stream_options, CreateRequest, Input, Store, ToolNames, Turn};
+use super::{router_controls, stream_options, CreateRequest, Echo, EchoText, Input, Store, ToolNames, Turn};
 use crate::error::Error;
 use crate::protocol::openai::{
     new_id, unix_now, ChatMessage, ChatRequest, ContentPart, FunctionCall, ImageUrl, MessageContent, ToolCall,
@@ -100,29 +100,27 @@ pub(crate) fn to_chat(req: CreateRequest, store: &Store) -> Result<(ChatRequest,
     let id = new_id("resp").replace('-', "_");
     let created_at = unix_now();
     let store_it = req.store.unwrap_or(true);
-    let mut base = Map::new();
-    base.insert("id".into(), json!(id));
-    base.insert("object".into(), json!("response"));
-    base.insert("created_at".into(), json!(created_at));
-    base.insert("model".into(), json!(req.model));
-    base.insert("instructions".into(), json!(req.instructions));
-    base.insert("tools".into(), json!(req.tools.unwrap_or_default()));
-    base.insert("tool_choice".into(), req.tool_choice.unwrap_or_else(|| json!("auto")));
-    base.insert("parallel_tool_calls".into(), json!(req.parallel_tool_calls.unwrap_or(true)));
-    base.insert("temperature".into(), json!(req.temperature));
-    base.insert("top_p".into(), json!(req.top_p));
-    base.insert("max_output_tokens".into(), json!(req.max_output_tokens));
-    base.insert("previous_response_id".into(), json!(req.previous_response_id));
-    base.insert("store".into(), json!(store_it));
-    base.insert("metadata".into(), req.metadata.unwrap_or_else(|| json!({})));
-    base.insert(
-        "text".into(),
-        json!({"format": text.format.unwrap_or_else(|| json!({"type": "text"})), "verbosity": text.verbosity}),
-    );
-    base.insert("reasoning".into(), req.reasoning.unwrap_or_else(|| json!({"effort": null, "summary": null})));
-    base.insert("user".into(), json!(req.user));
-    base.insert("truncation".into(), json!("disabled"));
-    base.insert("background".into(), json!(false));
+    let base = Echo {
+        id: id.clone(),
+        object: "response",
+        created_at,
+        model: req.model,
+        instructions: req.instructions,
+        tools: req.tools.unwrap_or_default(),
+        tool_choice: req.tool_choice.unwrap_or_else(|| json!("auto")),
+        parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        max_output_tokens: req.max_output_tokens,
+        previous_response_id: req.previous_response_id,
+        store: store_it,
+        metadata: req.metadata.unwrap_or_else(|| json!({})),
+        text: EchoText { format: text.format.unwrap_or_else(|| json!({"type": "text"})), verbosity: text.verbosity },
+        reasoning: req.reasoning.unwrap_or_else(|| json!({"effort": null, "summary": null})),
+        user: req.user,
+        truncation: "disabled",
+        background: false,
+    };
     let turn = Turn { id, base, conversation, input_items, store: store_it, tools: names };
     Ok((chat, turn))
 }
@@ -549,7 +547,7 @@ mod tests {
         assert_eq!(c.extra.get("user"), Some(&json!("u1")));
         assert_eq!(c.extra.get("num_retries"), Some(&json!(2)));
         assert!(!c.extra.contains_key("unknown_field") && !c.extra.contains_key("metadata"));
-        assert_eq!(turn.base.get("metadata"), Some(&json!({"k": "v"})));
+        assert_eq!(turn.base.metadata, json!({"k": "v"}));
         assert!(!turn.store);
         assert!(turn.id.starts_with("resp_"));
         assert_eq!(turn.conversation.len(), 1, "instructions are not part of the stored conversation");

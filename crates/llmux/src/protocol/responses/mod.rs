@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
@@ -138,13 +138,45 @@ impl ToolNames {
     }
 }
 
+/// The request's fields a Response object repeats (what the SDK's models expect), typed: built once per request
+/// and serialised into every snapshot of the response.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct Echo {
+    id: String,
+    object: &'static str,
+    created_at: u64,
+    model: String,
+    instructions: Option<String>,
+    tools: Vec<Value>,
+    tool_choice: Value,
+    parallel_tool_calls: bool,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_output_tokens: Option<u64>,
+    previous_response_id: Option<String>,
+    store: bool,
+    metadata: Value,
+    text: EchoText,
+    reasoning: Value,
+    user: Option<String>,
+    truncation: &'static str,
+    background: bool,
+}
+
+/// `text` as a Response object repeats it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct EchoText {
+    format: Value,
+    verbosity: Option<String>,
+}
+
 /// What one request decided, for its answer.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Turn {
     /// `resp_…`.
     id: String,
     /// The Response object without `status`, `output`, `usage`, `error`, `incomplete_details`.
-    base: Map<String, Value>,
+    base: Echo,
     /// The conversation sent (without instructions), for the store.
     conversation: Vec<ChatMessage>,
     /// Input items with an `id`, for `item_reference` later.

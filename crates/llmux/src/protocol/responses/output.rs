@@ -143,7 +143,7 @@ fn usage_json(usage: Option<Usage>) -> Value {
 #[derive(Serialize)]
 struct ResponseView<'a> {
     #[serde(flatten)]
-    base: &'a Map<String, Value>,
+    base: &'a super::Echo,
     status: &'a str,
     output: &'a [Item],
     usage: Option<Value>,
