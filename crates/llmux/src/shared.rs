@@ -51,6 +51,8 @@ pub struct Outbox {
 struct Pending {
     /// Usage deltas by (UTC minute, deployment id).
     usage: HashMap<(u64, Arc<str>), PeerUsage>,
+    /// Token corrections by (UTC minute, deployment id): what engines reported minus the estimates counted.
+    tokens: HashMap<(u64, Arc<str>), i64>,
     /// Cooldowns started: id → (until unix ms, status).
     cooldowns: HashMap<Arc<str>, (u64, u16)>,
     /// Cooldowns a probe lifted.
@@ -72,6 +74,14 @@ impl Outbox {
         entry.tokens += delta.tokens;
         entry.fails += delta.fails;
         entry.successes += delta.successes;
+    }
+
+    /// Adds `delta` (negative when the engine reported fewer tokens than estimated) to deployment `id`'s tokens
+    /// in `minute`.
+    pub fn tokens(&self, id: &Arc<str>, minute: u64, delta: i64) {
+        let mut pending = self.pending();
+        let entry = pending.tokens.entry((minute, id.clone())).or_default();
+        *entry = entry.saturating_add(delta);
     }
 
     /// Deployment `id` cools down until `until` (unix ms).
@@ -102,9 +112,17 @@ impl Outbox {
 
     /// Puts back what could not be sent: cooldowns and host views are re-sent whole on reconnection anyway, so
     /// only usage of the current minute is worth keeping.
-    fn restore_usage(&self, usage: HashMap<(u64, Arc<str>), PeerUsage>, minute: u64) {
+    fn restore_usage(
+        &self,
+        usage: HashMap<(u64, Arc<str>), PeerUsage>,
+        tokens: HashMap<(u64, Arc<str>), i64>,
+        minute: u64,
+    ) {
         for ((m, id), delta) in usage.into_iter().filter(|((m, _), _)| *m == minute) {
             self.usage(&id, PeerUsage { minute: m, ..delta });
+        }
+        for ((m, id), delta) in tokens.into_iter().filter(|((m, _), _)| *m == minute) {
+            self.tokens(&id, m, delta);
         }
     }
 }
@@ -321,6 +339,12 @@ impl Sync {
             }
             pipe.expire(&key, USAGE_TTL_SECONDS).ignore();
         }
+        for ((m, id), delta) in pending.tokens.iter().filter(|(_, d)| **d != 0) {
+            let key = self.keys.usage(*m);
+            pipe.hincr(&key, format!("{id}|t"), *delta).ignore();
+            pipe.expire(&key, USAGE_TTL_SECONDS).ignore();
+            commands += 1;
+        }
         let in_flight: HashMap<Arc<str>, u32> =
             state.in_flight_by_id().filter(|(_, n)| *n > 0).map(|(id, n)| (id.clone(), n)).collect();
         let heartbeat_due = self.last_heartbeat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY);
@@ -340,7 +364,7 @@ impl Sync {
         }
         if commands > 0 || !pending.usage.is_empty() {
             if let Err(e) = pipe.query_async::<()>(conn).await {
-                self.outbox.restore_usage(pending.usage, minute);
+                self.outbox.restore_usage(pending.usage, pending.tokens, minute);
                 return Err(e.to_string());
             }
             if in_flight != self.sent_in_flight || heartbeat_due {
@@ -356,6 +380,12 @@ impl Sync {
                     own.successes += delta.successes;
                 }
             }
+            for ((m, id), delta) in pending.tokens {
+                if m == minute {
+                    let own = self.own.entry(id).or_default();
+                    own.tokens = own.tokens.saturating_add_signed(delta);
+                }
+            }
         }
         if self.last_poll.is_none_or(|t| t.elapsed() >= POLL_EVERY) {
             self.last_poll = Some(Instant::now());
@@ -369,7 +399,7 @@ impl Sync {
     async fn poll(&mut self, conn: &mut ConnectionManager, minute: u64) -> Result<Remote, String> {
         let unix = unix_now();
         let alive_since = unix.saturating_sub(u64::try_from(REPLICA_TTL.as_millis()).unwrap_or(5000));
-        type Read = (HashMap<String, String>, HashMap<String, String>, HashMap<String, u64>, Vec<String>);
+        type Read = (HashMap<String, String>, HashMap<String, String>, HashMap<String, i64>, Vec<String>);
         let (cooldowns, hosts, usage, replicas): Read = redis::pipe()
             .hgetall(&self.keys.cooldown)
             .hgetall(&self.keys.host)
@@ -394,6 +424,8 @@ impl Sync {
             }
         }
         for (field, n) in usage {
+            // A count is only below zero when a correction arrived without its estimate (lost in a failed send).
+            let n = u64::try_from(n).unwrap_or(0);
             let Some((id, kind)) = field.rsplit_once('|') else { continue };
             let own = self.own.get(id).copied().unwrap_or_default();
             let entry = remote.usage.entry(id.to_owned()).or_insert(PeerUsage { minute, ..PeerUsage::default() });
@@ -417,5 +449,25 @@ impl Sync {
             }
         }
         Ok(remote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_corrections_go_out_signed_next_to_the_usage() {
+        let outbox = Outbox::default();
+        let id: Arc<str> = Arc::from("d");
+        outbox.usage(&id, PeerUsage { minute: 7, requests: 1, tokens: 100, ..PeerUsage::default() });
+        outbox.tokens(&id, 7, 300);
+        outbox.tokens(&id, 7, -350);
+        let pending = outbox.take();
+        assert_eq!(pending.usage[&(7, id.clone())].tokens, 100);
+        assert_eq!(pending.tokens[&(7, id.clone())], -50);
+        // A failed send keeps the current minute's corrections.
+        outbox.restore_usage(pending.usage, pending.tokens, 7);
+        assert_eq!(outbox.take().tokens[&(7, id)], -50);
     }
 }

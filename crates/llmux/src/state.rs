@@ -252,6 +252,12 @@ struct Inner {
     probe_failure_gates: bool,
 }
 
+/// The change that turns `counted` tokens into `total` (saturating at `i64`'s range).
+fn token_delta(counted: u64, total: u64) -> i64 {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    clamp(total).saturating_sub(clamp(counted))
+}
+
 /// Other replicas' usage of one deployment in one UTC minute.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerUsage {
@@ -259,7 +265,7 @@ pub struct PeerUsage {
     pub minute: u64,
     /// Requests started.
     pub requests: u64,
-    /// Prompt tokens estimated.
+    /// Tokens: prompt estimates when attempts start, corrected to what the engine reported when it did.
     pub tokens: u64,
     /// Failed attempts.
     pub fails: u64,
@@ -299,6 +305,9 @@ pub struct OwnedInFlight {
     state: std::sync::Arc<State>,
     index: usize,
     started: Instant,
+    /// The tokens this attempt put in the usage of minute `minute` (the prompt estimate, until the engine says).
+    counted: u64,
+    minute: u64,
 }
 
 impl OwnedInFlight {
@@ -313,6 +322,16 @@ impl OwnedInFlight {
     /// The engine said loading the model for this answer took `load` (see [`State::record_load`]).
     pub fn loaded(&self, load: Duration) {
         self.state.record_load(self.index, load);
+    }
+
+    /// The engine reported `total` tokens (prompt and completion) for this answer: the minute's usage counts
+    /// that instead of the prompt estimate counted at the start, as LiteLLM counts the usage an engine reports
+    /// (`tpm` limits and `usage-based-routing-v2` read it). See [`State::correct_tokens`].
+    pub fn used(&mut self, total: u64) {
+        let now = self.state.now();
+        self.state.correct_tokens(self.index, self.minute, self.counted, total, now);
+        self.counted = total;
+        self.minute = self.state.minute_of(now);
     }
 }
 
@@ -746,11 +765,32 @@ impl State {
             inner.requests += 1;
             inner.tokens += tokens;
         }
+        let minute = self.minute_of(now);
         if let Some(outbox) = self.outbox() {
-            let usage = PeerUsage { minute: self.minute_of(now), requests: 1, tokens, ..PeerUsage::default() };
+            let usage = PeerUsage { minute, requests: 1, tokens, ..PeerUsage::default() };
             outbox.usage(&slot.id, usage);
         }
-        Some(OwnedInFlight { state: self.clone(), index, started: Instant::now() })
+        Some(OwnedInFlight { state: self.clone(), index, started: Instant::now(), counted: tokens, minute })
+    }
+
+    /// Deployment `index`'s answer used `total` tokens, where `counted` were put in the usage of minute
+    /// `minute` for it. Within that minute only the difference is applied (the count never going below zero);
+    /// once the minute is over, the whole `total` counts in the current one (the minute the answer ended in, as
+    /// LiteLLM counts it), the old minute keeping the estimate. Other replicas get the same change.
+    pub fn correct_tokens(&self, index: usize, minute: u64, counted: u64, total: u64, now: u64) {
+        let Some(slot) = self.slots.get(index) else { return };
+        let current = self.minute_of(now);
+        let delta = if current == minute { token_delta(counted, total) } else { token_delta(0, total) };
+        if delta == 0 {
+            return;
+        }
+        if let Some(mut inner) = self.inner(index) {
+            self.roll_minute(&mut inner, now);
+            inner.tokens = inner.tokens.saturating_add_signed(delta);
+        }
+        if let Some(outbox) = self.outbox() {
+            outbox.tokens(&slot.id, current, delta);
+        }
     }
 
     /// Deployment `index` answered successfully after `latency`: its host is up, whatever a probe said.
@@ -1197,6 +1237,29 @@ model_list:
         drop(b);
         assert_eq!(state.snapshot(&ALL, 10, None)[0].in_flight, 0);
         assert_eq!(state.snapshot(&ALL, 60_000, None)[0].requests_this_minute, 0);
+    }
+
+    #[test]
+    fn the_minutes_tokens_are_corrected_to_what_the_engine_reported() {
+        let state = state();
+        let mut a = state.start(0, 100, 0).unwrap();
+        let mut b = state.start(0, 50, 10).unwrap();
+        let tokens = |now| state.snapshot(&ALL, now, None)[0].tokens_this_minute;
+        // The engine says the first answer used 400 tokens: 400 + the second's estimate.
+        a.used(400);
+        assert_eq!(tokens(20), 450);
+        a.used(400);
+        assert_eq!(tokens(20), 450, "told again, nothing changes");
+        // Fewer than estimated: the difference comes off.
+        b.used(20);
+        assert_eq!(tokens(20), 420);
+        // Never below zero, even when told of more estimate than the minute holds.
+        state.correct_tokens(1, 0, 500, 20, 30);
+        assert_eq!(state.snapshot(&ALL, 30, None)[1].tokens_this_minute, 0);
+        // An answer that ends in the next minute counts whole there; the old minute keeps its estimate.
+        state.correct_tokens(0, 0, 100, 300, 61_000);
+        assert_eq!(tokens(61_000), 300);
+        assert_eq!(token_delta(u64::MAX, 0), -i64::MAX);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::stream::{sse_stream, Framing};
 use super::Executor;
 use crate::config::{Config, EngineTarget};
 use crate::error::Error;
+use crate::providers::openai::UsageTail;
 use crate::providers::{Call, NativeAnswer, Provider};
 use crate::state::OwnedInFlight;
 
@@ -34,7 +35,7 @@ impl Executor {
     pub(super) async fn attempt(
         &self,
         call: Call<'_>,
-        guard: Option<OwnedInFlight>,
+        mut guard: Option<OwnedInFlight>,
         load_time: Option<Duration>,
     ) -> Result<Response, Error> {
         let Call { deployment, head, .. } = call;
@@ -126,10 +127,13 @@ impl Executor {
         let (bytes, permit) = collect(incoming, deadline, engine, limit, &self.buffered).await?;
         let converted = provider.convert_response(&call, bytes)?;
         drop(permit);
-        if let Some(guard) = &guard {
+        if let Some(guard) = &mut guard {
             guard.served();
             if let Some(load) = converted.load_duration {
                 guard.loaded(load);
+            }
+            if let Some(total) = converted.usage {
+                guard.used(total);
             }
         }
         // The converted answer stays counted until it has been sent.
@@ -311,6 +315,8 @@ struct PassBody {
     first: Option<http_body::Frame<Bytes>>,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     guard: Option<OwnedInFlight>,
+    /// The answer's last bytes, where the engine's `usage` is.
+    tail: UsageTail,
     host: String,
     done: bool,
 }
@@ -336,9 +342,13 @@ impl PassBody {
             first,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             guard,
+            tail: UsageTail::default(),
             host: host.to_owned(),
             done: false,
         };
+        if let Some(data) = body.first.as_ref().and_then(|f| f.data_ref()) {
+            body.tail.feed(data);
+        }
         if body.first.is_none() {
             body.finished();
         }
@@ -347,8 +357,11 @@ impl PassBody {
 
     fn finished(&mut self) {
         self.done = true;
-        if let Some(guard) = self.guard.take() {
+        if let Some(mut guard) = self.guard.take() {
             guard.served();
+            if let Some(total) = self.tail.total_tokens() {
+                guard.used(total);
+            }
         }
     }
 }
@@ -385,6 +398,9 @@ impl http_body::Body for PassBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.tail.feed(data);
+                }
                 if this.incoming.is_end_stream() {
                     this.finished();
                 }

@@ -17,6 +17,7 @@ use super::labels::{X_LLMUX_DEPLOYMENT, X_LLMUX_ROUTE};
 use super::Executor;
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
+use crate::providers::openai::UsageTail;
 use crate::providers::StreamConverter;
 use crate::state::OwnedInFlight;
 
@@ -127,6 +128,8 @@ struct StreamState {
     /// Keeps the deployment counted in flight while the stream lasts; told when it was served whole.
     guard: Option<OwnedInFlight>,
     converter: Option<Box<dyn StreamConverter>>,
+    /// A stream passed through unconverted: its last bytes, where the engine's usage event is.
+    tail: UsageTail,
     idle: Duration,
     host: String,
     out: BytesMut,
@@ -145,7 +148,9 @@ pub(super) fn sse_stream(
     guard: Option<OwnedInFlight>,
     framing: Framing,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let state = StreamState { body, first, guard, converter, idle, host, out: BytesMut::new(), done: false, framing };
+    let tail = UsageTail::default();
+    let state =
+        StreamState { body, first, guard, converter, tail, idle, host, out: BytesMut::new(), done: false, framing };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
@@ -159,14 +164,22 @@ pub(super) fn sse_stream(
                 Err(_) => Err(Error::Timeout(format!("engine at {} sent nothing for {:?}", s.host, s.idle))),
                 Ok(None) => {
                     s.done = true;
-                    if let Some(guard) = &s.guard {
+                    // Finished first: a last line without its newline is only read then.
+                    let finished = s.converter.as_mut().map(|conv| conv.finish(&mut s.out));
+                    if let Some(guard) = &mut s.guard {
                         guard.served();
                         if let Some(load) = s.converter.as_ref().and_then(|c| c.load_duration()) {
                             guard.loaded(load);
                         }
+                        let usage = match &s.converter {
+                            Some(conv) => conv.usage(),
+                            None => s.tail.total_tokens(),
+                        };
+                        if let Some(total) = usage {
+                            guard.used(total);
+                        }
                     }
-                    let conv = s.converter.as_mut()?;
-                    match conv.finish(&mut s.out) {
+                    match finished? {
                         Ok(()) => return (!s.out.is_empty()).then(|| (Ok(s.out.split().freeze()), s)),
                         Err(e) => Err(e),
                     }
@@ -175,7 +188,10 @@ pub(super) fn sse_stream(
                 Ok(Some(Ok(frame))) => match frame.into_data() {
                     Err(_) => continue,
                     Ok(data) => match s.converter.as_mut() {
-                        None => return Some((Ok(data), s)),
+                        None => {
+                            s.tail.feed(&data);
+                            return Some((Ok(data), s));
+                        }
                         Some(conv) => match conv.feed(&data, &mut s.out) {
                             Ok(()) if s.out.is_empty() => continue,
                             Ok(()) => return Some((Ok(s.out.split().freeze()), s)),

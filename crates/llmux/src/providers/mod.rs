@@ -108,11 +108,14 @@ pub struct Converted {
     pub body: Bytes,
     /// How long the engine spent loading the model for this answer (Ollama's `load_duration`), when it says.
     pub load_duration: Option<std::time::Duration>,
+    /// The tokens (prompt and completion) the engine reported using for this answer, when it says: what the
+    /// minute's `tpm` usage counts instead of the prompt estimate.
+    pub usage: Option<u64>,
 }
 
 impl From<Bytes> for Converted {
     fn from(body: Bytes) -> Self {
-        Converted { body, load_duration: None }
+        Converted { body, load_duration: None, usage: None }
     }
 }
 
@@ -125,6 +128,11 @@ pub trait StreamConverter: Send {
     /// How long the engine said it spent loading the model for this answer, once its last event was fed
     /// (Ollama's `load_duration`); `None` when it does not say.
     fn load_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The tokens (prompt and completion) the engine reported for this answer, once its last event was fed;
+    /// `None` when it does not say.
+    fn usage(&self) -> Option<u64> {
         None
     }
 }

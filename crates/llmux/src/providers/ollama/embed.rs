@@ -129,7 +129,8 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error>
         model: &call.head.model,
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
     })?;
-    Ok(Converted { body, load_duration: reply.load_duration.map(std::time::Duration::from_nanos) })
+    let load_duration = reply.load_duration.map(std::time::Duration::from_nanos);
+    Ok(Converted { body, load_duration, usage: reply.prompt_eval_count })
 }
 
 fn encode(raw: &RawValue) -> Result<String, Error> {

@@ -230,10 +230,11 @@ fn flush(prompt: &mut String, block: Option<Block>, text: &mut String) {
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
     let body = super::valid_utf8(body);
     let mut reply = parse_reply(&body)?;
-    let load_duration = reply.load_duration();
+    let (load_duration, usage) = (reply.load_duration(), reply.total_tokens());
     if call.op != Operation::Completion {
         let (text, thinking) = (reply.response.take(), reply.thinking.take());
-        return Ok(Converted { body: chat_completion(call, text, thinking, Vec::new(), &reply)?, load_duration });
+        let body = chat_completion(call, text, thinking, Vec::new(), &reply)?;
+        return Ok(Converted { body, load_duration, usage });
     }
     let completion = TextCompletion {
         id: new_id("cmpl"),
@@ -248,5 +249,5 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error>
         }],
         usage: Some(Usage::new(reply.prompt_eval_count.unwrap_or(0), reply.eval_count.unwrap_or(0))),
     };
-    Ok(Converted { body: to_response(&completion)?, load_duration })
+    Ok(Converted { body: to_response(&completion)?, load_duration, usage })
 }

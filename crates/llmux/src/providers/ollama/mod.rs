@@ -518,6 +518,17 @@ impl Reply<'_> {
     fn load_duration(&self) -> Option<std::time::Duration> {
         self.load_duration.map(std::time::Duration::from_nanos)
     }
+
+    /// The tokens the engine reported (prompt and generated), when it gave either count.
+    fn total_tokens(&self) -> Option<u64> {
+        total_tokens(self.prompt_eval_count, self.eval_count)
+    }
+}
+
+/// Prompt plus generated tokens, when Ollama gave either count (it leaves `prompt_eval_count` out when the
+/// whole prompt came from its cache).
+fn total_tokens(prompt: Option<u64>, generated: Option<u64>) -> Option<u64> {
+    (prompt.is_some() || generated.is_some()).then(|| prompt.unwrap_or(0).saturating_add(generated.unwrap_or(0)))
 }
 
 /// `message` of an `/api/chat` reply.

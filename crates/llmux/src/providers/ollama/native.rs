@@ -56,15 +56,26 @@ struct Done {
     done: bool,
     #[serde(default)]
     load_duration: Option<u64>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+}
+
+impl Done {
+    fn total_tokens(&self) -> Option<u64> {
+        super::total_tokens(self.prompt_eval_count, self.eval_count)
+    }
 }
 
 /// The engine's whole answer, with the client's model name, and the load time it reports.
 pub(super) fn response(body: Bytes, rename: &Rename) -> Converted {
-    let load_duration =
-        serde_json::from_slice::<Done>(&body).ok().and_then(|d| d.load_duration).map(Duration::from_nanos);
+    let done = serde_json::from_slice::<Done>(&body).ok();
+    let load_duration = done.as_ref().and_then(|d| d.load_duration).map(Duration::from_nanos);
+    let usage = done.as_ref().and_then(Done::total_tokens);
     let mut out = BytesMut::with_capacity(body.len() + 16);
     rename.apply(&body, &mut out);
-    Converted { body: out.freeze(), load_duration }
+    Converted { body: out.freeze(), load_duration, usage }
 }
 
 /// Puts the client's model name back in an answer line: the first `"model":"<engine's name>"` becomes
@@ -106,6 +117,7 @@ pub(super) struct Tap {
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
     load: Option<Duration>,
+    usage: Option<u64>,
     rename: Rename,
 }
 
@@ -123,6 +135,7 @@ impl Tap {
         if let Ok(done) = serde_json::from_slice::<Done>(line) {
             if done.done {
                 self.load = done.load_duration.map(Duration::from_nanos);
+                self.usage = done.total_tokens();
             }
         }
     }
@@ -156,6 +169,10 @@ impl StreamConverter for Tap {
     fn load_duration(&self) -> Option<Duration> {
         self.load
     }
+
+    fn usage(&self) -> Option<u64> {
+        self.usage
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +196,10 @@ mod tests {
             tap.finish(&mut out).unwrap();
             assert_eq!(std::str::from_utf8(&out).unwrap(), expected, "cut at {cut}");
             assert_eq!(tap.load_duration(), Some(Duration::from_millis(2500)));
+            assert_eq!(tap.usage(), Some(3), "eval_count, no prompt_eval_count (a cached prompt)");
         }
+        let whole =
+            response(Bytes::from_static(br#"{"done":true,"prompt_eval_count":5,"eval_count":3}"#), &Rename::default());
+        assert_eq!(whole.usage, Some(8));
     }
 }

@@ -46,6 +46,8 @@ pub(super) struct NdjsonConverter {
     done: bool,
     /// What the `done` line said loading the model took.
     load_duration: Option<std::time::Duration>,
+    /// What the `done` line said the answer used, in tokens (prompt and generated).
+    usage: Option<u64>,
     think: ThinkSplitter,
     /// This line's reasoning and answer text, reused from line to line.
     reasoning: String,
@@ -66,6 +68,7 @@ impl NdjsonConverter {
             tool_calls: 0,
             done: false,
             load_duration: None,
+            usage: None,
             think: ThinkSplitter::default(),
             reasoning: String::new(),
             content: String::new(),
@@ -87,6 +90,7 @@ impl NdjsonConverter {
         }
         if reply.done {
             self.load_duration = reply.load_duration();
+            self.usage = reply.total_tokens();
         }
         match self.kind {
             Kind::Text => self.text_line(reply, out),
@@ -220,6 +224,10 @@ fn usage(reply: &Reply<'_>) -> Usage {
 impl StreamConverter for NdjsonConverter {
     fn load_duration(&self) -> Option<std::time::Duration> {
         self.load_duration
+    }
+
+    fn usage(&self) -> Option<u64> {
+        self.usage
     }
 
     fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), Error> {

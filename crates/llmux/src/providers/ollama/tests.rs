@@ -911,27 +911,29 @@ fn raw_invalid_utf8_from_the_engine_becomes_replacement_characters_not_an_error(
 }
 
 #[test]
-fn the_load_time_of_a_stream_and_of_a_plain_answer_is_read_from_the_engine() {
+fn the_load_time_and_usage_of_a_stream_and_of_a_plain_answer_are_read_from_the_engine() {
     let done = json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true,
-                      "done_reason": "stop", "load_duration": 2_500_000_000u64});
+                      "done_reason": "stop", "load_duration": 2_500_000_000u64,
+                      "prompt_eval_count": 12, "eval_count": 30});
     let lines = [chat_line("x"), done.to_string() + "\n"].concat();
     let load = with_call(Operation::Chat, true, Dep::default(), &chat_body(json!({"stream": true})), |call| {
         let mut conv = Ollama { chat: true }.stream_converter(call).unwrap();
         let mut out = BytesMut::new();
-        assert_eq!(conv.load_duration(), None, "not before the last line");
+        assert_eq!((conv.load_duration(), conv.usage()), (None, None), "not before the last line");
         conv.feed(lines.as_bytes(), &mut out)?;
         conv.finish(&mut out)?;
-        Ok::<_, Error>(conv.load_duration())
+        Ok::<_, Error>((conv.load_duration(), conv.usage()))
     })
     .unwrap();
-    assert_eq!(load, Some(std::time::Duration::from_millis(2_500)));
+    assert_eq!(load, (Some(std::time::Duration::from_millis(2_500)), Some(42)));
     let plain = |answer: &Value| {
         with_call(Operation::Chat, true, Dep::default(), &chat_body(json!({})), |call| {
-            CHAT.convert_response(call, Bytes::from(answer.to_string())).unwrap().load_duration
+            let converted = CHAT.convert_response(call, Bytes::from(answer.to_string())).unwrap();
+            (converted.load_duration, converted.usage)
         })
     };
-    assert_eq!(plain(&done), Some(std::time::Duration::from_millis(2_500)));
-    assert_eq!(plain(&json!({"message": {"role": "assistant", "content": "hi"}, "done": true})), None);
+    assert_eq!(plain(&done), (Some(std::time::Duration::from_millis(2_500)), Some(42)));
+    assert_eq!(plain(&json!({"message": {"role": "assistant", "content": "hi"}, "done": true})), (None, None));
 }
 
 #[test]

@@ -54,10 +54,84 @@ fn with_defaults(body: &[u8], model: &str, defaults: &Map<String, Value>) -> Res
     serde_json::to_vec(&map).map(Bytes::from).map_err(|e| Error::Internal(format!("serialising a request: {e}")))
 }
 
+/// How many of an answer's last bytes [`UsageTail`] keeps: an OpenAI-style `usage` object (with its details),
+/// and what engines write after it (llama.cpp's `timings`), fit with room to spare.
+const USAGE_TAIL: usize = 4096;
+
+/// The last bytes of an OpenAI-style answer passing through unchanged, kept to read the `usage` the engine
+/// reports (at the end of a whole answer; in the last event of a stream when the client asked `include_usage`)
+/// without parsing the answer: a copy of at most a few KB per answer and one byte search at its end.
+#[derive(Debug, Default)]
+pub struct UsageTail {
+    bytes: Vec<u8>,
+}
+
+impl UsageTail {
+    /// Another piece of the answer, in order.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if chunk.len() >= USAGE_TAIL {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&chunk[chunk.len() - USAGE_TAIL..]);
+            return;
+        }
+        // Up to twice the tail is kept, so the front is dropped (a move) once per tail's worth, not per chunk.
+        if self.bytes.len() + chunk.len() > 2 * USAGE_TAIL {
+            let drop = self.bytes.len() + chunk.len() - USAGE_TAIL;
+            self.bytes.drain(..drop.min(self.bytes.len()));
+        }
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    /// The last `"total_tokens"` count in what was fed (the final usage of a stream that reports it on every
+    /// chunk); `None` when the tail holds none.
+    pub fn total_tokens(&self) -> Option<u64> {
+        total_tokens(&self.bytes)
+    }
+}
+
+/// The number after the last `"total_tokens":` key in `bytes`. A key inside a string value is escaped
+/// (`\"total_tokens\"`), so it does not match.
+fn total_tokens(bytes: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"total_tokens\"";
+    let at = bytes.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let rest = bytes[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::openai::{Operation, RequestHead};
+
+    #[test]
+    fn usage_is_read_from_the_tail_of_an_answer_or_stream() {
+        let answer = br#"{"id":"x","choices":[{"message":{"content":"the \"total_tokens\": 7"}}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens": 15},"timings":{"n":1}}"#;
+        let mut tail = UsageTail::default();
+        for piece in answer.chunks(7) {
+            tail.feed(piece);
+        }
+        assert_eq!(tail.total_tokens(), Some(15));
+
+        let mut stream = UsageTail::default();
+        for i in 0..2000 {
+            stream.feed(
+                format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"w{i}\"}}}}],\"usage\":null}}\n\n").as_bytes(),
+            );
+        }
+        assert_eq!(stream.total_tokens(), None, "no usage chunk (the client did not ask include_usage)");
+        stream
+            .feed(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":2003}}\n\ndata: [DONE]\n\n");
+        assert_eq!(stream.total_tokens(), Some(2003));
+        assert!(stream.bytes.len() <= 2 * USAGE_TAIL);
+
+        let mut big = UsageTail::default();
+        big.feed(&[b' '; 3 * USAGE_TAIL]);
+        big.feed(br#"{"total_tokens":9}"#);
+        assert_eq!(big.total_tokens(), Some(9));
+        assert_eq!(total_tokens(br#"{"content":"\"total_tokens\": 4"}"#), None, "escaped, inside a string");
+        assert_eq!(total_tokens(br#"{"total_tokens":null}"#), None);
+    }
 
     #[test]
     fn splice_keeps_every_other_byte() {
