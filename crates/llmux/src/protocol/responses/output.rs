@@ -128,7 +128,7 @@ fn incomplete_reason(finish_reason: Option<&str>) -> Option<&'static str> {
 
 fn usage_json(usage: Option<Usage>) -> Value {
     let u = usage.unwrap_or_default();
-    let total = if u.total_tokens > 0 { u.total_tokens } else { u.prompt_tokens + u.completion_tokens };
+    let total = if u.total_tokens > 0 { u.total_tokens } else { u.prompt_tokens.saturating_add(u.completion_tokens) };
     json!({
         "input_tokens": u.prompt_tokens,
         "input_tokens_details": {"cached_tokens": u.cached_tokens.unwrap_or(0)},
