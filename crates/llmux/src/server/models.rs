@@ -38,22 +38,8 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let mut listed = std::collections::HashSet::new();
     for group in &config.group_order {
         let owner = owned_by(config, group);
-        let names: Vec<String> = if discover && group.contains('*') {
-            let mut found: Vec<String> = config
-                .groups
-                .get(group)
-                .into_iter()
-                .flatten()
-                .filter_map(|&i| config.deployments[i].host)
-                .filter_map(|h| hosts.get(h))
-                .flat_map(|h| h.available.iter())
-                .filter_map(|model| expand_listing(group, model))
-                .collect();
-            found.sort();
-            found
-        } else {
-            vec![group.clone()]
-        };
+        let names: Vec<String> =
+            if discover && group.contains('*') { wildcard_names(config, &hosts, group) } else { vec![group.clone()] };
         for name in names {
             if listed.insert(name.clone()) {
                 data.push(json!({"id": name, "object": "model", "created": CREATED, "owned_by": owner}));
@@ -73,6 +59,22 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
 
 /// `pattern` with its one `*` replaced by the engine's `model` (a pattern with several `*`s cannot be filled in
 /// from one name, so it is not expanded).
+/// The names a wildcard group stands for: its pattern filled in with each model its engines listed, sorted.
+pub(super) fn wildcard_names(config: &Config, hosts: &[HostState], group: &str) -> Vec<String> {
+    let mut found: Vec<String> = config
+        .groups
+        .get(group)
+        .into_iter()
+        .flatten()
+        .filter_map(|&i| config.deployments[i].host)
+        .filter_map(|h| hosts.get(h))
+        .flat_map(|h| h.available.iter())
+        .filter_map(|model| expand_listing(group, model))
+        .collect();
+    found.sort();
+    found
+}
+
 fn expand_listing(pattern: &str, model: &str) -> Option<String> {
     (pattern.matches('*').count() == 1).then(|| pattern.replacen('*', model, 1))
 }

@@ -71,19 +71,7 @@ fn listed<'c>(config: &'c Config, hosts: &[HostState]) -> Vec<Listed<'c>> {
     let mut seen = HashSet::new();
     for group in &config.group_order {
         if group.contains('*') {
-            let mut found: Vec<String> = config
-                .groups
-                .get(group)
-                .into_iter()
-                .flatten()
-                .filter_map(|&i| config.deployments[i].host)
-                .filter_map(|h| hosts.get(h))
-                .flat_map(|h| h.available.iter())
-                .filter(|_| group.matches('*').count() == 1)
-                .map(|model| group.replacen('*', model, 1))
-                .collect();
-            found.sort();
-            names.extend(found);
+            names.extend(super::models::wildcard_names(config, hosts, group));
         } else {
             names.push(group.clone());
         }
