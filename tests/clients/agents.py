@@ -96,6 +96,22 @@ def gateway(log_dir: Path, name: str, model_name: str):
         mock.proc.stop()
 
 
+def prints_the_scripted_answer(mock: Mock, run) -> subprocess.CompletedProcess:
+    """Scripts the engine's reply, runs the agent (`run(prompt)`), and checks it exited 0, printed that reply, and
+    that the prompt reached the engine. Returns the finished process."""
+    import json
+    import secrets
+
+    marker = secrets.token_hex(4)
+    mock.configure(reply=f"scripted answer {marker}")
+    done = run("say hi")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"scripted answer {marker}" in done.stdout, done.stdout + done.stderr
+    chats = mock.requests("/api/chat")
+    assert any("say hi" in json.dumps(r["body"]["messages"]) for r in chats), "the prompt never reached the engine"
+    return done
+
+
 def tool_results(mock: Mock) -> list[dict]:
     """Every `tool` message the engine was sent: what an agent sent back after running a tool."""
     return [m for r in mock.requests("/api/chat") for m in r["body"]["messages"] if m.get("role") == "tool"]

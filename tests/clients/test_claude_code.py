@@ -4,7 +4,6 @@ engine whatever model name Claude Code asks for (a `*` wildcard group)."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import socket
 import threading
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import agent, run_agent, tool_results
+from agents import agent, prints_the_scripted_answer, run_agent, tool_results
 from agents import gateway as one_engine
 from harness import MASTER_KEY
 
@@ -81,13 +80,7 @@ def assert_loopback_only(done, mock) -> None:
 
 def test_claude_code_prints_the_answer(gateway, tmp_path):
     mock, llmux = gateway
-    marker = secrets.token_hex(4)
-    mock.configure(reply=f"scripted answer {marker}")
-    done = claude(llmux, "say hi", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"scripted answer {marker}" in done.stdout, done.stdout + done.stderr
-    chats = mock.requests("/api/chat")
-    assert any("say hi" in json.dumps(r["body"]["messages"]) for r in chats), "the prompt never reached the engine"
+    done = prints_the_scripted_answer(mock, lambda prompt: claude(llmux, prompt, tmp_path))
     assert_loopback_only(done, mock)
 
 

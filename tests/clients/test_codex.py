@@ -3,13 +3,12 @@ custom provider (`wire_api = "responses"`) pointed at llmux, answered by a mock 
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
 
 import pytest
 
-from agents import agent, run_agent, tool_results
+from agents import agent, prints_the_scripted_answer, run_agent, tool_results
 from agents import gateway as one_engine
 from harness import MASTER_KEY
 
@@ -43,14 +42,7 @@ def codex(llmux, prompt: str, work: Path, *extra: str):
 
 def test_codex_prints_the_answer(gateway, tmp_path):
     mock, llmux = gateway
-    marker = secrets.token_hex(4)
-    mock.configure(reply=f"scripted answer {marker}")
-    done = codex(llmux, "say hi", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"scripted answer {marker}" in done.stdout, done.stdout + done.stderr
-    chats = mock.requests("/api/chat")
-    assert chats, "Codex's request never reached the engine"
-    assert any("say hi" in json.dumps(r["body"]["messages"]) for r in chats)
+    prints_the_scripted_answer(mock, lambda prompt: codex(llmux, prompt, tmp_path))
 
 
 def test_codex_runs_a_scripted_shell_call_and_sends_the_output_back(gateway, tmp_path):

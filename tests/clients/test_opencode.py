@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import agent, run_agent, tool_results
+from agents import agent, prints_the_scripted_answer, run_agent, tool_results
 from agents import gateway as one_engine
 from harness import MASTER_KEY
 
@@ -38,14 +38,7 @@ def opencode(llmux, prompt: str, work: Path):
 
 def test_opencode_prints_the_answer(gateway, tmp_path):
     mock, llmux = gateway
-    marker = secrets.token_hex(4)
-    mock.configure(reply=f"scripted answer {marker}")
-    done = opencode(llmux, "say hi", tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"scripted answer {marker}" in done.stdout, done.stdout + done.stderr
-    chats = mock.requests("/api/chat")
-    assert chats, "OpenCode's request never reached the engine"
-    assert any("say hi" in json.dumps(r["body"]["messages"]) for r in chats)
+    prints_the_scripted_answer(mock, lambda prompt: opencode(llmux, prompt, tmp_path))
 
 
 def test_opencode_runs_a_scripted_tool_call_and_sends_the_result_back(gateway, tmp_path):
