@@ -18,6 +18,7 @@ pub mod health;
 pub mod healthcheck;
 pub mod images;
 pub mod lifecycle;
+pub mod observe;
 pub mod protocol;
 pub mod providers;
 pub mod redact;
