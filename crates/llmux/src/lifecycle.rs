@@ -36,6 +36,8 @@ pub struct Live {
     redis: Option<RedisSettings>,
     /// Where llmux listens, for the reload guard (unset: loopback, as in tests and the demo).
     exposure: std::sync::OnceLock<Exposure>,
+    /// Where finished requests are told (access log, metrics, dashboard, spend); it outlives reloads.
+    hub: Arc<crate::observe::Hub>,
 }
 
 /// Who can reach the listener, as far as authentication goes.
@@ -141,6 +143,7 @@ impl Live {
             tls,
             redis,
             exposure: std::sync::OnceLock::new(),
+            hub: Arc::new(crate::observe::Hub::default()),
         });
         if let Some(redis) = &live.redis {
             // Spawned once `live` exists: the task ends when it can no longer reach it.
@@ -172,6 +175,11 @@ impl Live {
     }
 
     /// The native TLS settings, when llmux terminates TLS itself.
+    /// Where finished requests are told.
+    pub fn hub(&self) -> &Arc<crate::observe::Hub> {
+        &self.hub
+    }
+
     pub fn tls(&self) -> Option<&TlsFiles> {
         self.tls.as_ref()
     }
