@@ -30,11 +30,41 @@ wait_http() {
     return 1
 }
 
-# start_bg LOGFILE CMD...: starts CMD in a new session (process group = its pid); sets LAST_PID.
+# Core pinning: with at least 3 cores the contender, the mock upstreams and the load generator each get cores of
+# their own, so one cannot take CPU from another between rounds; with fewer they share all cores and the report
+# says so. PIN_CONTENDER / PIN_MOCK / PIN_GEN are taskset core lists ("" = not pinned).
+PIN_CONTENDER="" PIN_MOCK="" PIN_GEN="" PIN_NOTE=""
+plan_pinning() {
+    local n
+    n=$(nproc)
+    if ((n >= 3)) && command -v taskset >/dev/null; then
+        PIN_GEN=$((n - 1)) PIN_MOCK=$((n - 2))
+        PIN_CONTENDER=$( ((n == 3)) && echo 0 || echo "0-$((n - 3))")
+        PIN_NOTE="pinned: contender on cores $PIN_CONTENDER, mocks on core $PIN_MOCK, load generator on core $PIN_GEN"
+    else
+        PIN_NOTE="not pinned: $n cores (pinning needs at least 3 and taskset), so contender, mocks and load generator share them"
+    fi
+    log "$PIN_NOTE"
+}
+plan_pinning
+
+# pinned CORES CMD...: CMD on CORES (a taskset list), or unpinned when CORES is empty.
+pinned() {
+    local cores=$1
+    shift
+    if [[ -n $cores ]]; then taskset -c "$cores" "$@"; else "$@"; fi
+}
+
+# start_bg LOGFILE CMD...: starts CMD in a new session (process group = its pid); sets LAST_PID. START_CORES
+# (a taskset list) pins it.
 start_bg() {
     local logfile=$1
     shift
-    setsid "$@" >"$logfile" 2>&1 </dev/null &
+    if [[ -n ${START_CORES:-} ]]; then
+        setsid taskset -c "$START_CORES" "$@" >"$logfile" 2>&1 </dev/null &
+    else
+        setsid "$@" >"$logfile" 2>&1 </dev/null &
+    fi
     LAST_PID=$!
     STARTED_PIDS+=("$LAST_PID")
 }
@@ -92,7 +122,7 @@ start_mock() {
     local name=$1 dir=$2
     shift 2
     MOCK_PORT=$(free_port)
-    start_bg "$dir/mock-$name.log" "$MOCK_BIN" --host 127.0.0.1 --port "$MOCK_PORT" --name "$name" \
+    START_CORES=$PIN_MOCK start_bg "$dir/mock-$name.log" "$MOCK_BIN" --host 127.0.0.1 --port "$MOCK_PORT" --name "$name" \
         --config-json '{"record_limit":0}' "$@"
     MOCK_PID=$LAST_PID
     wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" 10 || die "mock $name did not start (see $dir/mock-$name.log)"
@@ -144,7 +174,7 @@ EOF
 # start_llmux CONFIG LOGDIR: sets LLMUX_PORT and LLMUX_PID.
 start_llmux() {
     LLMUX_PORT=$(free_port)
-    LLMUX_LOG=warn start_bg "$2/llmux.log" "$LLMUX_BIN" --config "$1" --host 127.0.0.1 --port "$LLMUX_PORT"
+    LLMUX_LOG=warn START_CORES=$PIN_CONTENDER start_bg "$2/llmux.log" "$LLMUX_BIN" --config "$1" --host 127.0.0.1 --port "$LLMUX_PORT"
     LLMUX_PID=$LAST_PID
     wait_http "http://127.0.0.1:$LLMUX_PORT/health/liveliness" 20 || die "llmux did not start (see $2/llmux.log)"
 }

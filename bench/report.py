@@ -219,6 +219,9 @@ def main():
     L.append("")
     L.append("Machine: " + "; ".join(lscpu_summary(meta["lscpu"])) + f"; {meta['kernel']}.")
     L.append("")
+    if meta.get("pinning"):
+        L.append(f"Cores: {meta['pinning']}.")
+        L.append("")
     L.append(f"Software: llmux {meta['git']}, {meta['rustc']}, {meta['nginx']}"
              + (f", LiteLLM {meta['litellm']} ({meta['litellm_workers']} workers, one per core)" if meta["litellm"]
                 else "") + ".")
@@ -228,8 +231,10 @@ def main():
              f"{p['sat_connections']} keep-alive connections; streams: {p['stream_rate']} streams/s, each "
              f"{p['stream_tokens']} chunks at {p['stream_tps']:g} chunks/s. LiteLLM (≈ 47 req/s per worker here) "
              f"gets {ll_rate} req/s and {p['litellm_stream_rate']} streams/s for {p['litellm_duration_s']} s; its "
-             "CPU figures are per request, so they compare directly. The load generator (`llmux-bench`, one "
-             "thread) shares the 2 cores with the contender and the mock.")
+             "CPU figures are per request, so they compare directly. The load generator is `llmux-bench` (one "
+             "thread)" + ("; contender, mocks and generator each ran on cores of their own."
+                          if meta.get("pinning", "").startswith("pinned") else
+                          ", sharing the cores with the contender and the mock."))
     L.append("")
 
     others = sorted((k, v["other_cpu_pct"]) for k, v in runs.items() if "other_cpu_pct" in v)
@@ -252,37 +257,53 @@ def main():
         return x.get("cpu_ms_per_req") if x and x.get("completed") else None
 
     ll = cpu("litellm", "openai")
+    # With rounds, every ratio is the median of the per-round ratios with their min–max: a change is a regression
+    # only when it loses more than that spread.
+    def spread_of(xs, f):
+        xs = [x for x in xs if x is not None]
+        return f" (rounds {f(min(xs))} – {f(max(xs))})" if len(xs) > 1 else ""
+
+    def pair_rounds(a, b, f, g):
+        return [g(f(x), f(y)) for x, y in zip(rounds(a[0], a[1]), rounds(b[0], b[1]))]
+
     if have_rounds:
         n_r = len(rounds("llmux", "sat"))
         how = f"median of {n_r} interleaved rounds"
         lx, ng = rmed("llmux", "sat", cpu_of), rmed("nginx", "sat", cpu_of)
-        per_round = [div(cpu_of(a), cpu_of(b)) for a, b in zip(rounds("llmux", "sat"), rounds("nginx", "sat"))]
-        spread = " (rounds: " + ", ".join(f"{x:.2f}" for x in per_round if x) + ")"
-        add = {q: sub(rmed("llmux", rk, lat_of(q)), rmed("direct", rk, lat_of(q))) for q in ("p50", "p99")}
+        cpu_rounds = pair_rounds(("llmux", "sat"), ("nginx", "sat"), cpu_of, div)
+        cpu_x = median(cpu_rounds)
+        cpu_spread = spread_of(cpu_rounds, fmt_x)
+        add_rounds = {q: pair_rounds(("llmux", rk), ("direct", rk), lat_of(q), sub) for q in ("p50", "p99")}
+        add = {q: median(add_rounds[q]) for q in add_rounds}
+        add_spread = {q: spread_of(add_rounds[q], fmt_added) for q in add_rounds}
+        sat_rounds = pair_rounds(("llmux", "sat"), ("direct", "sat"), rps_of, div)
+        sat_x = median(sat_rounds)
+        sat_spread = spread_of(sat_rounds, fmt_x)
         sat_l, sat_d = rmed("llmux", "sat", rps_of), rmed("direct", "sat", rps_of)
     else:
         how = "single run"
         lx, ng = cpu("llmux", "openai"), cpu("nginx", "openai")
-        spread = ""
+        cpu_x, cpu_spread = div(lx, ng), ""
         add = {q: sub(pct(r("llmux", "openai", rk), "lat_us", q), pct(r("direct", "openai", rk), "lat_us", q))
                for q in ("p50", "p99")}
+        add_spread = {"p50": "", "p99": ""}
         s_l, s_d = r("llmux", "openai", "sat"), r("direct", "openai", "sat")
         sat_l, sat_d = s_l and s_l["achieved_rps"], s_d and s_d["achieved_rps"]
-    x = div(lx, ng)
+        sat_x, sat_spread = div(sat_l, sat_d), ""
     target(f"CPU per request vs nginx (OpenAI passthrough, saturation, {how})", "≤ 1.5×",
-           f"{fmt_x(x)} ({fmt_cpu(lx)} vs {fmt_cpu(ng)} s/1k req){spread}", None if x is None else x <= 1.5)
+           f"{fmt_x(cpu_x)} ({fmt_cpu(lx)} vs {fmt_cpu(ng)} s/1k req){cpu_spread}",
+           None if cpu_x is None else cpu_x <= 1.5)
     x = div(ll, lx)
-    target("CPU per request, LiteLLM ÷ llmux (OpenAI passthrough, saturation)", "≥ 50×",
+    target("CPU per request, LiteLLM ÷ llmux (OpenAI passthrough, saturation, single run)", "≥ 50×",
            f"{x:,.0f}× ({fmt_cpu(ll)} vs {fmt_cpu(lx)} s/1k req)" if x else "—",
            None if x is None else x >= 50)
     for q, goal in (("p50", 100), ("p99", 500)):
         a = add[q]
         target(f"Added latency at {top_rate:,} req/s, {q} (OpenAI passthrough, {how})", f"≤ {goal / 1000:g} ms",
-               fmt_added(a), None if a is None else a <= goal)
-    x = div(sat_l, sat_d)
+               fmt_added(a) + add_spread[q], None if a is None else a <= goal)
     target(f"Saturation throughput vs direct (OpenAI passthrough, {how})", "≥ 0.6×",
-           f"{fmt_x(x)} ({sat_l:,.0f} vs {sat_d:,.0f} req/s)" if x else "—",
-           None if x is None else x >= 0.6)
+           f"{fmt_x(sat_x)} ({sat_l:,.0f} vs {sat_d:,.0f} req/s){sat_spread}" if sat_x else "—",
+           None if sat_x is None else sat_x >= 0.6)
     worst_ttfc, worst_gap50, worst_gap99 = None, None, None
     for path in ("openai-stream", "ollama-stream"):
         a, d = r("llmux", path, "stream"), r("direct", path, "stream")
