@@ -4,12 +4,22 @@
 //! with every route's utterances. The best route at or above its threshold wins; otherwise, and on any embedding
 //! failure, the default model does: the router never fails a request.
 //!
-//! The decision itself ([`SemanticRouter::choose`]) is a pure function of the vectors; the executor does the
-//! embedding calls. Utterance vectors are computed once per config (at the first request that needs them) and
-//! kept.
+//! The decision itself ([`SemanticRouter::choose`]) is a pure function of the vectors; the embeddings come from
+//! an [`Embedder`] the router is handed ([`SemanticRouter::route`]): llmux's own routing in production, a table in
+//! tests. Utterance vectors are computed once per config (at the first request that needs them) and kept.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+/// Where a semantic router gets its vectors: `inputs` embedded with the model name `model`, one vector per input
+/// in order, or why not.
+pub trait Embedder: Sync {
+    fn embed<'a>(
+        &'a self,
+        model: &'a str,
+        inputs: &'a [&'a str],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, String>>;
+}
 
 /// A route's threshold when the config gives none.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -123,6 +133,33 @@ impl SemanticRouter {
             embedding_model: embedding_model?,
             vectors: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Where the request whose messages are `messages` goes. Never fails: without user text, or when an
+    /// embedding call fails, the default model is the answer (with why).
+    pub async fn route(&self, messages: &[Value], embedder: &dyn Embedder) -> Choice {
+        let Some(text) = last_user_text(messages) else { return self.fallback("no user text") };
+        let vectors = match self.prepare(embedder).await {
+            Ok(v) => v,
+            Err(e) => return self.fallback(&e),
+        };
+        match embedder.embed(&self.embedding_model, &[text.as_str()]).await {
+            Ok(mut v) if v.len() == 1 => self.choose(&v.remove(0), vectors),
+            Ok(v) => self.fallback(&format!("the embedding model returned {} vectors for 1 input", v.len())),
+            Err(e) => self.fallback(&format!("embedding the request failed: {e}")),
+        }
+    }
+
+    /// The utterance vectors, embedded through `embedder` the first time (once per config).
+    pub async fn prepare(&self, embedder: &dyn Embedder) -> Result<&[Vec<Vec<f32>>], String> {
+        let utterances = self.utterances();
+        let embed = || async {
+            embedder
+                .embed(&self.embedding_model, &utterances)
+                .await
+                .map_err(|e| format!("embedding the utterances failed: {e}"))
+        };
+        self.vectors(embed).await
     }
 
     /// Every utterance, route after route: what has to be embedded once.
@@ -258,6 +295,60 @@ mod tests {
         assert_eq!((none.model.as_str(), none.score), ("fallback", None));
         let again = r.vectors(|| async { Err("computed once".to_owned()) }).await.unwrap();
         assert_eq!(again.len(), 2);
+    }
+
+    /// Vectors by text from a table; counts the calls.
+    struct Table(std::collections::HashMap<&'static str, Vec<f32>>, std::sync::atomic::AtomicUsize);
+
+    impl Embedder for Table {
+        fn embed<'a>(
+            &'a self,
+            model: &'a str,
+            inputs: &'a [&'a str],
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, String>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let found = inputs.iter().map(|i| self.0.get(i).cloned().ok_or(format!("{model} cannot embed {i:?}")));
+            Box::pin(std::future::ready(found.collect()))
+        }
+    }
+
+    fn table(extra: &[(&'static str, Vec<f32>)]) -> Table {
+        let mut t: std::collections::HashMap<_, _> =
+            [("write code", vec![1.0, 0.0]), ("fix this bug", vec![0.9, 0.1]), ("hello there", vec![0.0, 1.0])].into();
+        t.extend(extra.iter().cloned());
+        Table(t, Default::default())
+    }
+
+    fn user(text: &str) -> Vec<Value> {
+        vec![json!({"role": "user", "content": text})]
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_where_its_embedding_is_closest_and_utterances_are_embedded_once() {
+        let r = router();
+        let embedder = table(&[("refactor it", vec![1.0, 0.05]), ("hi!", vec![0.1, 1.0])]);
+        assert_eq!(r.route(&user("refactor it"), &embedder).await.model, "coder");
+        assert_eq!(r.route(&user("hi!"), &embedder).await.model, "chat");
+        // The utterances once, then one call per request.
+        assert_eq!(embedder.1.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn every_embedding_failure_falls_back_to_the_default_model_with_why() {
+        let r = router();
+        let broken = Table(Default::default(), Default::default());
+        let c = r.route(&user("anything"), &broken).await;
+        assert_eq!(c.model, "fallback");
+        assert!(
+            c.fallback_reason.as_deref().is_some_and(|w| w.starts_with("embedding the utterances failed")),
+            "{c:?}"
+        );
+        let embedder = table(&[]);
+        let c = r.route(&user("unknown text"), &embedder).await;
+        assert_eq!(c.model, "fallback");
+        assert!(c.fallback_reason.as_deref().is_some_and(|w| w.starts_with("embedding the request failed")), "{c:?}");
+        let c = r.route(&[json!({"role": "system", "content": "only a system prompt"})], &embedder).await;
+        assert_eq!(c.fallback_reason.as_deref(), Some("no user text"));
     }
 
     #[test]
