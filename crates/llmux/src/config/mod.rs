@@ -9,6 +9,7 @@ mod diag;
 mod load;
 mod table;
 mod validate;
+mod wake;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use load::{load, load_str, load_tracked, process_env};
 pub use table::routing_table;
 pub(crate) use validate::type_name;
+pub use wake::{parse_mac, Wake};
 
 use crate::providers::{Adapter, EngineSpec};
 
@@ -548,6 +550,8 @@ pub struct Host {
     pub deployments: Vec<usize>,
     /// What the owner declared about the host's memory (`llmux_settings.hosts`).
     pub limits: HostLimits,
+    /// How to wake it when it sleeps (`llmux_settings.hosts.<api_base>.wake`).
+    pub wake: Option<Wake>,
 }
 
 impl Host {

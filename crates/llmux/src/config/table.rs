@@ -48,6 +48,12 @@ pub fn routing_table(config: &Config) -> String {
             let kind = if host.ollama_base.is_some() { "ollama" } else { "openai-compatible" };
             let members: Vec<String> = host.deployments.iter().map(|i| format!("model_list[{i}]")).collect();
             let _ = writeln!(out, "  {}  {kind}  {}", host.origin, members.join(", "));
+            if let Some(w) = &host.wake {
+                let only =
+                    if w.wake_for.is_empty() { String::new() } else { format!(", for {}", w.wake_for.join(", ")) };
+                let boot = w.boot.as_secs_f64();
+                let _ = writeln!(out, "    wakes: {} via {}, boot {boot} s{only}", w.mac_text(), w.address);
+            }
         }
     }
     let r = &config.router;

@@ -178,7 +178,7 @@ pub(super) fn validate(
     litellm_warnings(litellm, diags);
 
     let mut hosts = hosts(&mut deployments);
-    host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, diags);
+    host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, &is_name, diags);
     let group_keep_alive = group_keep_alive(tree.get("llmux_settings"), &|g| groups.contains_key(g), diags);
     let images = image_fetch(tree.get("llmux_settings"), diags);
     let ollama_requires_key = ollama_requires_key(tree.get("llmux_settings"), diags);
@@ -257,7 +257,7 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn get_str(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<String> {
+pub(super) fn get_str(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<String> {
     match map.get(key)? {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
@@ -270,7 +270,7 @@ fn get_str(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnost
 }
 
 /// A non-negative number; numeric strings are accepted as LiteLLM (Python) code often gets them from env vars.
-fn get_num(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<f64> {
+pub(super) fn get_num(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<f64> {
     let value = map.get(key)?;
     let parsed = match value {
         Value::Null => return None,
@@ -301,7 +301,7 @@ fn get_uint(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnos
     parsed
 }
 
-fn get_bool(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<bool> {
+pub(super) fn get_bool(map: &Map<String, Value>, key: &str, path: &str, diags: &mut Diagnostics) -> Option<bool> {
     match map.get(key)? {
         Value::Null => None,
         Value::Bool(b) => Some(*b),
@@ -756,6 +756,7 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
                     probe_disabled: true,
                     deployments: Vec::new(),
                     limits: HostLimits::default(),
+                    wake: None,
                 });
                 hosts.len() - 1
             }
@@ -811,8 +812,14 @@ fn generation_probe(
 }
 
 /// `llmux_settings.hosts`: per engine host (keyed by its `api_base` or `scheme://host:port`), `memory_budget`,
-/// `max_loaded_models` and `pinned` models.
-fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Deployment], diags: &mut Diagnostics) {
+/// `max_loaded_models`, `pinned` models and how to `wake` it.
+fn host_limits(
+    settings: Option<&Value>,
+    hosts: &mut [Host],
+    deployments: &[Deployment],
+    known: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) {
     const S: &str = "llmux_settings";
     let settings = match settings {
         None | Some(Value::Null) => return,
@@ -844,8 +851,13 @@ fn host_limits(settings: Option<&Value>, hosts: &mut [Host], deployments: &[Depl
             diags.error(&at, format!("must be a mapping, found {}", type_name(value)));
             continue;
         };
-        for key in entry.keys().filter(|k| !["memory_budget", "max_loaded_models", "pinned"].contains(&k.as_str())) {
+        for key in
+            entry.keys().filter(|k| !["memory_budget", "max_loaded_models", "pinned", "wake"].contains(&k.as_str()))
+        {
             diags.warn(format!("{at}.{key}"), "unknown host setting; ignored");
+        }
+        if let Some(wake) = entry.get("wake") {
+            host.wake = super::wake::host_wake(wake, &format!("{at}.wake"), known, diags);
         }
         host.limits.memory_budget = match entry.get("memory_budget") {
             None | Some(Value::Null) => None,
