@@ -52,9 +52,21 @@ pub struct Args {
     /// when a proxy in front authenticates.
     #[arg(long, env = "LLMUX_ALLOW_NO_AUTH", global = true)]
     pub allow_no_auth: bool,
+    /// Log lines as readable text or as one JSON object each (the access log's fields at the top level).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LLMUX_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-12-03T00:00:00Z  INFO llmux::access: … request_id=… status=200`.
+    Text,
+    /// `{"timestamp":…,"level":"INFO","target":"llmux::access","request_id":…,"status":200,…}`.
+    Json,
 }
 
 /// Subcommands.
@@ -130,7 +142,7 @@ impl Args {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    init_logging(args.log_format);
     let options = match args.serve_options() {
         Ok(o) => o,
         Err(e) => {
@@ -191,13 +203,17 @@ fn demo_host(args: &Args) -> IpAddr {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLMUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     // Every event one line, whatever a client or engine put in the values it carries (see `OneLineStderr`).
     let writer = crate::redact::OneLineStderr { keep_ansi: ansi };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -7,6 +7,7 @@
 //! and the answer streams back. [`config`] turns the YAML into an immutable snapshot; [`state`] holds what
 //! traffic taught the router.
 
+pub mod access_log;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -145,6 +145,7 @@ impl Live {
             exposure: std::sync::OnceLock::new(),
             hub: Arc::new(crate::observe::Hub::default()),
         });
+        live.hub.register(Arc::new(crate::access_log::AccessLog));
         if let Some(redis) = &live.redis {
             // Spawned once `live` exists: the task ends when it can no longer reach it.
             let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());

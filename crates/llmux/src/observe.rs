@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A request's id: the client's `x-request-id` when it sent a usable one, otherwise one llmux made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -16,6 +17,58 @@ pub struct RequestId(pub String);
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl RequestId {
+    /// The longest client `x-request-id` kept; a longer one is replaced.
+    pub const MAX_LEN: usize = 128;
+
+    /// The client's id when it is usable (1 to [`Self::MAX_LEN`] visible ASCII characters: it goes into a
+    /// header and a log line as is), otherwise a new one.
+    pub fn from_client(sent: Option<&[u8]>) -> RequestId {
+        match sent {
+            Some(id) if !id.is_empty() && id.len() <= Self::MAX_LEN && id.iter().all(u8::is_ascii_graphic) => {
+                RequestId(String::from_utf8_lossy(id).into_owned())
+            }
+            _ => RequestId::new(),
+        }
+    }
+
+    /// A new random id, shaped as a UUID (version 4).
+    pub fn new() -> RequestId {
+        let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+        let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        RequestId(format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0x0fff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        ))
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId::new()
+    }
+}
+
+/// Tokens an answer used, as the engine reported them (or as llmux estimated them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+}
+
+impl Tokens {
+    /// Both together: what `tpm` counts.
+    pub fn total(self) -> u64 {
+        self.input.saturating_add(self.output)
     }
 }
 
@@ -73,6 +126,18 @@ pub struct Attempt {
     pub duration_ms: u64,
 }
 
+impl ClientProtocol {
+    /// The operation's name in the record.
+    pub fn operation(op: crate::protocol::openai::Operation) -> &'static str {
+        use crate::protocol::openai::Operation;
+        match op {
+            Operation::Chat => "chat",
+            Operation::Completion => "completion",
+            Operation::Embeddings => "embedding",
+        }
+    }
+}
+
 /// What happened to one request, start to end.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finished {
@@ -113,6 +178,9 @@ pub struct Finished {
     /// The fallbacks and retries counted as `x-litellm-attempted-*` count them.
     pub fallbacks: u32,
     pub retries: u32,
+    /// Why the request failed (status 400 or more), or why its answer broke off after it began (an engine
+    /// that stopped mid-stream, a client that went away): the error in one line, no secret, no prompt.
+    pub error: Option<String>,
 }
 
 /// Something that wants every finished request: it must return at once (hand work to a task of its own).
@@ -198,6 +266,143 @@ impl Hub {
     }
 }
 
+/// A request's record while it is served: made when it arrives, filled in by the executor (route, attempts) and
+/// by the answer's body (tokens), and handed to the hub once, when the answer ends or the client goes away.
+/// Cheap to clone; the default records nothing (llmux's own internal calls, such as a semantic router's
+/// embeddings).
+#[derive(Clone, Default)]
+pub struct Trace(Option<Arc<Tracing>>);
+
+struct Tracing {
+    hub: Arc<Hub>,
+    started: Instant,
+    draft: Mutex<Option<Draft>>,
+}
+
+/// What a request's record holds before it ends.
+#[derive(Debug)]
+pub struct Draft {
+    /// The record, its end still open (duration, tokens, cost and status are set when it finishes).
+    pub record: Finished,
+    /// The status the executor's outcome had (a stream answered early with keep-alives shows 200 at the edge
+    /// whatever it became).
+    pub outcome: Option<u16>,
+    /// When the answer's first byte was ready.
+    pub first_byte: Option<Instant>,
+    /// The engine's usage report, once the answer ended.
+    pub usage: Option<Tokens>,
+    /// The estimate used when the engine reports none: the prompt (from the request's size) and the chunks
+    /// of a stream.
+    pub estimate: Tokens,
+    /// Per-token prices (input, output) of the deployment that answered.
+    pub price: Option<(f64, f64)>,
+}
+
+impl Trace {
+    /// The record of a request that arrived now, told to `hub` when it ends.
+    pub fn start(hub: Arc<Hub>, id: RequestId, protocol: ClientProtocol, operation: &'static str) -> Trace {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let record = Finished {
+            id,
+            started_unix_ms: u64::try_from(unix.as_millis()).unwrap_or(0),
+            protocol,
+            operation,
+            caller: Caller::default(),
+            requested: String::new(),
+            group: None,
+            deployment: None,
+            host: None,
+            route: String::new(),
+            attempts: Vec::new(),
+            status: 0,
+            stream: false,
+            ttfb_ms: None,
+            duration_ms: 0,
+            queue_wait_ms: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            tokens_estimated: false,
+            cost_usd: 0.0,
+            fallbacks: 0,
+            retries: 0,
+            error: None,
+        };
+        let draft =
+            Draft { record, outcome: None, first_byte: None, usage: None, estimate: Tokens::default(), price: None };
+        Trace(Some(Arc::new(Tracing { hub, started: Instant::now(), draft: Mutex::new(Some(draft)) })))
+    }
+
+    /// Whether this trace records anything.
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Changes the record before it ends (no-op once it ended, or when the trace is off).
+    pub fn update(&self, change: impl FnOnce(&mut Draft)) {
+        if let Some(tracing) = &self.0 {
+            if let Some(draft) = tracing.draft.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                change(draft);
+            }
+        }
+    }
+
+    /// The answer's body ended as the engine sent it: its usage report (if any) and, for an estimate, how many
+    /// chunks it had.
+    pub fn answer_ended(&self, usage: Option<Tokens>, chunks: u64) {
+        self.update(|d| {
+            d.usage = usage.or(d.usage);
+            d.estimate.output = chunks;
+        });
+    }
+
+    /// The answer broke off after it began (the first reason is kept).
+    pub fn broke_off(&self, why: &str) {
+        self.update(|d| {
+            d.record.error.get_or_insert_with(|| why.to_owned());
+        });
+    }
+
+    /// The request ended: the client got `status` and the whole answer (`completed`), or went away before its
+    /// end. Tells the hub; later calls do nothing.
+    pub fn finish(&self, status: u16, completed: bool) {
+        let Some(tracing) = &self.0 else { return };
+        let Some(draft) = tracing.draft.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        tracing.hub.finish(draft.end(tracing.started, Instant::now(), status, completed));
+    }
+}
+
+impl Draft {
+    /// The finished record: the status the client saw (the executor's outcome when the edge said 200 before
+    /// the outcome was known), times from `started` to `now`, tokens reported or estimated, and their cost.
+    pub fn end(self, started: Instant, now: Instant, status: u16, completed: bool) -> Finished {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut record = self.record;
+        record.status = match self.outcome {
+            Some(outcome) if status == 200 => outcome,
+            _ => status,
+        };
+        record.ttfb_ms = self.first_byte.map(|t| ms(t.saturating_duration_since(started)));
+        record.duration_ms = ms(now.saturating_duration_since(started));
+        let answered = record.status < 400 && record.deployment.is_some();
+        let tokens = match self.usage {
+            Some(usage) => usage,
+            None if answered => {
+                record.tokens_estimated = true;
+                self.estimate
+            }
+            None => Tokens::default(),
+        };
+        (record.tokens_in, record.tokens_out) = (tokens.input, tokens.output);
+        if let Some((input, output)) = self.price {
+            record.cost_usd = input * tokens.input as f64 + output * tokens.output as f64;
+        }
+        if !completed && record.error.is_none() {
+            record.error = Some("the client went away before the answer ended".to_owned());
+        }
+        record
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,7 +431,55 @@ mod tests {
             cost_usd: 0.0,
             fallbacks: 0,
             retries: 0,
+            error: None,
         }
+    }
+
+    fn draft(deployment: Option<usize>, outcome: Option<u16>, usage: Option<Tokens>) -> Draft {
+        let mut record = record(0);
+        record.deployment = deployment;
+        record.ttfb_ms = None;
+        let estimate = Tokens { input: 100, output: 7 };
+        Draft { record, outcome, first_byte: None, usage, estimate, price: Some((0.001, 0.002)) }
+    }
+
+    #[test]
+    fn a_record_ends_with_the_status_the_client_saw_its_tokens_and_their_cost() {
+        let t0 = Instant::now();
+        let later = t0 + std::time::Duration::from_millis(250);
+        let usage = Some(Tokens { input: 10, output: 20 });
+        let r = draft(Some(1), Some(200), usage).end(t0, later, 200, true);
+        assert_eq!((r.status, r.duration_ms, r.tokens_in, r.tokens_out, r.tokens_estimated), (200, 250, 10, 20, false));
+        assert!((r.cost_usd - 0.05).abs() < 1e-12, "{}", r.cost_usd);
+        assert_eq!(r.error, None);
+
+        // A stream answered early with keep-alives: the edge said 200, the outcome was a 503.
+        let r = draft(None, Some(503), None).end(t0, later, 200, true);
+        assert_eq!((r.status, r.tokens_in, r.tokens_out, r.cost_usd), (503, 0, 0, 0.0), "no tokens without an answer");
+        // A translated answer that failed at the edge keeps the edge's status.
+        assert_eq!(draft(Some(1), Some(200), usage).end(t0, later, 502, true).status, 502);
+
+        // No usage reported: the estimate, said to be one.
+        let r = draft(Some(1), Some(200), None).end(t0, later, 200, false);
+        assert_eq!((r.tokens_in, r.tokens_out, r.tokens_estimated), (100, 7, true));
+        assert_eq!(r.error.as_deref(), Some("the client went away before the answer ended"));
+    }
+
+    #[test]
+    fn a_trace_is_told_to_the_hub_once_and_an_off_trace_never() {
+        let hub = Arc::new(Hub::new(4));
+        let trace = Trace::start(hub.clone(), RequestId("a".into()), ClientProtocol::Ollama, "chat");
+        trace.update(|d| d.record.requested.push_str("coding"));
+        trace.answer_ended(Some(Tokens { input: 1, output: 2 }), 9);
+        trace.broke_off("502 first");
+        trace.broke_off("502 second");
+        trace.finish(200, true);
+        trace.finish(200, false);
+        Trace::default().finish(200, true);
+        let kept = hub.journal().recent();
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].requested.as_str(), kept[0].tokens_out), ("coding", 2));
+        assert_eq!(kept[0].error.as_deref(), Some("502 first"));
     }
 
     struct Count(std::sync::atomic::AtomicUsize);

@@ -16,6 +16,7 @@ use super::stream::{sse_stream, Framing};
 use super::Executor;
 use crate::config::{Config, EngineTarget};
 use crate::error::Error;
+use crate::observe::{Tokens, Trace};
 use crate::providers::openai::UsageTail;
 use crate::providers::{Call, NativeAnswer, Provider};
 use crate::state::OwnedInFlight;
@@ -31,12 +32,13 @@ const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 impl Executor {
     /// One call to one deployment. `guard` keeps it counted in flight until the answer is complete (for a
     /// stream: until its body ends or the client goes away); `load_time` is how long the engine may take to
-    /// answer at all because it must load the model first.
+    /// answer at all because it must load the model first. The answer's body tells `trace` its tokens.
     pub(super) async fn attempt(
         &self,
         call: Call<'_>,
-        mut guard: Option<OwnedInFlight>,
+        guard: Option<OwnedInFlight>,
         load_time: Option<Duration>,
+        trace: &Trace,
     ) -> Result<Response, Error> {
         let Call { deployment, head, .. } = call;
         let engine = deployment
@@ -105,8 +107,9 @@ impl Executor {
                 Ok(None) => None,
             };
             let framing = if native { Framing::Ndjson } else { Framing::Sse };
+            let served = Served { guard, trace: trace.clone() };
             let stream =
-                sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), guard, framing);
+                sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), served, framing);
             let mut response = answer(Body::from_stream(stream), content_type);
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             if native {
@@ -119,7 +122,8 @@ impl Executor {
             // Nothing to look inside: the answer goes through as it arrives, never held whole. Its first bytes
             // are awaited here, so an engine that fails before them can still be failed over.
             let content_type = parts.headers.get(CONTENT_TYPE).cloned();
-            let body = PassBody::start(incoming, deadline, guard, engine.host()).await?;
+            let served = Served { guard, trace: trace.clone() };
+            let body = PassBody::start(incoming, deadline, served, engine.host()).await?;
             let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
             return Ok(answer(Body::new(body), content_type));
         }
@@ -127,15 +131,7 @@ impl Executor {
         let (bytes, permit) = collect(incoming, deadline, engine, limit, &self.buffered).await?;
         let converted = provider.convert_response(&call, bytes)?;
         drop(permit);
-        if let Some(guard) = &mut guard {
-            guard.served();
-            if let Some(load) = converted.load_duration {
-                guard.loaded(load);
-            }
-            if let Some(total) = converted.usage {
-                guard.used(total);
-            }
-        }
+        Served { guard, trace: trace.clone() }.delivered(converted.load_duration, converted.usage, 0);
         // The converted answer stays counted until it has been sent.
         let held = self.hold(converted.body.len())?;
         let body = Held { body: http_body_util::Full::new(converted.body), _permit: held };
@@ -144,6 +140,30 @@ impl Executor {
             response.extensions_mut().insert(NativeAnswer);
         }
         Ok(response)
+    }
+}
+
+/// What an answer owes once it was delivered whole: the deployment's in-flight count (with what it learned of
+/// service time, load time and usage) and the request's record (its tokens).
+pub(super) struct Served {
+    pub(super) guard: Option<OwnedInFlight>,
+    pub(super) trace: Trace,
+}
+
+impl Served {
+    /// The answer was delivered whole: `load` and `usage` as the engine reported them, `chunks` events (what
+    /// the tokens are estimated from when it reported none). Releases the in-flight count.
+    pub(super) fn delivered(&mut self, load: Option<Duration>, usage: Option<Tokens>, chunks: u64) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.served();
+            if let Some(load) = load {
+                guard.loaded(load);
+            }
+            if let Some(usage) = usage {
+                guard.used(usage.total());
+            }
+        }
+        self.trace.answer_ended(usage, chunks);
     }
 }
 
@@ -314,7 +334,7 @@ struct PassBody {
     incoming: Incoming,
     first: Option<http_body::Frame<Bytes>>,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    guard: Option<OwnedInFlight>,
+    served: Served,
     /// The answer's last bytes, where the engine's `usage` is.
     tail: UsageTail,
     host: String,
@@ -326,7 +346,7 @@ impl PassBody {
     async fn start(
         mut incoming: Incoming,
         deadline: tokio::time::Instant,
-        guard: Option<OwnedInFlight>,
+        served: Served,
         host: &str,
     ) -> Result<PassBody, Error> {
         let first = match tokio::time::timeout_at(deadline, incoming.frame()).await {
@@ -341,7 +361,7 @@ impl PassBody {
             incoming,
             first,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            guard,
+            served,
             tail: UsageTail::default(),
             host: host.to_owned(),
             done: false,
@@ -357,12 +377,8 @@ impl PassBody {
 
     fn finished(&mut self) {
         self.done = true;
-        if let Some(mut guard) = self.guard.take() {
-            guard.served();
-            if let Some(total) = self.tail.total_tokens() {
-                guard.used(total);
-            }
-        }
+        let usage = self.tail.tokens();
+        self.served.delivered(None, usage, 0);
     }
 }
 
@@ -389,6 +405,7 @@ impl http_body::Body for PassBody {
         if this.deadline.as_mut().poll(cx).is_ready() {
             this.done = true;
             tracing::warn!("engine at {} did not finish its answer in time; the answer is cut", this.host);
+            this.served.trace.broke_off("504 the engine did not finish its answer in time");
             return Poll::Ready(Some(Err(std::io::Error::other("engine answer timed out"))));
         }
         match std::pin::Pin::new(&mut this.incoming).poll_frame(cx) {
@@ -409,6 +426,7 @@ impl http_body::Body for PassBody {
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
                 tracing::warn!("engine at {} broke off its answer after it began: {e}", this.host);
+                this.served.trace.broke_off("502 the engine broke off its answer after it began");
                 Poll::Ready(Some(Err(std::io::Error::other(e))))
             }
         }

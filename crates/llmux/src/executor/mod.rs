@@ -24,6 +24,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::config::{Config, Deployment, Strategy};
 use crate::error::Error;
+use crate::observe::{Attempt, Trace};
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::{Call, Native};
 use crate::router::complexity::Classification;
@@ -72,6 +73,14 @@ struct Run<'a> {
     inlined: Option<Option<Bytes>>,
     /// The client's own request, when it spoke an engine family's native API.
     native: Option<Native<'a>>,
+    /// The request's record, told the route at the end and given to the answer's body for its tokens.
+    trace: &'a Trace,
+    /// Every attempt made, for the record (empty when the trace is off).
+    attempts: Vec<Attempt>,
+    /// Time spent queued for a free slot.
+    queue_wait: Duration,
+    /// When the answer's first byte was ready.
+    answered_at: Option<Instant>,
 }
 
 impl Executor {
@@ -125,8 +134,9 @@ impl Executor {
     }
 
     /// Serves one API request: routes it, calls engines until one answers, and returns the client response.
-    pub async fn execute(&self, op: Operation, body: &[u8], head: &RequestHead<'_>) -> Response {
-        self.execute_native(op, body, head, None).await
+    /// What happened goes into `trace`.
+    pub async fn execute(&self, op: Operation, body: &[u8], head: &RequestHead<'_>, trace: &Trace) -> Response {
+        self.execute_native(op, body, head, None, trace).await
     }
 
     /// [`Executor::execute`] for a request that came in an engine family's own API: engines of that family get
@@ -137,6 +147,7 @@ impl Executor {
         body: &[u8],
         head: &RequestHead<'_>,
         native: Option<Native<'_>>,
+        trace: &Trace,
     ) -> Response {
         let needs_tokens = self.config.router.enable_pre_call_checks
             || matches!(self.config.router.routing_strategy, Strategy::UsageBased | Strategy::LatencyBased { .. });
@@ -153,6 +164,10 @@ impl Executor {
             rng: fastrand::Rng::new(),
             inlined: None,
             native,
+            trace,
+            attempts: Vec::new(),
+            queue_wait: Duration::ZERO,
+            answered_at: None,
         };
         let result = run.walk().await;
         let (mut response, deployment) = match result {
@@ -171,6 +186,9 @@ impl Executor {
             1 => std::mem::take(&mut run.steps[0]),
             _ => run.steps.join("; "),
         };
+        if trace.is_on() {
+            run.record(&route, deployment, response.status().as_u16());
+        }
         let headers = response.headers_mut();
         headers.reserve(9);
         if let Some(d) = deployment {
@@ -198,6 +216,34 @@ impl Executor {
 }
 
 impl Run<'_> {
+    /// Tells the request's record what routing did: the route, every attempt, the deployment that answered
+    /// (`deployment`, with the outcome's `status`), and what its tokens are estimated from if the engine
+    /// reports none.
+    fn record(&mut self, route: &str, deployment: Option<usize>, status: u16) {
+        let config = &self.exec.config;
+        let d = deployment.and_then(|i| config.deployments.get(i));
+        let attempts = std::mem::take(&mut self.attempts);
+        let prompt = if self.prompt_tokens > 0 { self.prompt_tokens } else { self.body.len() as u64 / 4 };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.trace.update(|draft| {
+            let r = &mut draft.record;
+            r.requested.push_str(&self.head.model);
+            r.group = attempts.last().map(|a| a.group.clone());
+            r.deployment = deployment;
+            r.host = d.and_then(|d| d.engine()).map(|e| e.host().to_owned());
+            r.route.push_str(route);
+            r.attempts = attempts;
+            r.stream = self.head.stream;
+            r.queue_wait_ms = ms(self.queue_wait);
+            r.retries = self.retries;
+            r.fallbacks = self.fallbacks;
+            draft.outcome = Some(status);
+            draft.first_byte = self.answered_at;
+            draft.estimate.input = prompt;
+            draft.price = d.and_then(|d| d.cost_per_token);
+        });
+    }
+
     /// Carries out the request's [`Plan`]: routes through strategy routers, picks and calls deployments, records
     /// what happened into the state, and sleeps for back-off or a free slot. Every decision is the plan's.
     async fn walk(&mut self) -> Result<(Response, usize), Error> {
@@ -275,7 +321,10 @@ impl Run<'_> {
                             continue;
                         };
                         let deadline = *queue_deadline.get_or_insert_with(|| Instant::now() + router.queue_timeout);
-                        if tokio::time::timeout_at(deadline.into(), armed.as_mut()).await.is_err() {
+                        let queued = Instant::now();
+                        let waited = tokio::time::timeout_at(deadline.into(), armed.as_mut()).await;
+                        self.queue_wait += queued.elapsed();
+                        if waited.is_err() {
                             break plan.no_candidate(NoCandidate::AllBusy);
                         }
                         continue;
@@ -317,7 +366,9 @@ impl Run<'_> {
         let inlined = match self.inline_images_for(d).await {
             Ok(body) => body,
             Err(e) => {
-                self.steps.push(format!("{step} failed: {}", short(&e)));
+                let why = short(&e);
+                self.attempted(index, target.group, Some((why.clone(), e.status().as_u16())), Duration::ZERO);
+                self.steps.push(format!("{step} failed: {why}"));
                 return Err(plan.ended(e));
             }
         };
@@ -334,7 +385,7 @@ impl Run<'_> {
         let until = patience.map(|p| exec.load_started(index, started + p));
         let body = inlined.as_deref().unwrap_or(self.body);
         let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head, native: self.native };
-        let result = exec.attempt(call, guard, patience.or(joined)).await;
+        let result = exec.attempt(call, guard, patience.or(joined), self.trace).await;
         if let Some(until) = until {
             exec.load_awaited(index, until);
         }
@@ -355,6 +406,8 @@ impl Run<'_> {
                 }
                 exec.state.record_success(index, started.elapsed(), max_samples, now);
                 exec.state.host_answered(index, &model, now);
+                self.answered_at = Some(Instant::now());
+                self.attempted(index, target.group, None, started.elapsed());
                 self.steps.push(step);
                 plan.answered(pick.tier);
                 return Ok((response, index));
@@ -362,6 +415,7 @@ impl Run<'_> {
             Err(err) => err,
         };
         let why = short(&err);
+        self.attempted(index, target.group, Some((why.clone(), err.status().as_u16())), started.elapsed());
         self.steps.push(format!("{step} failed: {why}"));
         let now = exec.state.now();
         if marked {
@@ -391,6 +445,28 @@ impl Run<'_> {
         let available =
             target.members.iter().zip(&views).filter(|(i, v)| !avoid.contains(i) && v.cooldown_until <= now).count();
         Err(plan.after_failure(d, &failure, available, self.rng.f64()))
+    }
+}
+
+impl Run<'_> {
+    /// Keeps an attempt on deployment `index` (for `group`) for the record: `failed` with why and the status,
+    /// or answered.
+    fn attempted(&mut self, index: usize, group: &str, failed: Option<(String, u16)>, took: Duration) {
+        if !self.trace.is_on() {
+            return;
+        }
+        let (error, status) = match failed {
+            Some((why, status)) => (Some(why), status),
+            None => (None, 200),
+        };
+        self.attempts.push(Attempt {
+            deployment: index,
+            label: self.exec.labels[index].step.clone(),
+            group: group.to_owned(),
+            error,
+            status: Some(status),
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        });
     }
 }
 

@@ -61,7 +61,8 @@ impl Executor {
         let body =
             serde_json::to_vec(&serde_json::json!({"model": model, "input": inputs})).map_err(|e| e.to_string())?;
         let head = RequestHead::parse(&body, Operation::Embeddings).map_err(|e| e.to_string())?;
-        let response = Box::pin(self.execute(Operation::Embeddings, &body, &head)).await;
+        let response =
+            Box::pin(self.execute(Operation::Embeddings, &body, &head, &crate::observe::Trace::default())).await;
         let status = response.status();
         let bytes = http_body_util::Limited::new(response.into_body(), 64 * 1024 * 1024)
             .collect()

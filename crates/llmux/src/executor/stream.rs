@@ -13,13 +13,14 @@ use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::attempt::Served;
 use super::labels::{X_LLMUX_DEPLOYMENT, X_LLMUX_ROUTE};
 use super::Executor;
 use crate::error::Error;
+use crate::observe::Trace;
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::openai::UsageTail;
 use crate::providers::StreamConverter;
-use crate::state::OwnedInFlight;
 
 /// The SSE comment sent while a stream waits for its first byte (clients ignore comment lines).
 const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
@@ -27,10 +28,16 @@ const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
 /// Serves a streamed request, answering 200 early with SSE keep-alive comments when no engine has started to
 /// answer within `interval` (a cold model load can take a minute; reverse proxies cut idle connections sooner).
 /// Failover still happens behind the comments; if every attempt fails, the stream ends with an SSE error event.
-pub async fn execute_with_keepalive(exec: Arc<Executor>, op: Operation, body: Bytes, interval: Duration) -> Response {
+pub async fn execute_with_keepalive(
+    exec: Arc<Executor>,
+    op: Operation,
+    body: Bytes,
+    interval: Duration,
+    trace: Trace,
+) -> Response {
     let mut run = Box::pin(async move {
         match RequestHead::parse(&body, op) {
-            Ok(head) => exec.execute(op, &body, &head).await,
+            Ok(head) => exec.execute(op, &body, &head, &trace).await,
             Err(e) => axum::response::IntoResponse::into_response(e),
         }
     });
@@ -125,8 +132,11 @@ struct StreamState {
     body: Incoming,
     /// A frame read before the stream was handed over, served first.
     first: Option<http_body::Frame<Bytes>>,
-    /// Keeps the deployment counted in flight while the stream lasts; told when it was served whole.
-    guard: Option<OwnedInFlight>,
+    /// Keeps the deployment counted in flight while the stream lasts; told (with the request's record) when it
+    /// was served whole.
+    served: Served,
+    /// Data chunks received: the estimate of the tokens generated, when the engine reports none.
+    chunks: u64,
     converter: Option<Box<dyn StreamConverter>>,
     /// A stream passed through unconverted: its last bytes, where the engine's usage event is.
     tail: UsageTail,
@@ -145,12 +155,12 @@ pub(super) fn sse_stream(
     converter: Option<Box<dyn StreamConverter>>,
     idle: Duration,
     host: String,
-    guard: Option<OwnedInFlight>,
+    served: Served,
     framing: Framing,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let tail = UsageTail::default();
-    let state =
-        StreamState { body, first, guard, converter, tail, idle, host, out: BytesMut::new(), done: false, framing };
+    let out = BytesMut::new();
+    let state = StreamState { body, first, served, chunks: 0, converter, tail, idle, host, out, done: false, framing };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
@@ -166,19 +176,11 @@ pub(super) fn sse_stream(
                     s.done = true;
                     // Finished first: a last line without its newline is only read then.
                     let finished = s.converter.as_mut().map(|conv| conv.finish(&mut s.out));
-                    if let Some(guard) = &mut s.guard {
-                        guard.served();
-                        if let Some(load) = s.converter.as_ref().and_then(|c| c.load_duration()) {
-                            guard.loaded(load);
-                        }
-                        let usage = match &s.converter {
-                            Some(conv) => conv.usage(),
-                            None => s.tail.total_tokens(),
-                        };
-                        if let Some(total) = usage {
-                            guard.used(total);
-                        }
-                    }
+                    let (load, usage) = match &s.converter {
+                        Some(conv) => (conv.load_duration(), conv.usage()),
+                        None => (None, s.tail.tokens()),
+                    };
+                    s.served.delivered(load, usage, s.chunks);
                     match finished? {
                         Ok(()) => return (!s.out.is_empty()).then(|| (Ok(s.out.split().freeze()), s)),
                         Err(e) => Err(e),
@@ -189,12 +191,16 @@ pub(super) fn sse_stream(
                     Err(_) => continue,
                     Ok(data) => match s.converter.as_mut() {
                         None => {
+                            s.chunks += 1;
                             s.tail.feed(&data);
                             return Some((Ok(data), s));
                         }
                         Some(conv) => match conv.feed(&data, &mut s.out) {
                             Ok(()) if s.out.is_empty() => continue,
-                            Ok(()) => return Some((Ok(s.out.split().freeze()), s)),
+                            Ok(()) => {
+                                s.chunks += 1;
+                                return Some((Ok(s.out.split().freeze()), s));
+                            }
                             Err(e) => Err(e),
                         },
                     },
@@ -202,6 +208,7 @@ pub(super) fn sse_stream(
             };
             if let Err(err) = frame {
                 tracing::warn!("stream from {} failed after it started: {err}", s.host);
+                s.served.trace.broke_off(&format!("{} {err}", err.status().as_u16()));
                 s.done = true;
                 let mut bytes = s.out.split();
                 match s.framing {

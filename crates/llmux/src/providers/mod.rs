@@ -109,8 +109,8 @@ pub struct Converted {
     /// How long the engine spent loading the model for this answer (Ollama's `load_duration`), when it says.
     pub load_duration: Option<std::time::Duration>,
     /// The tokens (prompt and completion) the engine reported using for this answer, when it says: what the
-    /// minute's `tpm` usage counts instead of the prompt estimate.
-    pub usage: Option<u64>,
+    /// minute's `tpm` usage counts instead of the prompt estimate, and the request's record keeps.
+    pub usage: Option<crate::observe::Tokens>,
 }
 
 impl From<Bytes> for Converted {
@@ -132,7 +132,7 @@ pub trait StreamConverter: Send {
     }
     /// The tokens (prompt and completion) the engine reported for this answer, once its last event was fed;
     /// `None` when it does not say.
-    fn usage(&self) -> Option<u64> {
+    fn usage(&self) -> Option<crate::observe::Tokens> {
         None
     }
 }

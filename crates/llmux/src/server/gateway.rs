@@ -17,10 +17,12 @@ use bytes::Bytes;
 use http::{Method, Request};
 use tower::ServiceExt;
 
+use super::observed::{observed, request_id, with_id};
 use super::{auth, AppState};
 use crate::body::ReadError;
 use crate::error::Error;
 use crate::executor::Executor;
+use crate::observe::{Caller, ClientProtocol, Trace};
 use crate::protocol::ollama;
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::protocol::translate::Translator;
@@ -70,6 +72,14 @@ impl Translated {
         })
     }
 
+    fn protocol(self) -> ClientProtocol {
+        match self {
+            Translated::Messages => ClientProtocol::Anthropic,
+            Translated::Responses => ClientProtocol::Responses,
+            Translated::Ollama(_) => ClientProtocol::Ollama,
+        }
+    }
+
     fn translator(self, state: &AppState) -> Box<dyn Translator> {
         match self {
             Translated::Messages => Box::new(crate::protocol::anthropic::Messages::new()),
@@ -89,26 +99,35 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<B>) -> Self::Future {
+        let id = request_id(request.headers());
         let path = request.uri().path();
+        let hub = || self.state.live.hub().clone();
         if let Some(op) = operation(path) {
             let executor = self.state.executor();
-            return Box::pin(async move { Ok(api(executor, op, request).await) });
+            let trace = Trace::start(hub(), id.clone(), ClientProtocol::OpenAi, ClientProtocol::operation(op));
+            return Box::pin(async move {
+                let response = api(executor, op, request, trace.clone()).await;
+                Ok(observed(response, &id, trace))
+            });
         }
         match Translated::of(path) {
             Some(route) => {
                 let translator = route.translator(&self.state);
                 let executor = self.state.executor();
+                let trace = Trace::start(hub(), id.clone(), route.protocol(), "chat");
                 Box::pin(async move {
-                    if request.method() != Method::POST {
+                    let response = if request.method() != Method::POST {
                         let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
-                        return Ok(Error::MethodNotAllowed(message).response_in(translator.dialect()));
-                    }
-                    Ok(super::inbound::serve(executor, translator, request).await)
+                        Error::MethodNotAllowed(message).response_in(translator.dialect())
+                    } else {
+                        super::inbound::serve(executor, translator, request, trace.clone()).await
+                    };
+                    Ok(observed(response, &id, trace))
                 })
             }
             None => {
                 let router = self.router.clone();
-                Box::pin(async move { router.oneshot(request.map(Body::new)).await })
+                Box::pin(async move { Ok(with_id(router.oneshot(request.map(Body::new)).await?, &id)) })
             }
         }
     }
@@ -116,7 +135,7 @@ where
 
 /// One API call: the method first (as LiteLLM's router: a wrong method is a 405 with or without a key), then
 /// the key, then the body.
-async fn api<B>(executor: Arc<Executor>, op: Operation, request: Request<B>) -> Response
+async fn api<B>(executor: Arc<Executor>, op: Operation, request: Request<B>, trace: Trace) -> Response
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
@@ -128,6 +147,7 @@ where
     if let Err(e) = auth::check(&executor.config, request.headers()) {
         return e.into_response();
     }
+    caller(&trace, &request);
     let body = match read_body(&executor, request.into_body()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -139,9 +159,16 @@ where
     let keepalive = executor.config.router.stream_keepalive;
     if head.stream && !keepalive.is_zero() {
         drop(head);
-        return crate::executor::execute_with_keepalive(executor, op, body, keepalive).await;
+        return crate::executor::execute_with_keepalive(executor, op, body, keepalive, trace).await;
     }
-    executor.execute(op, &body, &head).await
+    executor.execute(op, &body, &head, &trace).await
+}
+
+/// Tells the record who sent `request`: the [`Caller`] authentication left in its extensions, if any.
+pub fn caller<B>(trace: &Trace, request: &Request<B>) {
+    if let Some(caller) = request.extensions().get::<Caller>() {
+        trace.update(|d| d.record.caller = caller.clone());
+    }
 }
 
 /// Reads a request body whole, within `general_settings.max_request_body_bytes`.

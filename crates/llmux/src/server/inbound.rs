@@ -17,12 +17,18 @@ use http_body_util::BodyExt;
 use super::{auth, gateway};
 use crate::error::Error;
 use crate::executor::Executor;
+use crate::observe::{ClientProtocol, Trace};
 use crate::protocol::openai::RequestHead;
 use crate::protocol::translate::{relayed_error_body, ChunkEncoder, Event, SseEvents, Translator};
 use crate::providers::{Native, NativeAnswer};
 
 /// One request in a translated protocol: the key first, then the body.
-pub async fn serve<B>(executor: Arc<Executor>, mut translator: Box<dyn Translator>, request: Request<B>) -> Response
+pub async fn serve<B>(
+    executor: Arc<Executor>,
+    mut translator: Box<dyn Translator>,
+    request: Request<B>,
+    trace: Trace,
+) -> Response
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
@@ -32,6 +38,7 @@ where
     if let Err(e) = auth::check_in(&executor.config, request.headers(), dialect) {
         return e.response_in(dialect);
     }
+    gateway::caller(&trace, &request);
     let body = match gateway::read_body(&executor, request.into_body()).await {
         Ok(b) => b,
         Err(e) => return e.response_in(dialect),
@@ -45,6 +52,7 @@ where
         Err(e) => return e.response_in(dialect),
     };
     let op = canonical.op;
+    trace.update(|d| d.record.operation = ClientProtocol::operation(op));
     let native_route = canonical.native;
     let body = Bytes::from(canonical.body);
     let head = match RequestHead::parse(&body, op) {
@@ -61,10 +69,10 @@ where
     let limit = executor.config.limits.max_answer_bytes;
     let response = if stream && !keepalive.is_zero() && translator.keepalive() {
         drop(head);
-        crate::executor::execute_with_keepalive(executor, op, body, keepalive).await
+        crate::executor::execute_with_keepalive(executor, op, body, keepalive, trace).await
     } else {
         let native = native_route.as_ref().map(|n| Native { endpoint: n.endpoint, body: &original, model: &n.model });
-        executor.execute_native(op, &body, &head, native).await
+        executor.execute_native(op, &body, &head, native, &trace).await
     };
     // An engine of the client's own family answered in the client's protocol: nothing to translate.
     if response.extensions().get::<NativeAnswer>().is_some() {

@@ -10,6 +10,7 @@ mod inbound;
 mod limits;
 mod listen;
 mod models;
+mod observed;
 mod ollama;
 mod responses;
 pub mod tls;

@@ -130,7 +130,11 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error>
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
     })?;
     let load_duration = reply.load_duration.map(std::time::Duration::from_nanos);
-    Ok(Converted { body, load_duration, usage: reply.prompt_eval_count })
+    Ok(Converted {
+        body,
+        load_duration,
+        usage: reply.prompt_eval_count.map(|input| crate::observe::Tokens { input, output: 0 }),
+    })
 }
 
 fn encode(raw: &RawValue) -> Result<String, Error> {

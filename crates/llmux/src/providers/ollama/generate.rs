@@ -230,7 +230,7 @@ fn flush(prompt: &mut String, block: Option<Block>, text: &mut String) {
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
     let body = super::valid_utf8(body);
     let mut reply = parse_reply(&body)?;
-    let (load_duration, usage) = (reply.load_duration(), reply.total_tokens());
+    let (load_duration, usage) = (reply.load_duration(), reply.tokens());
     if call.op != Operation::Completion {
         let (text, thinking) = (reply.response.take(), reply.thinking.take());
         let body = chat_completion(call, text, thinking, Vec::new(), &reply)?;

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use super::{upstream_error, Call, Converted, Endpoint, Provider, StreamConverter, UpstreamRequest};
 use crate::config::EngineTarget;
 use crate::error::Error;
+use crate::observe::Tokens;
 use crate::protocol::openai::{ContentPart, MessageContent, Operation, Stop};
 
 /// The Ollama adapter. `chat: true` is LiteLLM's `ollama_chat/` prefix (`/api/chat`); `chat: false` is `ollama/`
@@ -520,15 +521,16 @@ impl Reply<'_> {
     }
 
     /// The tokens the engine reported (prompt and generated), when it gave either count.
-    fn total_tokens(&self) -> Option<u64> {
-        total_tokens(self.prompt_eval_count, self.eval_count)
+    fn tokens(&self) -> Option<Tokens> {
+        tokens(self.prompt_eval_count, self.eval_count)
     }
 }
 
-/// Prompt plus generated tokens, when Ollama gave either count (it leaves `prompt_eval_count` out when the
+/// Prompt and generated tokens, when Ollama gave either count (it leaves `prompt_eval_count` out when the
 /// whole prompt came from its cache).
-fn total_tokens(prompt: Option<u64>, generated: Option<u64>) -> Option<u64> {
-    (prompt.is_some() || generated.is_some()).then(|| prompt.unwrap_or(0).saturating_add(generated.unwrap_or(0)))
+fn tokens(prompt: Option<u64>, generated: Option<u64>) -> Option<Tokens> {
+    (prompt.is_some() || generated.is_some())
+        .then(|| Tokens { input: prompt.unwrap_or(0), output: generated.unwrap_or(0) })
 }
 
 /// `message` of an `/api/chat` reply.

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::{map_sampling, merge_object, to_body, NOT_OPTIONS};
 use crate::config::EngineTarget;
 use crate::error::Error;
+use crate::observe::Tokens;
 use crate::providers::{Converted, StreamConverter};
 
 /// Deployment parameters that are Ollama request fields of their own rather than options.
@@ -63,8 +64,8 @@ struct Done {
 }
 
 impl Done {
-    fn total_tokens(&self) -> Option<u64> {
-        super::total_tokens(self.prompt_eval_count, self.eval_count)
+    fn tokens(&self) -> Option<Tokens> {
+        super::tokens(self.prompt_eval_count, self.eval_count)
     }
 }
 
@@ -72,7 +73,7 @@ impl Done {
 pub(super) fn response(body: Bytes, rename: &Rename) -> Converted {
     let done = serde_json::from_slice::<Done>(&body).ok();
     let load_duration = done.as_ref().and_then(|d| d.load_duration).map(Duration::from_nanos);
-    let usage = done.as_ref().and_then(Done::total_tokens);
+    let usage = done.as_ref().and_then(Done::tokens);
     let mut out = BytesMut::with_capacity(body.len() + 16);
     rename.apply(&body, &mut out);
     Converted { body: out.freeze(), load_duration, usage }
@@ -117,7 +118,7 @@ pub(super) struct Tap {
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
     load: Option<Duration>,
-    usage: Option<u64>,
+    usage: Option<Tokens>,
     rename: Rename,
 }
 
@@ -135,7 +136,7 @@ impl Tap {
         if let Ok(done) = serde_json::from_slice::<Done>(line) {
             if done.done {
                 self.load = done.load_duration.map(Duration::from_nanos);
-                self.usage = done.total_tokens();
+                self.usage = done.tokens();
             }
         }
     }
@@ -170,7 +171,7 @@ impl StreamConverter for Tap {
         self.load
     }
 
-    fn usage(&self) -> Option<u64> {
+    fn usage(&self) -> Option<Tokens> {
         self.usage
     }
 }
@@ -196,10 +197,14 @@ mod tests {
             tap.finish(&mut out).unwrap();
             assert_eq!(std::str::from_utf8(&out).unwrap(), expected, "cut at {cut}");
             assert_eq!(tap.load_duration(), Some(Duration::from_millis(2500)));
-            assert_eq!(tap.usage(), Some(3), "eval_count, no prompt_eval_count (a cached prompt)");
+            assert_eq!(
+                tap.usage(),
+                Some(Tokens { input: 0, output: 3 }),
+                "eval_count, no prompt_eval_count (a cached prompt)"
+            );
         }
         let whole =
             response(Bytes::from_static(br#"{"done":true,"prompt_eval_count":5,"eval_count":3}"#), &Rename::default());
-        assert_eq!(whole.usage, Some(8));
+        assert_eq!(whole.usage, Some(Tokens { input: 5, output: 3 }));
     }
 }

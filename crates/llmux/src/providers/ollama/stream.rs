@@ -47,7 +47,7 @@ pub(super) struct NdjsonConverter {
     /// What the `done` line said loading the model took.
     load_duration: Option<std::time::Duration>,
     /// What the `done` line said the answer used, in tokens (prompt and generated).
-    usage: Option<u64>,
+    usage: Option<crate::observe::Tokens>,
     think: ThinkSplitter,
     /// This line's reasoning and answer text, reused from line to line.
     reasoning: String,
@@ -90,7 +90,7 @@ impl NdjsonConverter {
         }
         if reply.done {
             self.load_duration = reply.load_duration();
-            self.usage = reply.total_tokens();
+            self.usage = reply.tokens();
         }
         match self.kind {
             Kind::Text => self.text_line(reply, out),
@@ -226,7 +226,7 @@ impl StreamConverter for NdjsonConverter {
         self.load_duration
     }
 
-    fn usage(&self) -> Option<u64> {
+    fn usage(&self) -> Option<crate::observe::Tokens> {
         self.usage
     }
 

@@ -925,14 +925,20 @@ fn the_load_time_and_usage_of_a_stream_and_of_a_plain_answer_are_read_from_the_e
         Ok::<_, Error>((conv.load_duration(), conv.usage()))
     })
     .unwrap();
-    assert_eq!(load, (Some(std::time::Duration::from_millis(2_500)), Some(42)));
+    assert_eq!(
+        load,
+        (Some(std::time::Duration::from_millis(2_500)), Some(crate::observe::Tokens { input: 12, output: 30 }))
+    );
     let plain = |answer: &Value| {
         with_call(Operation::Chat, true, Dep::default(), &chat_body(json!({})), |call| {
             let converted = CHAT.convert_response(call, Bytes::from(answer.to_string())).unwrap();
             (converted.load_duration, converted.usage)
         })
     };
-    assert_eq!(plain(&done), (Some(std::time::Duration::from_millis(2_500)), Some(42)));
+    assert_eq!(
+        plain(&done),
+        (Some(std::time::Duration::from_millis(2_500)), Some(crate::observe::Tokens { input: 12, output: 30 }))
+    );
     assert_eq!(plain(&json!({"message": {"role": "assistant", "content": "hi"}, "done": true})), (None, None));
 }
 

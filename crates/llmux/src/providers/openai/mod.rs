@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Call, Converted, Endpoint, Provider, StreamConverter, UpstreamRequest};
 use crate::error::Error;
+use crate::observe::Tokens;
 use crate::protocol::openai::RouterControls;
 
 /// The OpenAI-compatible passthrough adapter.
@@ -82,19 +83,22 @@ impl UsageTail {
         self.bytes.extend_from_slice(chunk);
     }
 
-    /// The last `"total_tokens"` count in what was fed (the final usage of a stream that reports it on every
-    /// chunk); `None` when the tail holds none.
-    pub fn total_tokens(&self) -> Option<u64> {
-        total_tokens(&self.bytes)
+    /// The last usage in what was fed (the final usage of a stream that reports it on every chunk): its
+    /// `prompt_tokens` and `completion_tokens` (the rest of `total_tokens` when an engine gives only that);
+    /// `None` when the tail holds no `total_tokens`.
+    pub fn tokens(&self) -> Option<Tokens> {
+        let total = count_after(&self.bytes, b"\"total_tokens\"")?;
+        let input = count_after(&self.bytes, b"\"prompt_tokens\"").unwrap_or(0);
+        let output = count_after(&self.bytes, b"\"completion_tokens\"").unwrap_or(total.saturating_sub(input));
+        Some(Tokens { input, output })
     }
 }
 
-/// The number after the last `"total_tokens":` key in `bytes`. A key inside a string value is escaped
+/// The number after the last `key` (with its quotes) in `bytes`. A key inside a string value is escaped
 /// (`\"total_tokens\"`), so it does not match.
-fn total_tokens(bytes: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"total_tokens\"";
-    let at = bytes.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = bytes[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+fn count_after(bytes: &[u8], key: &[u8]) -> Option<u64> {
+    let at = bytes.windows(key.len()).rposition(|w| w == key)?;
+    let rest = bytes[at + key.len()..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
@@ -111,7 +115,7 @@ mod tests {
         for piece in answer.chunks(7) {
             tail.feed(piece);
         }
-        assert_eq!(tail.total_tokens(), Some(15));
+        assert_eq!(tail.tokens(), Some(Tokens { input: 10, output: 5 }));
 
         let mut stream = UsageTail::default();
         for i in 0..2000 {
@@ -119,18 +123,19 @@ mod tests {
                 format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"w{i}\"}}}}],\"usage\":null}}\n\n").as_bytes(),
             );
         }
-        assert_eq!(stream.total_tokens(), None, "no usage chunk (the client did not ask include_usage)");
+        assert_eq!(stream.tokens(), None, "no usage chunk (the client did not ask include_usage)");
         stream
             .feed(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":2003}}\n\ndata: [DONE]\n\n");
-        assert_eq!(stream.total_tokens(), Some(2003));
+        assert_eq!(stream.tokens(), Some(Tokens { input: 3, output: 2000 }), "completion = total - prompt");
         assert!(stream.bytes.len() <= 2 * USAGE_TAIL);
 
         let mut big = UsageTail::default();
         big.feed(&[b' '; 3 * USAGE_TAIL]);
         big.feed(br#"{"total_tokens":9}"#);
-        assert_eq!(big.total_tokens(), Some(9));
-        assert_eq!(total_tokens(br#"{"content":"\"total_tokens\": 4"}"#), None, "escaped, inside a string");
-        assert_eq!(total_tokens(br#"{"total_tokens":null}"#), None);
+        assert_eq!(big.tokens(), Some(Tokens { input: 0, output: 9 }));
+        let total = |bytes: &[u8]| count_after(bytes, b"\"total_tokens\"");
+        assert_eq!(total(br#"{"content":"\"total_tokens\": 4"}"#), None, "escaped, inside a string");
+        assert_eq!(total(br#"{"total_tokens":null}"#), None);
     }
 
     #[test]
