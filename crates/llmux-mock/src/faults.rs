@@ -162,13 +162,17 @@ pub(crate) enum Proto {
     Ollama,
     /// `/v1/*`: `{"error": {"code", "message", "type"}}` (llama.cpp's).
     OpenAi,
+    /// `/v1/messages`: `{"type": "error", "error": {"type", "message"}}` (Anthropic's).
+    Anthropic,
 }
 
 impl Proto {
     /// The protocol spoken on `path`.
     pub(crate) fn for_path(path: &str) -> Self {
         // llama.cpp's own endpoints answer errors in its (OpenAI-like) shape too.
-        if path.starts_with("/v1/") || matches!(path, "/health" | "/slots" | "/props") {
+        if path == "/v1/messages" {
+            Proto::Anthropic
+        } else if path.starts_with("/v1/") || matches!(path, "/health" | "/slots" | "/props") {
             Proto::OpenAi
         } else {
             Proto::Ollama
@@ -180,6 +184,7 @@ impl Proto {
         match self {
             Proto::Ollama => crate::ollama::error(status, message),
             Proto::OpenAi => crate::openai::error(status, message),
+            Proto::Anthropic => crate::anthropic::error(status, message),
         }
     }
 }

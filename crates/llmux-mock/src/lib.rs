@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod anthropic;
 mod config;
 mod control;
 mod engine;
@@ -211,6 +212,7 @@ fn router(app: App) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*model}", get(openai::model))
         .route("/health", get(openai::health))

@@ -35,6 +35,8 @@ pub(crate) enum Framing {
     Ndjson,
     /// Server-sent events, `data: {json}\n\n` (OpenAI).
     Sse,
+    /// Server-sent events named by their JSON's `type`, `event: <type>\ndata: {json}\n\n` (Anthropic).
+    NamedSse,
 }
 
 impl Framing {
@@ -44,6 +46,10 @@ impl Framing {
         let bytes = match self {
             Framing::Ndjson => format!("{json}\n"),
             Framing::Sse => format!("data: {json}\n\n"),
+            Framing::NamedSse => {
+                let kind = value.get("type").and_then(Value::as_str).unwrap_or("message");
+                format!("event: {kind}\ndata: {json}\n\n")
+            }
         };
         Frame { bytes: Bytes::from(bytes), paced }
     }
@@ -56,7 +62,7 @@ impl Framing {
     fn content_type(self) -> &'static str {
         match self {
             Framing::Ndjson => "application/x-ndjson",
-            Framing::Sse => "text/event-stream",
+            Framing::Sse | Framing::NamedSse => "text/event-stream",
         }
     }
 
@@ -65,6 +71,7 @@ impl Framing {
         Bytes::from_static(match self {
             Framing::Ndjson => b"{\"model\":\"mock\",\"message\":{\"role\":\"assist\n",
             Framing::Sse => b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"delta\n\n",
+            Framing::NamedSse => b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"ind\n\n",
         })
     }
 }
@@ -90,7 +97,7 @@ pub(crate) fn respond(ctx: &Ctx, framing: Framing, frames: Vec<Frame>) -> Respon
     let mut resp = Response::new(Body::from_stream(body));
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(framing.content_type()));
-    if framing == Framing::Sse {
+    if framing != Framing::Ndjson {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     resp

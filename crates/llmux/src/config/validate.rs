@@ -602,10 +602,10 @@ fn target(
     }
     let api_base = get_str(params, "api_base", path, diags)
         .or_else(|| get_str(params, "base_url", path, diags))
-        .or_else(|| engine.api_base_env.and_then(env))
+        .or_else(|| engine.api_base_env.iter().find_map(|var| env(var)))
         .or_else(|| engine.default_api_base.map(str::to_owned));
     let Some(api_base) = api_base else {
-        let var = engine.api_base_env.unwrap_or("the provider's base URL variable");
+        let var = engine.api_base_env.first().copied().unwrap_or("the provider's base URL variable");
         diags.error(
             format!("{path}.api_base"),
             format!("missing: {prefix}/ has no default endpoint; set api_base or {var}"),
@@ -619,7 +619,7 @@ fn target(
         return None;
     }
     let api_key = get_str(params, "api_key", path, diags)
-        .or_else(|| engine.api_key_env.and_then(env))
+        .or_else(|| engine.api_key_env.iter().find_map(|var| env(var).filter(|k| !k.is_empty())))
         .or_else(|| engine.default_api_key.map(str::to_owned))
         .filter(|k| !k.is_empty());
     // A key with a newline (a stray `\n` from a secret file) would fail every request; say so now, where.
@@ -762,16 +762,23 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
             }
         };
         let host = &mut hosts[at];
+        // A provider's public endpoint is not probed (a probe costs requests against the account's rate limit
+        // and tells nothing about residency), nor is an API that has no model list llmux reads.
+        let unprobed = engine.engine.cloud && engine.engine.default_api_base == Some(engine.api_base.as_str());
         match engine.adapter() {
-            crate::providers::Adapter::Ollama { .. } => host.ollama_base.get_or_insert_with(|| engine.api_base.clone()),
-            crate::providers::Adapter::OpenAiCompatible => {
-                host.openai_base.get_or_insert_with(|| engine.api_base.clone())
+            crate::providers::Adapter::Ollama { .. } => {
+                host.ollama_base.get_or_insert_with(|| engine.api_base.clone());
             }
-        };
+            crate::providers::Adapter::OpenAiCompatible if !unprobed => {
+                host.openai_base.get_or_insert_with(|| engine.api_base.clone());
+            }
+            crate::providers::Adapter::OpenAiCompatible | crate::providers::Adapter::Anthropic => {}
+        }
         if let Some(t) = d.health_check_timeout {
             host.probe_timeout = if host.deployments.is_empty() { t } else { host.probe_timeout.max(t) };
         }
-        host.probe_disabled &= d.disable_background_health_check;
+        let probed = host.ollama_base.is_some() || host.openai_base.is_some();
+        host.probe_disabled &= d.disable_background_health_check || !probed;
         host.lm_studio |= engine.engine.prefix == "lm_studio";
         host.deployments.push(d.index);
         d.host = Some(at);

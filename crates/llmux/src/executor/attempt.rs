@@ -106,7 +106,11 @@ impl Executor {
                 Ok(Some(Ok(frame))) => Some(frame),
                 Ok(None) => None,
             };
-            let framing = if native { Framing::Ndjson } else { Framing::Sse };
+            let framing = match (native, engine.adapter()) {
+                (true, crate::providers::Adapter::Anthropic) => Framing::AnthropicSse,
+                (true, _) => Framing::Ndjson,
+                (false, _) => Framing::Sse,
+            };
             let served = Served { guard, trace: trace.clone() };
             let stream =
                 sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), served, framing);

@@ -119,6 +119,14 @@ pub(super) enum Framing {
     Sse,
     /// An engine's own NDJSON passed through (Ollama's): a last `{"error": "…"}` line, as Ollama ends a failed one.
     Ndjson,
+    /// Anthropic's own event stream passed through: an `event: error`, as Anthropic ends a failed one.
+    AnthropicSse,
+}
+
+/// The event that ends a failed Anthropic stream.
+fn anthropic_error(err: &Error) -> Bytes {
+    let json = serde_json::to_string(&err.body_in(crate::error::Dialect::Anthropic)).unwrap_or_default();
+    Bytes::from(format!("event: error\ndata: {json}\n\n"))
 }
 
 /// The line that ends a failed NDJSON stream.
@@ -214,6 +222,7 @@ pub(super) fn sse_stream(
                 match s.framing {
                     Framing::Sse => bytes.extend_from_slice(&err.sse_event()),
                     Framing::Ndjson => bytes.extend_from_slice(&ndjson_error(&err)),
+                    Framing::AnthropicSse => bytes.extend_from_slice(&anthropic_error(&err)),
                 }
                 return Some((Ok(bytes.freeze()), s));
             }

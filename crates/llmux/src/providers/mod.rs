@@ -5,6 +5,7 @@
 //! [`Provider::convert_response`] or a [`StreamConverter`]. Which LiteLLM prefix maps to which adapter, default
 //! base URL and key variables is data, kept in [`ENGINES`].
 
+pub mod anthropic;
 pub mod ollama;
 pub mod openai;
 
@@ -35,7 +36,16 @@ pub struct Call<'a> {
     pub native: Option<Native<'a>>,
 }
 
-/// A client request in an engine family's own API (today Ollama's `/api/*`), kept for engines that speak it.
+impl<'a> Call<'a> {
+    /// The client's native request when it is in the API `family` speaks (an Ollama request is nothing to an
+    /// Anthropic engine, and the other way round).
+    pub fn native_to(&self, family: fn(Endpoint) -> bool) -> Option<Native<'a>> {
+        self.native.filter(|n| family(n.endpoint))
+    }
+}
+
+/// A client request in an engine family's own API (Ollama's `/api/*`, Anthropic's `/v1/messages`), kept for
+/// engines that speak it.
 #[derive(Debug, Clone, Copy)]
 pub struct Native<'a> {
     /// The engine route it is a request for.
@@ -145,8 +155,11 @@ pub enum Adapter {
         /// `ollama_chat/` (true) uses `/api/chat`; `ollama/` uses `/api/generate`.
         chat: bool,
     },
-    /// Any engine that speaks OpenAI's API (vLLM, llama.cpp, LM Studio, llamafile, OpenAI, …).
+    /// Any engine that speaks OpenAI's API (vLLM, llama.cpp, LM Studio, llamafile, OpenAI and the
+    /// OpenAI-compatible clouds).
     OpenAiCompatible,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Anthropic,
 }
 
 /// One row of the engine table: a LiteLLM model prefix and what it means.
@@ -158,72 +171,173 @@ pub struct EngineSpec {
     pub adapter: Adapter,
     /// Base URL when the deployment sets none and no variable below is set.
     pub default_api_base: Option<&'static str>,
-    /// Environment variable read for the base URL when the deployment sets none.
-    pub api_base_env: Option<&'static str>,
-    /// Environment variable read for the key when the deployment sets none.
-    pub api_key_env: Option<&'static str>,
+    /// Environment variables read, in order, for the base URL when the deployment sets none.
+    pub api_base_env: &'static [&'static str],
+    /// Environment variables read, in order, for the key when the deployment sets none.
+    pub api_key_env: &'static [&'static str],
     /// Key sent when neither the deployment nor the environment gives one (some engines require a header).
     pub default_api_key: Option<&'static str>,
+    /// A hosted API rather than a machine of the lab: never probed in the background (a probe would cost
+    /// requests against the account's rate limit and tell nothing about residency).
+    pub cloud: bool,
 }
 
-/// The engines llmux knows, by LiteLLM prefix.
+/// A local engine family's row.
+const fn local(
+    prefix: &'static str,
+    adapter: Adapter,
+    default_api_base: Option<&'static str>,
+    api_base_env: &'static [&'static str],
+    api_key_env: &'static [&'static str],
+    default_api_key: Option<&'static str>,
+) -> EngineSpec {
+    EngineSpec { prefix, adapter, default_api_base, api_base_env, api_key_env, default_api_key, cloud: false }
+}
+
+/// A hosted provider's row: its public endpoint and the variables LiteLLM reads.
+const fn cloud(
+    prefix: &'static str,
+    adapter: Adapter,
+    default_api_base: &'static str,
+    api_base_env: &'static [&'static str],
+    api_key_env: &'static [&'static str],
+) -> EngineSpec {
+    EngineSpec {
+        prefix,
+        adapter,
+        default_api_base: Some(default_api_base),
+        api_base_env,
+        api_key_env,
+        default_api_key: None,
+        cloud: true,
+    }
+}
+
+/// The engines llmux knows, by LiteLLM prefix. The cloud rows carry LiteLLM's own defaults (base URL, then the
+/// variables it reads in order), from `litellm/litellm_core_utils/get_llm_provider_logic.py`
+/// (`_get_openai_compatible_provider_info`) and each provider's `litellm/llms/<provider>/chat/transformation.py`
+/// (`BerriAI/litellm`, main of 2026-12), so a LiteLLM config that names only `model:` and a key variable works
+/// unchanged. `api_base` in the config always wins.
 pub const ENGINES: &[EngineSpec] = &[
-    EngineSpec {
-        prefix: "ollama_chat",
-        adapter: Adapter::Ollama { chat: true },
-        default_api_base: Some("http://localhost:11434"),
-        api_base_env: Some("OLLAMA_API_BASE"),
-        api_key_env: Some("OLLAMA_API_KEY"),
-        default_api_key: None,
-    },
-    EngineSpec {
-        prefix: "ollama",
-        adapter: Adapter::Ollama { chat: false },
-        default_api_base: Some("http://localhost:11434"),
-        api_base_env: Some("OLLAMA_API_BASE"),
-        api_key_env: Some("OLLAMA_API_KEY"),
-        default_api_key: None,
-    },
-    EngineSpec {
-        prefix: "openai",
-        adapter: Adapter::OpenAiCompatible,
-        default_api_base: Some("https://api.openai.com/v1"),
-        api_base_env: Some("OPENAI_API_BASE"),
-        api_key_env: Some("OPENAI_API_KEY"),
-        default_api_key: None,
-    },
-    EngineSpec {
-        prefix: "hosted_vllm",
-        adapter: Adapter::OpenAiCompatible,
-        default_api_base: None,
-        api_base_env: Some("HOSTED_VLLM_API_BASE"),
-        api_key_env: Some("HOSTED_VLLM_API_KEY"),
-        default_api_key: Some("fake-api-key"),
-    },
-    EngineSpec {
-        prefix: "lm_studio",
-        adapter: Adapter::OpenAiCompatible,
-        default_api_base: None,
-        api_base_env: Some("LM_STUDIO_API_BASE"),
-        api_key_env: Some("LM_STUDIO_API_KEY"),
-        default_api_key: Some("fake-api-key"),
-    },
-    EngineSpec {
-        prefix: "llamafile",
-        adapter: Adapter::OpenAiCompatible,
-        default_api_base: Some("http://127.0.0.1:8080/v1"),
-        api_base_env: Some("LLAMAFILE_API_BASE"),
-        api_key_env: Some("LLAMAFILE_API_KEY"),
-        default_api_key: None,
-    },
-    EngineSpec {
-        prefix: "openrouter",
-        adapter: Adapter::OpenAiCompatible,
-        default_api_base: Some("https://openrouter.ai/api/v1"),
-        api_base_env: Some("OPENROUTER_API_BASE"),
-        api_key_env: Some("OPENROUTER_API_KEY"),
-        default_api_key: None,
-    },
+    local(
+        "ollama_chat",
+        Adapter::Ollama { chat: true },
+        Some("http://localhost:11434"),
+        &["OLLAMA_API_BASE"],
+        &["OLLAMA_API_KEY"],
+        None,
+    ),
+    local(
+        "ollama",
+        Adapter::Ollama { chat: false },
+        Some("http://localhost:11434"),
+        &["OLLAMA_API_BASE"],
+        &["OLLAMA_API_KEY"],
+        None,
+    ),
+    local(
+        "hosted_vllm",
+        Adapter::OpenAiCompatible,
+        None,
+        &["HOSTED_VLLM_API_BASE"],
+        &["HOSTED_VLLM_API_KEY"],
+        Some("fake-api-key"),
+    ),
+    local(
+        "lm_studio",
+        Adapter::OpenAiCompatible,
+        None,
+        &["LM_STUDIO_API_BASE"],
+        &["LM_STUDIO_API_KEY"],
+        Some("fake-api-key"),
+    ),
+    local(
+        "llamafile",
+        Adapter::OpenAiCompatible,
+        Some("http://127.0.0.1:8080/v1"),
+        &["LLAMAFILE_API_BASE"],
+        &["LLAMAFILE_API_KEY"],
+        None,
+    ),
+    cloud(
+        "anthropic",
+        Adapter::Anthropic,
+        "https://api.anthropic.com",
+        &["ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"],
+        &["ANTHROPIC_API_KEY"],
+    ),
+    cloud(
+        "openai",
+        Adapter::OpenAiCompatible,
+        "https://api.openai.com/v1",
+        &["OPENAI_BASE_URL", "OPENAI_API_BASE"],
+        &["OPENAI_API_KEY"],
+    ),
+    cloud(
+        "openrouter",
+        Adapter::OpenAiCompatible,
+        "https://openrouter.ai/api/v1",
+        &["OPENROUTER_API_BASE"],
+        &["OPENROUTER_API_KEY", "OR_API_KEY"],
+    ),
+    cloud("groq", Adapter::OpenAiCompatible, "https://api.groq.com/openai/v1", &["GROQ_API_BASE"], &["GROQ_API_KEY"]),
+    cloud(
+        "deepseek",
+        Adapter::OpenAiCompatible,
+        "https://api.deepseek.com/beta",
+        &["DEEPSEEK_API_BASE"],
+        &["DEEPSEEK_API_KEY"],
+    ),
+    cloud(
+        "mistral",
+        Adapter::OpenAiCompatible,
+        "https://api.mistral.ai/v1",
+        &["MISTRAL_AZURE_API_BASE"],
+        &["MISTRAL_AZURE_API_KEY", "MISTRAL_API_KEY"],
+    ),
+    cloud(
+        "together_ai",
+        Adapter::OpenAiCompatible,
+        "https://api.together.xyz/v1",
+        &["TOGETHER_AI_API_BASE"],
+        &["TOGETHER_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHERAI_API_KEY", "TOGETHER_AI_TOKEN"],
+    ),
+    cloud(
+        "fireworks_ai",
+        Adapter::OpenAiCompatible,
+        "https://api.fireworks.ai/inference/v1",
+        &["FIREWORKS_API_BASE"],
+        &["FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY", "FIREWORKS_AI_TOKEN"],
+    ),
+    cloud("xai", Adapter::OpenAiCompatible, "https://api.x.ai/v1", &["XAI_API_BASE"], &["XAI_API_KEY"]),
+    cloud(
+        "perplexity",
+        Adapter::OpenAiCompatible,
+        "https://api.perplexity.ai",
+        &["PERPLEXITY_API_BASE"],
+        &["PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"],
+    ),
+    cloud(
+        "cerebras",
+        Adapter::OpenAiCompatible,
+        "https://api.cerebras.ai/v1",
+        &["CEREBRAS_API_BASE"],
+        &["CEREBRAS_API_KEY"],
+    ),
+    cloud(
+        "nvidia_nim",
+        Adapter::OpenAiCompatible,
+        "https://integrate.api.nvidia.com/v1",
+        &["NVIDIA_NIM_API_BASE"],
+        &["NVIDIA_NIM_API_KEY"],
+    ),
+    cloud(
+        "deepinfra",
+        Adapter::OpenAiCompatible,
+        "https://api.deepinfra.com/v1/openai",
+        &["DEEPINFRA_API_BASE"],
+        &["DEEPINFRA_API_KEY"],
+    ),
 ];
 
 /// Looks up an engine by prefix.
@@ -238,6 +352,7 @@ impl Adapter {
             Adapter::Ollama { chat: true } => &ollama::Ollama { chat: true },
             Adapter::Ollama { chat: false } => &ollama::Ollama { chat: false },
             Adapter::OpenAiCompatible => &openai::OpenAiCompatible,
+            Adapter::Anthropic => &anthropic::Anthropic,
         }
     }
 }
@@ -255,10 +370,25 @@ pub enum Endpoint {
     OllamaEmbed,
     /// Ollama's older `/api/embeddings` (one prompt).
     OllamaEmbeddings,
+    /// Anthropic's `/v1/messages`.
+    AnthropicMessages,
 }
 
 impl Endpoint {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
+
+    /// Whether this is a route of Ollama's API.
+    pub fn is_ollama(self) -> bool {
+        matches!(
+            self,
+            Endpoint::OllamaChat | Endpoint::OllamaGenerate | Endpoint::OllamaEmbed | Endpoint::OllamaEmbeddings
+        )
+    }
+
+    /// Whether this is a route of Anthropic's API.
+    pub fn is_anthropic(self) -> bool {
+        self == Endpoint::AnthropicMessages
+    }
 
     /// The route appended to `api_base`.
     pub fn path(self) -> &'static str {
@@ -268,6 +398,7 @@ impl Endpoint {
             Endpoint::OllamaGenerate => "/api/generate",
             Endpoint::OllamaEmbed => "/api/embed",
             Endpoint::OllamaEmbeddings => "/api/embeddings",
+            Endpoint::AnthropicMessages => "/v1/messages",
         }
     }
 
@@ -279,6 +410,7 @@ impl Endpoint {
             Endpoint::OllamaGenerate => 4,
             Endpoint::OllamaEmbed => 5,
             Endpoint::OllamaEmbeddings => 6,
+            Endpoint::AnthropicMessages => 7,
         }
     }
 }
@@ -425,6 +557,7 @@ pub const SSE_DONE: &[u8] = b"data: [DONE]\n\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::openai::Operation;
 
     #[test]
     fn host_header_for_plain_http_engines_only() {
@@ -434,6 +567,51 @@ mod tests {
         assert_eq!(host("http://gpu-box:80/v1").as_deref(), Some("gpu-box"));
         assert_eq!(host("http://[::1]:8080/v1").as_deref(), Some("[::1]:8080"));
         assert_eq!(host("https://api.openai.com/v1"), None);
+    }
+
+    /// A LiteLLM config naming only `model:` and a key variable reaches each provider's public endpoint with that
+    /// key; `api_base` overrides; the public endpoints are not probed, a local one is.
+    #[test]
+    fn cloud_presets_fill_in_base_url_and_key() {
+        let yaml = "model_list:
+  - {model_name: a, litellm_params: {model: groq/llama-3.3-70b-versatile}}
+  - {model_name: b, litellm_params: {model: together_ai/meta-llama/Llama-3-70b, api_key: sk-inline}}
+  - {model_name: c, litellm_params: {model: anthropic/claude-sonnet-4-5}}
+  - {model_name: d, litellm_params: {model: mistral/mistral-large-latest, api_base: 'http://127.0.0.1:9/v1'}}
+  - {model_name: e, litellm_params: {model: fireworks_ai/accounts/fireworks/models/x}}
+";
+        let env = |name: &str| match name {
+            "GROQ_API_KEY" => Some("gsk-from-env".to_owned()),
+            "TOGETHER_API_KEY" => Some("not-used".to_owned()),
+            "ANTHROPIC_API_KEY" => Some("sk-ant-env".to_owned()),
+            "MISTRAL_API_KEY" => Some("mistral-env".to_owned()),
+            "FIREWORKS_AI_API_KEY" => Some("fw-second-variable".to_owned()),
+            _ => None,
+        };
+        let (config, _) = crate::config::load_str(yaml, &env).unwrap();
+        let engine = |i: usize| config.deployments[i].engine().unwrap();
+        let key = |i: usize| engine(i).api_key.as_ref().map(|k| k.expose().to_owned());
+        assert_eq!(
+            engine(0).uri(Endpoint::OpenAi(Operation::Chat)).unwrap(),
+            "https://api.groq.com/openai/v1/chat/completions"
+        );
+        assert_eq!(key(0).as_deref(), Some("gsk-from-env"));
+        assert_eq!(engine(1).api_base, "https://api.together.xyz/v1");
+        assert_eq!(engine(1).upstream_model, "meta-llama/Llama-3-70b");
+        assert_eq!(key(1).as_deref(), Some("sk-inline"), "the config's key wins over the variable");
+        assert_eq!(engine(2).uri(Endpoint::AnthropicMessages).unwrap(), "https://api.anthropic.com/v1/messages");
+        assert_eq!(engine(2).adapter(), Adapter::Anthropic);
+        assert_eq!(engine(3).api_base, "http://127.0.0.1:9/v1");
+        assert_eq!(key(3).as_deref(), Some("mistral-env"));
+        assert_eq!(key(4).as_deref(), Some("fw-second-variable"), "LiteLLM's later variables are read too");
+        let probed = |i: usize| !config.hosts[config.deployments[i].host.unwrap()].probe_disabled;
+        assert!(!probed(0) && !probed(2), "public endpoints are not probed");
+        assert!(probed(3), "an OpenAI-compatible api_base of one's own is");
+        for spec in ENGINES.iter().filter(|e| e.cloud) {
+            let base = spec.default_api_base.unwrap_or("");
+            assert!(base.starts_with("https://"), "{}: {base}", spec.prefix);
+            assert!(!spec.api_key_env.is_empty(), "{}", spec.prefix);
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ where
     let keepalive = executor.config.router.stream_keepalive;
     // The OpenAI answer read back for translation is bounded as the executor bounds engine answers.
     let limit = executor.config.limits.max_answer_bytes;
-    let response = if stream && !keepalive.is_zero() && translator.keepalive() {
+    let response = if stream && !keepalive.is_zero() && translator.keepalive() && native_route.is_none() {
         drop(head);
         crate::executor::execute_with_keepalive(executor, op, body, keepalive, trace).await
     } else {

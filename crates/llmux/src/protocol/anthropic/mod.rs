@@ -15,7 +15,8 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::{Dialect, Error};
 use crate::protocol::openai::Operation;
-use crate::protocol::translate::{to_bytes, Canonical, ChunkEncoder, Translator};
+use crate::protocol::translate::{to_bytes, Canonical, ChunkEncoder, NativeRoute, Translator};
+use crate::providers::{Adapter, Endpoint};
 
 /// `POST /v1/messages`, for one request.
 #[derive(Debug, Default)]
@@ -38,13 +39,15 @@ impl Translator for Messages {
         Dialect::Anthropic
     }
 
-    fn request(&mut self, body: &[u8], _config: &Config) -> Result<Canonical, Error> {
+    fn request(&mut self, body: &[u8], config: &Config) -> Result<Canonical, Error> {
         let req = request::parse(body)?;
         self.model = req.model.clone().unwrap_or_default();
         self.estimate = req.estimate_tokens();
         let chat = req.into_openai()?;
         let body = serde_json::to_vec(&chat).map_err(|e| Error::Internal(format!("serialising the request: {e}")))?;
-        Ok(Canonical { op: Operation::Chat, body, native: None })
+        let native = reaches_anthropic(config, &self.model)
+            .then(|| NativeRoute { endpoint: Endpoint::AnthropicMessages, model: self.model.clone() });
+        Ok(Canonical { op: Operation::Chat, body, native })
     }
 
     fn response(&mut self, openai: &[u8]) -> Result<Bytes, Error> {
@@ -54,6 +57,31 @@ impl Translator for Messages {
     fn stream(&mut self) -> Box<dyn ChunkEncoder> {
         Box::new(answer::Encoder::new(self.model.clone(), self.estimate))
     }
+}
+
+/// Whether a request for `model` may be served by an `anthropic/` deployment (of its group or of a group its
+/// `fallbacks` name): then the client's own request is kept for it, to be forwarded as sent. Only then, since
+/// a request kept whole cannot begin its stream with keep-alive comments while a local engine loads.
+fn reaches_anthropic(config: &Config, model: &str) -> bool {
+    let anthropic_in = |name: &str| {
+        config.resolve(name).is_some_and(|r| {
+            r.deployments
+                .iter()
+                .any(|&i| config.deployments[i].engine().is_some_and(|e| e.adapter() == Adapter::Anthropic))
+        })
+    };
+    if anthropic_in(model) {
+        return true;
+    }
+    let group = config.resolve(model).map_or(model, |r| r.group);
+    let router = &config.router;
+    [&router.fallbacks, &router.context_window_fallbacks, &router.content_policy_fallbacks]
+        .into_iter()
+        .flatten()
+        .filter(|(from, _)| from == model || from == group)
+        .flat_map(|(_, to)| to)
+        .chain(&router.default_fallbacks)
+        .any(|name| anthropic_in(name))
 }
 
 /// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, estimated from the text of the system prompt,

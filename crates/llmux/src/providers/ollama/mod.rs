@@ -63,7 +63,7 @@ impl Ollama {
 impl Provider for Ollama {
     fn build_request(&self, call: &Call<'_>) -> Result<UpstreamRequest, Error> {
         let target = engine_target(call)?;
-        if let Some(native) = call.native {
+        if let Some(native) = call.native_to(Endpoint::is_ollama) {
             let body = native::request(native.body, target, call.model)?;
             return Ok(UpstreamRequest { uri: target.uri(native.endpoint)?, headers: target.request_headers()?, body });
         }
@@ -76,7 +76,7 @@ impl Provider for Ollama {
     }
 
     fn convert_response(&self, call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
-        if let Some(asked) = call.native {
+        if let Some(asked) = call.native_to(Endpoint::is_ollama) {
             return Ok(native::response(body, &native::Rename::new(call.model, asked.model)));
         }
         match self.route(call.op) {
@@ -87,7 +87,7 @@ impl Provider for Ollama {
     }
 
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {
-        if let Some(asked) = call.native {
+        if let Some(asked) = call.native_to(Endpoint::is_ollama) {
             return Some(Box::new(native::Tap::new(native::Rename::new(call.model, asked.model))));
         }
         let kind = match (self.route(call.op), call.op) {
@@ -101,7 +101,7 @@ impl Provider for Ollama {
     }
 
     fn native(&self, call: &Call<'_>) -> bool {
-        call.native.is_some()
+        call.native_to(Endpoint::is_ollama).is_some()
     }
 
     fn convert_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
