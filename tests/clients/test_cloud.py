@@ -1,0 +1,274 @@
+"""Cloud providers behind the home lab, end to end through the official `openai` and `anthropic` SDKs.
+
+The clouds are `llmux-mock` instances speaking each provider's wire format (Anthropic's Messages API on
+`/v1/messages`, the OpenAI-compatible clouds on `/v1/chat/completions`); the config names them as a LiteLLM config
+would (`anthropic/…`, `groq/…`, keys from `os.environ/…` or the provider's own variable) with `api_base` pointing at
+the mock. No test reaches the internet.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import anthropic
+import pytest
+
+from harness import MASTER_KEY, start_llmux, start_mock
+
+ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
+GROQ_KEY = "gsk_test_0123456789abcdef"
+CLAUDE = "claude-sonnet-4-5"
+LLAMA = "llama-3.3-70b-versatile"
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+    )
+).decode()
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+class Cloud:
+    def __init__(self, log_dir):
+        self.claude = start_mock("claude-cloud", [CLAUDE], log_dir)
+        self.claude_small = start_mock("claude-small", [CLAUDE], log_dir)
+        self.groq = start_mock("groq-cloud", [LLAMA], log_dir)
+        self.local = start_mock("local-box", ["qwen3:8b"], log_dir)
+        self.mocks = [self.claude, self.claude_small, self.groq, self.local]
+        # The provider's own variable for groq (no api_key in the config), os.environ/ for Anthropic, as LiteLLM.
+        os.environ["GROQ_API_KEY"] = GROQ_KEY
+        os.environ["MY_ANTHROPIC_KEY"] = ANTHROPIC_KEY
+        config = {
+            "model_list": [
+                {"model_name": "claude", "litellm_params": {
+                    "model": f"anthropic/{CLAUDE}", "api_base": self.claude.url,
+                    "api_key": "os.environ/MY_ANTHROPIC_KEY"}},
+                {"model_name": "fast", "litellm_params": {"model": f"groq/{LLAMA}", "api_base": self.groq.url + "/v1"}},
+                # A local box first, Claude behind it.
+                {"model_name": "coding", "litellm_params": {
+                    "model": "ollama_chat/qwen3:8b", "api_base": self.local.url, "order": 1}},
+                {"model_name": "coding", "litellm_params": {
+                    "model": f"anthropic/{CLAUDE}", "api_base": self.claude.url,
+                    "api_key": "os.environ/MY_ANTHROPIC_KEY", "order": 2}},
+                # Two Claude deployments by order: a rate-limited first one cools down.
+                {"model_name": "pair", "litellm_params": {
+                    "model": f"anthropic/{CLAUDE}", "api_base": self.claude.url,
+                    "api_key": "os.environ/MY_ANTHROPIC_KEY", "order": 1}},
+                {"model_name": "pair", "litellm_params": {
+                    "model": f"anthropic/{CLAUDE}", "api_base": self.claude_small.url,
+                    "api_key": "os.environ/MY_ANTHROPIC_KEY", "order": 2}},
+                # A small-context Claude whose overflow goes to groq.
+                {"model_name": "small", "litellm_params": {
+                    "model": f"anthropic/{CLAUDE}", "api_base": self.claude_small.url,
+                    "api_key": "os.environ/MY_ANTHROPIC_KEY"}},
+            ],
+            "router_settings": {
+                "context_window_fallbacks": [{"small": ["fast"]}],
+                "fallbacks": [{"claude": ["fast"]}],
+            },
+            "general_settings": {"master_key": MASTER_KEY},
+        }
+        self.llmux = start_llmux(config, log_dir, "llmux-cloud")
+
+    def reset(self):
+        for m in self.mocks:
+            m.configure(tool_call=None, thinking=None, fault="none", reply=None, context_length=None)
+            m.clear()
+
+    def stop(self):
+        self.llmux.proc.stop()
+        for m in self.mocks:
+            m.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud_lab(log_root):
+    log_dir = log_root / "cloud"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    lab = Cloud(log_dir)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture
+def cloud(cloud_lab):
+    cloud_lab.reset()
+    return cloud_lab
+
+
+def claude_sdk(cloud) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=cloud.llmux.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30.0)
+
+
+def last_messages_request(mock) -> dict:
+    seen = mock.requests("/v1/messages")
+    assert seen, "nothing reached the mock's /v1/messages"
+    return seen[-1]
+
+
+def test_chat_is_translated_to_the_messages_api_with_the_key_as_x_api_key(cloud):
+    client = cloud.llmux.client()
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    )
+    answer = raw.parse()
+    assert answer.choices[0].message.content == f"Hello from claude-cloud ({CLAUDE})."
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.completion_tokens > 0
+    sent = last_messages_request(cloud.claude)
+    headers = {k.lower(): v for k, v in sent["headers"]}
+    assert headers["x-api-key"] == ANTHROPIC_KEY
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in headers, "the key goes as x-api-key only"
+    assert sent["body"]["system"] == [{"type": "text", "text": "Be brief."}]
+    assert sent["body"]["max_tokens"] == 4096, "LiteLLM's default when the client sets none"
+    assert ANTHROPIC_KEY not in raw.headers.get("x-llmux-route", "")
+
+
+def test_stream_becomes_openai_chunks_with_usage(cloud):
+    client = cloud.llmux.client()
+    stream = client.chat.completions.create(
+        model="claude", messages=[{"role": "user", "content": "Hi"}], stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == f"Hello from claude-cloud ({CLAUDE})."
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert last_messages_request(cloud.claude)["body"]["stream"] is True
+
+
+def test_tool_call_round_trip(cloud):
+    cloud.claude.configure(tool_call={"name": "get_weather", "arguments": {"city": "Paris"}},
+                           reply="It is {tool_result}.")
+    client = cloud.llmux.client()
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="claude", messages=messages, tools=[WEATHER])
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert last_messages_request(cloud.claude)["body"]["tools"][0]["input_schema"]["required"] == ["city"]
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    second = client.chat.completions.create(model="claude", messages=messages, tools=[WEATHER])
+    assert second.choices[0].message.content == "It is sunny."
+    turns = last_messages_request(cloud.claude)["body"]["messages"]
+    assert turns[1]["content"][0] == {"type": "tool_use", "id": call.id, "name": "get_weather",
+                                      "input": {"city": "Paris"}}
+    assert turns[2]["content"][0] == {"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}
+
+    # Streamed, the call arrives in pieces as OpenAI's does.
+    stream = client.chat.completions.create(model="claude", messages=messages[:1], tools=[WEATHER], stream=True)
+    args = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        for c in stream if c.choices and c.choices[0].delta.tool_calls
+    )
+    assert json.loads(args) == {"city": "Paris"}
+
+
+def test_image_is_sent_as_a_base64_block(cloud):
+    client = cloud.llmux.client()
+    answer = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    ]}])
+    assert answer.choices[0].message.content
+    block = last_messages_request(cloud.claude)["body"]["messages"][0]["content"][1]
+    assert block == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+
+
+def test_reasoning_effort_turns_thinking_on_and_comes_back_as_reasoning_content(cloud):
+    cloud.claude.configure(thinking="Let me think.")
+    client = cloud.llmux.client()
+    answer = client.chat.completions.create(
+        model="claude", messages=[{"role": "user", "content": "Hi"}], reasoning_effort="low"
+    )
+    assert answer.choices[0].message.model_extra["reasoning_content"] == "Let me think."
+    body = last_messages_request(cloud.claude)["body"]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert body["max_tokens"] > 1024
+    stream = client.chat.completions.create(
+        model="claude", messages=[{"role": "user", "content": "Hi"}], reasoning_effort="low", stream=True
+    )
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in stream if c.choices)
+    assert reasoning == "Let me think."
+
+
+def test_anthropic_clients_are_forwarded_as_sent(cloud):
+    cloud.claude.configure(thinking="Hmm.")
+    claude = claude_sdk(cloud)
+    message = claude.messages.create(
+        model="claude", max_tokens=300, system="Be brief.", metadata={"user_id": "u-1"},
+        thinking={"type": "enabled", "budget_tokens": 100},
+        messages=[{"role": "user", "content": "Hi"}],
+    )
+    assert message.id.startswith("msg_")
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.content[0].signature, "the signed thinking block arrives whole"
+    assert message.content[1].text == f"Hello from claude-cloud ({CLAUDE})."
+    body = last_messages_request(cloud.claude)["body"]
+    assert body["system"] == "Be brief.", "not rewritten into blocks: the client's own request"
+    assert body["metadata"] == {"user_id": "u-1"} and body["model"] == CLAUDE
+    with claude.messages.stream(model="claude", max_tokens=300, messages=[{"role": "user", "content": "Hi"}]) as s:
+        kinds = [event.type for event in s]
+        final = s.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert final.content[-1].text == f"Hello from claude-cloud ({CLAUDE})."
+
+
+def test_openai_compatible_preset_takes_the_key_from_the_providers_variable(cloud):
+    answer = cloud.llmux.client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content == f"Hello from groq-cloud ({LLAMA})."
+    sent = cloud.groq.requests("/v1/chat/completions")[-1]
+    headers = {k.lower(): v for k, v in sent["headers"]}
+    assert headers["authorization"] == f"Bearer {GROQ_KEY}"
+    assert sent["body"]["model"] == LLAMA
+
+
+def test_anthropic_429_cools_the_deployment_down(cloud):
+    cloud.claude.configure(fault={"status": 429, "retry_after": 30})
+    client = cloud.llmux.client()
+    for attempt in range(3):
+        answer = client.chat.completions.create(model="pair", messages=[{"role": "user", "content": "Hi"}])
+        assert answer.choices[0].message.content == f"Hello from claude-small ({CLAUDE}).", attempt
+    # Later requests do not try the rate-limited deployment again: it cools down for its retry-after.
+    assert len(cloud.claude.requests("/v1/messages")) == 1
+
+
+def test_anthropic_429_on_the_only_deployment_goes_to_the_fallback_group(cloud):
+    cloud.claude.configure(fault={"status": 429, "retry_after": 1})
+    raw = cloud.llmux.client().chat.completions.with_raw_response.create(
+        model="claude", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert raw.parse().choices[0].message.content == f"Hello from groq-cloud ({LLAMA})."
+    assert raw.headers["x-litellm-attempted-fallbacks"] == "1"
+
+
+def test_local_box_down_falls_back_to_claude_in_the_same_group(cloud):
+    cloud.local.configure(fault={"status": 503})
+    answer = cloud.llmux.client().chat.completions.create(model="coding", messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content == f"Hello from claude-cloud ({CLAUDE})."
+    assert cloud.local.requests("/api/chat"), "the local box was tried first"
+
+
+def test_prompt_too_long_for_claude_goes_to_the_context_window_fallback(cloud):
+    cloud.claude_small.configure(context_length=20)
+    long = "word " * 200
+    answer = cloud.llmux.client().chat.completions.create(model="small", messages=[{"role": "user", "content": long}])
+    assert answer.choices[0].message.content.startswith("Hello from groq-cloud")
+    assert len(cloud.claude_small.requests("/v1/messages")) == 1, "a context-window error is not retried"
+    # Through the Anthropic SDK the same: the client's request went to Claude as sent, then to groq translated.
+    message = claude_sdk(cloud).messages.create(model="small", max_tokens=50, messages=[{"role": "user", "content": long}])
+    assert message.content[0].text.startswith("Hello from groq-cloud")
