@@ -136,7 +136,7 @@ impl Provider for Anthropic {
         if call.native_to(Endpoint::is_anthropic).is_some() {
             let usage = serde_json::from_slice::<Value>(&body)
                 .ok()
-                .and_then(|v| response::usage(v.get("usage")?).get("total_tokens").and_then(Value::as_u64));
+                .and_then(|v| Some(response::tokens(&response::usage(v.get("usage")?))));
             return Ok(Converted { body, load_duration: None, usage });
         }
         let (out, total) = response::to_openai(&body, now())?;

@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::error::Error;
+use crate::observe::Tokens;
 
 /// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
 pub fn finish_reason(stop_reason: &str) -> &'static str {
@@ -34,8 +35,14 @@ pub fn usage(usage: &Value) -> Value {
     })
 }
 
-/// The OpenAI body and its total tokens.
-pub fn to_openai(body: &[u8], created: u64) -> Result<(Value, u64), Error> {
+/// The tokens of an OpenAI `usage` made by [`usage`].
+pub fn tokens(usage: &Value) -> Tokens {
+    let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Tokens { input: n("prompt_tokens"), output: n("completion_tokens") }
+}
+
+/// The OpenAI body and the tokens it reports.
+pub fn to_openai(body: &[u8], created: u64) -> Result<(Value, Tokens), Error> {
     let answer: Value = serde_json::from_slice(body)
         .map_err(|e| Error::BadUpstreamResponse(format!("the Anthropic answer is not JSON: {e}")))?;
     let blocks = answer
@@ -78,7 +85,7 @@ pub fn to_openai(body: &[u8], created: u64) -> Result<(Value, u64), Error> {
     }
     let stop = answer.get("stop_reason").and_then(Value::as_str).unwrap_or("end_turn");
     let usage = usage(answer.get("usage").unwrap_or(&Value::Null));
-    let total = usage["total_tokens"].as_u64().unwrap_or(0);
+    let total = tokens(&usage);
     let out = json!({
         "id": answer.get("id").cloned().unwrap_or(Value::Null),
         "object": "chat.completion",

@@ -7,8 +7,9 @@
 use bytes::BytesMut;
 use serde_json::{json, Value};
 
-use super::response::{finish_reason, usage};
+use super::response::{finish_reason, tokens, usage};
 use crate::error::Error;
+use crate::observe::Tokens;
 use crate::providers::{push_sse, StreamConverter, SSE_DONE};
 
 /// Converts one streamed answer.
@@ -25,7 +26,7 @@ pub struct Events {
     tool_index: Vec<(u64, usize)>,
     tools: usize,
     finish: Option<&'static str>,
-    total: Option<u64>,
+    total: Option<Tokens>,
     ended: bool,
 }
 
@@ -148,7 +149,7 @@ impl Events {
         self.ended = true;
         push_sse(out, &self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))))?;
         let usage = usage(&self.usage);
-        self.total = usage["total_tokens"].as_u64();
+        self.total = Some(tokens(&usage));
         if self.include_usage {
             let mut last = self.chunk(json!({}), None);
             last["choices"] = json!([]);
@@ -181,7 +182,7 @@ impl StreamConverter for Events {
         Ok(())
     }
 
-    fn usage(&self) -> Option<u64> {
+    fn usage(&self) -> Option<Tokens> {
         self.total
     }
 }

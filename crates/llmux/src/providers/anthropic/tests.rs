@@ -90,7 +90,7 @@ fn answer_becomes_a_chat_completion() {
     assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(out["usage"]["prompt_tokens"], 13);
     assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 3);
-    assert_eq!(total, 18);
+    assert_eq!((total.input, total.output), (13, 5));
 }
 
 /// The streaming reference's example sequence, fed in awkward pieces.
@@ -134,7 +134,7 @@ fn event_stream_becomes_openai_chunks() {
     assert_eq!(finish, Some("tool_calls"));
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(25), Some(15)));
-    assert_eq!(conv.usage(), Some(40));
+    assert_eq!(conv.usage(), Some(crate::observe::Tokens { input: 25, output: 15 }));
 }
 
 #[test]
