@@ -55,6 +55,7 @@ mod residency;
 mod state;
 mod stream;
 mod util;
+mod wol;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -108,6 +109,28 @@ impl MockServer {
         let router = router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, router, Arc::clone(&shared), stop_rx));
+        Ok(MockHandle { addr, shared, stop_tx, task })
+    }
+
+    /// A host that sleeps until woken: binds `addr` but refuses every connection (the port does not listen)
+    /// until a wake-on-LAN magic packet arrives on the UDP address `wake_on`, then starts answering `boot`
+    /// later, as a suspended machine does. Packets are counted in [`MockStats::wake_packets`].
+    pub async fn start_asleep(
+        config: MockConfig,
+        addr: SocketAddr,
+        wake_on: SocketAddr,
+        boot: Duration,
+    ) -> anyhow::Result<MockHandle> {
+        let socket =
+            if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.context("creating socket")?;
+        socket.set_reuseaddr(true).context("setting SO_REUSEADDR")?;
+        socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+        let addr = socket.local_addr().context("reading bound address")?;
+        let udp = tokio::net::UdpSocket::bind(wake_on).await.with_context(|| format!("binding {wake_on} (UDP)"))?;
+        let shared = Arc::new(Shared::new(config));
+        let router = router(Arc::clone(&shared));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(wol::sleep_then_serve(socket, udp, boot, router, Arc::clone(&shared), stop_rx));
         Ok(MockHandle { addr, shared, stop_tx, task })
     }
 }
@@ -241,7 +264,12 @@ async fn not_found(uri: Uri) -> Response {
 
 /// Accepts connections until told to stop, then closes the listener and
 /// aborts every connection task, which drops their sockets.
-async fn accept_loop(listener: tokio::net::TcpListener, router: Router, app: App, mut stop_rx: oneshot::Receiver<()>) {
+pub(crate) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    app: App,
+    mut stop_rx: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {

@@ -72,6 +72,13 @@ struct Cli {
     config_json: Option<String>,
     #[command(flatten)]
     residency: residency_args::ResidencyArgs,
+    /// Sleep until a wake-on-LAN magic packet arrives on this UDP address (e.g. 127.0.0.1:4009): until then
+    /// every connection is refused, as a suspended host's.
+    #[arg(long, value_name = "ADDR")]
+    asleep_until_wol: Option<SocketAddr>,
+    /// With --asleep-until-wol: answer this many milliseconds after the first packet.
+    #[arg(long, default_value_t = 0)]
+    boot_ms: u64,
 }
 
 impl Cli {
@@ -122,7 +129,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = cli.config()?;
     let name = config.name.clone();
-    let handle = MockServer::start(config, SocketAddr::new(cli.host, cli.port)).await?;
+    let addr = SocketAddr::new(cli.host, cli.port);
+    let handle = match cli.asleep_until_wol {
+        Some(wake_on) => {
+            let boot = std::time::Duration::from_millis(cli.boot_ms);
+            MockServer::start_asleep(config, addr, wake_on, boot).await?
+        }
+        None => MockServer::start(config, addr).await?,
+    };
     // Printed to stdout (not the log) so scripts can wait for it and read the
     // port when started with --port 0.
     let mut out = std::io::stdout();

@@ -84,6 +84,9 @@ pub struct MockStats {
     /// `loads` per model.
     #[serde(default)]
     pub model_loads: BTreeMap<String, u64>,
+    /// Wake-on-LAN magic packets received by a mock started asleep ([`MockServer::start_asleep`](crate::MockServer::start_asleep)).
+    #[serde(default)]
+    pub wake_packets: u64,
 }
 
 /// Progress of one request, shared between the handler and its response body.

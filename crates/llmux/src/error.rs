@@ -100,6 +100,10 @@ pub enum Error {
     /// engine's fault, so it neither cools the deployment down nor fails over (503).
     #[error("{0}")]
     Overloaded(String),
+    /// Nothing awake could serve the request and the host that could, woken for it, did not answer in time
+    /// (503; the message names the host).
+    #[error("{0}")]
+    HostAsleep(String),
     /// The request's head is larger than `llmux_settings.server.max_header_kb` (431).
     #[error("Request headers are larger than the limit of {limit} bytes")]
     HeadersTooLarge {
@@ -137,7 +141,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded(_) | Error::HostAsleep(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
@@ -162,7 +166,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "invalid_request_error",
             Error::ConfigRejected(_) => "invalid_config",
             Error::Internal(_) => "internal_server_error",
-            Error::Overloaded(_) => "service_unavailable",
+            Error::Overloaded(_) | Error::HostAsleep(_) => "service_unavailable",
             Error::HeadersTooLarge { .. } => "invalid_request_error",
         }
     }

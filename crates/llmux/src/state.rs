@@ -37,6 +37,8 @@ pub struct State {
     outbox: OnceLock<Arc<Outbox>>,
     /// Starts the re-probing of a host found unreachable (installed by the executor, which has the client).
     unreachable_hook: OnceLock<UnreachableHook>,
+    /// Woken when a wake-up of a sleeping host ends (it answered, or its patience ran out).
+    wake_ended: tokio::sync::Notify,
 }
 
 /// What [`State`] calls with a host's index when the host is found unreachable and nobody re-probes it yet;
@@ -160,6 +162,15 @@ pub struct HostState {
     /// A re-probe loop is bringing this unreachable host back (see [`State::on_unreachable`]).
     #[serde(skip)]
     pub rechecked: bool,
+    /// A wake-up (wake-on-LAN) of this host is under way.
+    #[serde(skip)]
+    pub waking: bool,
+    /// When the first magic packet of the last wake-up went out (ms on the state clock).
+    #[serde(skip)]
+    pub wake_sent: Option<u64>,
+    /// Smoothed seconds the host took to answer after its first magic packet.
+    #[serde(skip)]
+    pub boot_seconds: Option<f64>,
     /// How long the last probe took.
     pub probe_latency_ms: Option<u64>,
     /// Models the engine lists (`/api/tags`, `/v1/models`).
@@ -374,6 +385,7 @@ impl State {
             freed: tokio::sync::Notify::new(),
             outbox: OnceLock::new(),
             unreachable_hook: OnceLock::new(),
+            wake_ended: tokio::sync::Notify::new(),
         }
     }
 
@@ -422,6 +434,7 @@ impl State {
                 let mut copy = before.clone();
                 // The old state's re-probe loop ends with it; the new executor starts its own.
                 copy.rechecked = false;
+                copy.waking = false;
                 *host.get_mut().unwrap_or_else(|e| e.into_inner()) = copy;
             }
         }
@@ -491,6 +504,52 @@ impl State {
     /// Whether `host` is out of routing at `now` because it could not be reached (not for an HTTP error).
     pub fn unreachable_now(&self, host: usize, now: u64) -> bool {
         self.host(host).is_some_and(|h| h.status == HostStatus::Down && h.down_until > now && !h.http_error)
+    }
+
+    /// Whether `host` does not answer now, as a sleeping host does: its connections fail (an HTTP error means
+    /// it is awake).
+    pub fn asleep(&self, host: usize) -> bool {
+        self.host(host).is_some_and(|h| h.status == HostStatus::Down && !h.http_error)
+    }
+
+    /// Starts a wake-up of `host` at `now` unless one is under way: whether this call started it (and so sends
+    /// the packets); requests that arrive meanwhile join the one under way.
+    pub fn claim_wake(&self, host: usize, now: u64) -> bool {
+        let Some(mut h) = self.host(host) else { return false };
+        if h.waking {
+            return false;
+        }
+        h.waking = true;
+        h.wake_sent = Some(now);
+        true
+    }
+
+    /// Whether a wake-up of `host` is under way, and since when its first packet went out.
+    pub fn waking(&self, host: usize) -> Option<u64> {
+        self.host(host).filter(|h| h.waking).and_then(|h| h.wake_sent)
+    }
+
+    /// The wake-up of `host` ended: it answered `took` after its first packet (learned, like load times), or
+    /// not at all (`None`). Wakes the requests waiting for it.
+    pub fn wake_ended(&self, host: usize, took: Option<Duration>) {
+        if let Some(mut h) = self.host(host) {
+            h.waking = false;
+            if let Some(took) = took {
+                h.boot_seconds = Some(smooth(h.boot_seconds, took));
+            }
+        }
+        self.wake_ended.notify_waiters();
+    }
+
+    /// Seconds `host` took to come up after its packet, smoothed over its wake-ups.
+    pub fn learned_boot(&self, host: usize) -> Option<f64> {
+        self.host(host).and_then(|h| h.boot_seconds)
+    }
+
+    /// Resolves when a wake-up ends. Create it (and `enable` it) before checking [`State::waking`], so an end
+    /// in between is not missed.
+    pub fn wake_signal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake_ended.notified()
     }
 
     fn host_changed(&self, host: usize) {

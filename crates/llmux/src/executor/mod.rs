@@ -6,12 +6,14 @@
 //! - `attempt`: one call to one deployment (transport, timeouts, answer and error-body reading);
 //! - `stream`: the client's stream (SSE/NDJSON forwarding and conversion, keep-alive comments);
 //! - `labels`: the response headers and route explanation;
-//! - `semantic`: a semantic router's embeddings.
+//! - `semantic`: a semantic router's embeddings;
+//! - `wake`: holding a request while the sleeping host it needs wakes up.
 
 mod attempt;
 mod labels;
 mod semantic;
 mod stream;
+mod wake;
 
 pub use stream::execute_with_keepalive;
 
@@ -282,6 +284,20 @@ impl Run<'_> {
                     let choice = exec.semantic_route(semantic, self.body).await;
                     self.steps.push(describe_semantic(&name, &choice));
                     action = plan.routed(choice.model);
+                    continue;
+                }
+                Action::FindAsleep => {
+                    action = plan.asleep(&|host| exec.asleep(host));
+                    continue;
+                }
+                Action::Wake { host } => {
+                    let started = Instant::now();
+                    let up = exec.wake(host).await;
+                    let origin = config.hosts.get(host).map_or("?", |h| h.origin.as_str());
+                    let waited = started.elapsed();
+                    let outcome = if up { "answered" } else { "did not answer" };
+                    self.steps.push(format!("woke {origin}: {outcome} after {:.1}s", waited.as_secs_f64()));
+                    action = plan.woke(up, waited);
                     continue;
                 }
                 Action::Retry { wait } => {

@@ -25,6 +25,28 @@ use crate::providers::StreamConverter;
 /// The SSE comment sent while a stream waits for its first byte (clients ignore comment lines).
 const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
 
+/// What a held request waits for (e.g. `waking http://p40:11434`), and since when.
+type Waiting = Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>;
+
+tokio::task_local! {
+    /// Set around a stream's request by [`execute_with_keepalive`]: what its keep-alive comments say.
+    static WAITING: Waiting;
+}
+
+/// Says what the request being served waits for (`None`: nothing in particular), for its keep-alive comments.
+/// Outside a held stream it does nothing.
+pub(super) fn waiting_for(what: Option<(String, std::time::Instant)>) {
+    let _ = WAITING.try_with(|w| *w.lock().unwrap_or_else(|e| e.into_inner()) = what);
+}
+
+/// The keep-alive comment: what the request waits for and for how long, when it says.
+fn keepalive(waiting: &Waiting) -> Bytes {
+    match &*waiting.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((what, since)) => Bytes::from(format!(": {what}, {} s\n\n", since.elapsed().as_secs())),
+        None => Bytes::from_static(KEEPALIVE_COMMENT),
+    }
+}
+
 /// Serves a streamed request, answering 200 early with SSE keep-alive comments when no engine has started to
 /// answer within `interval` (a cold model load can take a minute; reverse proxies cut idle connections sooner).
 /// Failover still happens behind the comments; if every attempt fails, the stream ends with an SSE error event.
@@ -35,12 +57,13 @@ pub async fn execute_with_keepalive(
     interval: Duration,
     trace: Trace,
 ) -> Response {
-    let mut run = Box::pin(async move {
+    let waiting = Waiting::default();
+    let mut run = Box::pin(WAITING.scope(waiting.clone(), async move {
         match RequestHead::parse(&body, op) {
             Ok(head) => exec.execute(op, &body, &head, &trace).await,
             Err(e) => axum::response::IntoResponse::into_response(e),
         }
-    });
+    }));
     tokio::select! {
         response = &mut run => return response,
         _ = tokio::time::sleep(interval) => {}
@@ -50,51 +73,55 @@ pub async fn execute_with_keepalive(
         Streaming(axum::body::BodyDataStream),
         Done,
     }
-    let stream = futures_util::stream::unfold(Phase::Waiting(run), move |phase| async move {
-        match phase {
-            Phase::Waiting(mut run) => {
-                tokio::select! {
-                    response = &mut run => {
-                        let (parts, body) = response.into_parts();
-                        if parts.status.is_success() {
-                            // The headers went out with the first keep-alive: which deployment answered is said in
-                            // a comment before the first chunk (clients ignore it; curl and logs show it).
-                            let named = named_deployment(&parts.headers);
-                            let mut data = body.into_data_stream();
-                            match data.next().await {
-                                Some(Ok(chunk)) => {
-                                    let mut first = BytesMut::with_capacity(named.len() + chunk.len());
-                                    first.extend_from_slice(&named);
-                                    first.extend_from_slice(&chunk);
-                                    Some((Ok::<Bytes, std::io::Error>(first.freeze()), Phase::Streaming(data)))
+    let first = keepalive(&waiting);
+    let stream = futures_util::stream::unfold(Phase::Waiting(run), move |phase| {
+        let waiting = waiting.clone();
+        async move {
+            match phase {
+                Phase::Waiting(mut run) => {
+                    tokio::select! {
+                        response = &mut run => {
+                            let (parts, body) = response.into_parts();
+                            if parts.status.is_success() {
+                                // The headers went out with the first keep-alive: which deployment answered is said in
+                                // a comment before the first chunk (clients ignore it; curl and logs show it).
+                                let named = named_deployment(&parts.headers);
+                                let mut data = body.into_data_stream();
+                                match data.next().await {
+                                    Some(Ok(chunk)) => {
+                                        let mut first = BytesMut::with_capacity(named.len() + chunk.len());
+                                        first.extend_from_slice(&named);
+                                        first.extend_from_slice(&chunk);
+                                        Some((Ok::<Bytes, std::io::Error>(first.freeze()), Phase::Streaming(data)))
+                                    }
+                                    Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
+                                    None => None,
                                 }
-                                Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
-                                None => None,
+                            } else {
+                                // The JSON error body becomes the stream's terminal error event.
+                                let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                                let json = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
+                                let mut event = BytesMut::with_capacity(json.len() + 32);
+                                event.extend_from_slice(b"data: ");
+                                event.extend_from_slice(&json);
+                                event.extend_from_slice(b"\n\n");
+                                event.extend_from_slice(crate::providers::SSE_DONE);
+                                Some((Ok(event.freeze()), Phase::Done))
                             }
-                        } else {
-                            // The JSON error body becomes the stream's terminal error event.
-                            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                            let json = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
-                            let mut event = BytesMut::with_capacity(json.len() + 32);
-                            event.extend_from_slice(b"data: ");
-                            event.extend_from_slice(&json);
-                            event.extend_from_slice(b"\n\n");
-                            event.extend_from_slice(crate::providers::SSE_DONE);
-                            Some((Ok(event.freeze()), Phase::Done))
                         }
+                        _ = tokio::time::sleep(interval) => Some((Ok(keepalive(&waiting)), Phase::Waiting(run))),
                     }
-                    _ = tokio::time::sleep(interval) => Some((Ok(Bytes::from_static(KEEPALIVE_COMMENT)), Phase::Waiting(run))),
                 }
+                Phase::Streaming(mut data) => match data.next().await {
+                    Some(Ok(chunk)) => Some((Ok(chunk), Phase::Streaming(data))),
+                    Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
+                    None => None,
+                },
+                Phase::Done => None,
             }
-            Phase::Streaming(mut data) => match data.next().await {
-                Some(Ok(chunk)) => Some((Ok(chunk), Phase::Streaming(data))),
-                Some(Err(e)) => Some((Err(std::io::Error::other(e)), Phase::Done)),
-                None => None,
-            },
-            Phase::Done => None,
         }
     });
-    let body = futures_util::stream::once(async { Ok(Bytes::from_static(KEEPALIVE_COMMENT)) }).chain(stream);
+    let body = futures_util::stream::once(async { Ok(first) }).chain(stream);
     let mut response = Response::new(Body::from_stream(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -11,6 +11,7 @@ mod lm_studio;
 mod ollama;
 mod openai;
 mod placement;
+pub mod wake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod policy;
 pub mod semantic;
 mod strategy;
+pub mod wake;
 
 use crate::config::{Config, Deployment};
 use crate::error::Error;

@@ -15,6 +15,7 @@ use crate::protocol::openai::{Operation, RouterControls};
 use crate::router::complexity::ComplexityRouter;
 use crate::router::policy::{self, Cooldown, Failure};
 use crate::router::semantic::SemanticRouter;
+use crate::router::wake;
 use crate::router::{self, NoCandidate, Target};
 use crate::state::MinuteCounts;
 
@@ -34,6 +35,12 @@ pub enum Action<'c> {
     Classify { name: String, router: &'c ComplexityRouter },
     /// Embed the request for the semantic router `name` and report the chosen model with [`Plan::routed`].
     Embed { name: String, router: &'c SemanticRouter },
+    /// Every candidate failed, and a host that can be woken may be among them: tell [`Plan::asleep`] which hosts
+    /// sleep now.
+    FindAsleep,
+    /// Wake `host` (or join the wake already under way), hold the request until it answers or its patience runs
+    /// out, and report with [`Plan::woke`].
+    Wake { host: usize },
     /// Give up: the client gets this error.
     Fail(Error),
 }
@@ -109,6 +116,25 @@ pub struct Plan<'c> {
     pub fallbacks: u32,
     /// The highest `order` tier the current group's attempts reached.
     pub last_tier: Option<u32>,
+    /// Every group tried, with the name it was reached by and its depth, in the walk's order (what a wake-up
+    /// chooses from).
+    walked: Vec<(String, Target<'c>, u32)>,
+    wake: WakeStage,
+    /// The error the walk ended with, kept while a wake-up is considered or under way.
+    ended_with: Option<Error>,
+}
+
+/// Where a request stands with waking a sleeping host: it wakes at most one, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WakeStage {
+    NotYet,
+    Asked,
+    /// Waking this host; the group at this index of `walked` is tried again once it answers.
+    Waking {
+        host: usize,
+        group: usize,
+    },
+    Done,
 }
 
 impl<'c> Plan<'c> {
@@ -133,6 +159,9 @@ impl<'c> Plan<'c> {
             retries: 0,
             fallbacks: 0,
             last_tier: None,
+            walked: Vec::new(),
+            wake: WakeStage::NotYet,
+            ended_with: None,
         }
     }
 
@@ -179,6 +208,9 @@ impl<'c> Plan<'c> {
             self.retries = 0;
             self.last_tier = None;
             let action = Hop { name: hop.name.clone(), target: target.clone(), order: hop.order, depth: hop.depth };
+            if hop.order.is_none() {
+                self.walked.push((hop.name.clone(), target.clone(), hop.depth));
+            }
             self.current = Some(Current { pending: hop, target, avoid: Vec::new(), last_err: None, failed_tier: None });
             return Action::Try(action);
         }
@@ -187,7 +219,57 @@ impl<'c> Plan<'c> {
         let err = if self.escalated { self.last.take() } else { self.primary.take() };
         let err = err.unwrap_or_else(|| Error::Internal("no attempt was made".into()));
         let group = self.primary_group.clone().unwrap_or_else(|| self.requested.clone());
-        Action::Fail(explain_fallbacks(err, &group, &self.fallback_groups))
+        let fixable = !client_fault(&err, Failure::of(&err).as_ref());
+        let err = explain_fallbacks(err, &group, &self.fallback_groups);
+        // Nothing awake could serve it: a sleeping host may (once per request).
+        if fixable && self.wake == WakeStage::NotYet && self.config.hosts.iter().any(|h| h.wake.is_some()) {
+            self.wake = WakeStage::Asked;
+            self.ended_with = Some(err);
+            return Action::FindAsleep;
+        }
+        Action::Fail(err)
+    }
+
+    /// After [`Action::FindAsleep`]: `asleep(host)` says which hosts sleep now. Wakes the one the request most
+    /// prefers that it may wake (see [`wake::host_to_wake`]), or fails with the walk's error.
+    pub fn asleep(&mut self, asleep: &dyn Fn(usize) -> bool) -> Action<'c> {
+        let err = self.ended_with.take().unwrap_or_else(|| Error::Internal("no attempt was made".into()));
+        match wake::host_to_wake(self.config, &self.walked, asleep) {
+            Some((host, group)) => {
+                self.wake = WakeStage::Waking { host, group };
+                self.ended_with = Some(err);
+                Action::Wake { host }
+            }
+            None => {
+                self.wake = WakeStage::Done;
+                Action::Fail(err)
+            }
+        }
+    }
+
+    /// After [`Action::Wake`]: the host answered (`up`), and the group that needed it is tried again (one
+    /// attempt, whatever the budget left); or it did not within `waited`, and the client gets a 503 naming it,
+    /// with what the walk before the wake-up ran into.
+    pub fn woke(&mut self, up: bool, waited: Duration) -> Action<'c> {
+        let WakeStage::Waking { host, group } = self.wake else {
+            return Action::Fail(Error::Internal("no wake-up under way".into()));
+        };
+        self.wake = WakeStage::Done;
+        let err = self.ended_with.take().unwrap_or_else(|| Error::Internal("no attempt was made".into()));
+        let origin = self.config.hosts.get(host).map_or("?", |h| h.origin.as_str());
+        let Some((name, target, depth)) = self.walked.get(group).cloned().filter(|_| up) else {
+            return Action::Fail(Error::HostAsleep(format!(
+                "llmux: nothing awake can serve model={}, and the host that can, {origin}, did not answer within {} s of its wake-on-LAN packet (llmux_settings.hosts.{origin}.wake.boot_seconds). Before the wake-up: {err}",
+                self.requested,
+                waited.as_secs()
+            )));
+        };
+        self.attempts = self.attempts.min(self.config.router.max_attempts.saturating_sub(1));
+        (self.retries, self.last_tier, self.fallbacks) = (0, None, depth);
+        let pending = Pending { name: name.clone(), order: None, depth, via: None };
+        let hop = Hop { name, target: target.clone(), order: None, depth };
+        self.current = Some(Current { pending, target, avoid: Vec::new(), last_err: None, failed_tier: None });
+        Action::Try(hop)
     }
 
     fn stack_top_name(&self) -> String {

@@ -23,6 +23,8 @@ struct Sim {
     waits: Vec<Duration>,
     cooled: Vec<bool>,
     fails: Vec<u32>,
+    /// Hosts woken, in order.
+    wakes: Vec<usize>,
 }
 
 fn status(code: u16) -> Error {
@@ -35,6 +37,18 @@ fn drive(
     c: &Config,
     model: &str,
     controls: &RouterControls,
+    outcome: impl FnMut(usize, usize) -> Result<(), Error>,
+) -> (Result<usize, Error>, Sim, u32, u32) {
+    drive_with(c, model, controls, &[], false, outcome)
+}
+
+/// [`drive`] where the hosts `asleep` sleep, and a wake-up brings its host back when `wakes_up`.
+fn drive_with(
+    c: &Config,
+    model: &str,
+    controls: &RouterControls,
+    asleep: &[usize],
+    wakes_up: bool,
     mut outcome: impl FnMut(usize, usize) -> Result<(), Error>,
 ) -> (Result<usize, Error>, Sim, u32, u32) {
     let mut sim =
@@ -49,6 +63,21 @@ fn drive(
             Action::Classify { .. } | Action::Embed { .. } => panic!("no strategy routers here"),
             Action::Retry { wait } => sim.waits.push(wait),
             Action::Try(next) => hop = Some(next),
+            Action::FindAsleep => {
+                action = plan.asleep(&|h| asleep.contains(&h));
+                continue;
+            }
+            Action::Wake { host } => {
+                sim.wakes.push(host);
+                if wakes_up {
+                    // The probe that finds it answering lifts its connection cooldowns.
+                    for d in c.deployments.iter().filter(|d| d.host == Some(host)) {
+                        sim.cooled[d.index] = false;
+                    }
+                }
+                action = plan.woke(wakes_up, Duration::from_secs(60));
+                continue;
+            }
         }
         let h = hop.as_ref().unwrap();
         if let Some(next) = plan.may_attempt() {
@@ -311,4 +340,70 @@ fn an_unknown_model_fails_at_once_but_an_unknown_fallback_is_skipped() {
     let controls = RouterControls { fallbacks: Some(vec!["nowhere".into(), "b".into()]), ..none() };
     let (result, sim, _, _) = drive(&c, "a", &controls, |i, _| if i == 1 { Ok(()) } else { Err(status(500)) });
     assert_eq!((result.unwrap(), sim.calls), (1, vec![0, 1]));
+}
+
+/// The fault table's setup with host `a` (order 1 of `g`) asleep and wakeable.
+const SLEEPY: &str = r#"
+router_settings:
+  fallbacks:
+    - g: [backup]
+model_list:
+  - model_name: g
+    litellm_params: {model: ollama_chat/m, api_base: "http://a:1", order: 1}
+  - model_name: g
+    litellm_params: {model: ollama_chat/m, api_base: "http://b:1", order: 2}
+  - model_name: backup
+    litellm_params: {model: ollama_chat/m, api_base: "http://c:1"}
+llmux_settings:
+  hosts:
+    http://a:1: {wake: {mac: "aa:bb:cc:dd:ee:ff", address: "127.0.0.1:9"}}
+"#;
+
+fn refused() -> Error {
+    Error::Connect("could not connect to engine".into())
+}
+
+#[test]
+fn a_request_nothing_awake_can_serve_wakes_its_host_once_and_is_sent_there_when_it_answers() {
+    let c = config(SLEEPY);
+    let a = c.deployments[0].host.unwrap();
+    // Deployment 0 answers once it is woken (its first call found it asleep).
+    let (result, sim, _, _) =
+        drive_with(&c, "g", &none(), &[a], true, |i, n| if i == 0 && n > 1 { Ok(()) } else { Err(refused()) });
+    assert_eq!(result.unwrap(), 0);
+    assert_eq!(sim.wakes, [a], "one wake-up");
+    assert!(
+        sim.calls.contains(&1) && sim.calls.contains(&2),
+        "order 2 and the fallback were tried first: {:?}",
+        sim.calls
+    );
+    assert_eq!(sim.calls.last(), Some(&0));
+}
+
+#[test]
+fn a_host_that_does_not_wake_up_ends_the_request_with_a_503_naming_it() {
+    let c = config(SLEEPY);
+    let a = c.deployments[0].host.unwrap();
+    let (result, sim, _, _) = drive_with(&c, "g", &none(), &[a], false, |_, _| Err(refused()));
+    let err = result.unwrap_err();
+    assert_eq!(err.status().as_u16(), 503);
+    let text = err.to_string();
+    assert!(text.contains("http://a:1") && text.contains("did not answer within 60 s"), "{text}");
+    assert!(text.contains("Fallback model groups tried: ['backup']"), "what the walk ran into: {text}");
+    assert_eq!(sim.wakes, [a]);
+}
+
+#[test]
+fn no_wake_up_when_something_awake_answers_the_client_erred_or_wake_for_excludes_the_request() {
+    let c = config(SLEEPY);
+    let a = c.deployments[0].host.unwrap();
+    let (result, sim, _, _) =
+        drive_with(&c, "g", &none(), &[a], true, |i, _| if i == 2 { Ok(()) } else { Err(refused()) });
+    assert_eq!((result.unwrap(), sim.wakes.len()), (2, 0), "the fallback is awake");
+    let (result, sim, _, _) = drive_with(&c, "g", &none(), &[a], true, |_, _| Err(status(400)));
+    assert_eq!((result.unwrap_err().status().as_u16(), sim.wakes.len()), (400, 0), "a bad request");
+    let only_backup =
+        config(&SLEEPY.replace("address: \"127.0.0.1:9\"", "address: \"127.0.0.1:9\", wake_for: [backup]"));
+    let (result, sim, _, _) = drive_with(&only_backup, "g", &none(), &[a], true, |_, _| Err(refused()));
+    assert_eq!((result.unwrap_err().status().as_u16(), sim.wakes.len()), (502, 0), "wake_for: [backup]");
 }

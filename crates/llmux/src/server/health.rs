@@ -118,10 +118,27 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
                     })
                 })
                 .collect();
+            // A host that can be woken and does not answer sleeps (or is being woken), rather than being down.
+            let status = match (&spec.wake, h.status) {
+                (Some(_), HostStatus::Down) if h.waking => json!("waking"),
+                (Some(_), HostStatus::Down) if !h.http_error => json!("asleep"),
+                (_, status) => json!(status),
+            };
+            let wake = spec.wake.as_ref().map(|w| {
+                json!({
+                    "mac": w.mac_text(),
+                    "address": w.address.to_string(),
+                    "boot_seconds": w.boot.as_secs_f64(),
+                    "wake_for": w.wake_for,
+                    "packet_seconds_ago": h.wake_sent.map(ago),
+                    "learned_boot_seconds": h.boot_seconds.map(|s| (s * 10.0).round() / 10.0),
+                })
+            });
             json!({
                 "host": spec.origin,
                 "engine": engine,
-                "status": h.status,
+                "status": status,
+                "wake": wake,
                 "reason": h.reason,
                 "since_seconds_ago": (h.status != HostStatus::Unknown).then(|| ago(h.since)),
                 "last_probe_seconds_ago": h.last_probe.map(ago),
