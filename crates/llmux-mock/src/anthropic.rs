@@ -34,7 +34,8 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
         529 => "overloaded_error",
         _ => "api_error",
     };
-    (status, Json(json!({"type": "error", "error": {"type": kind, "message": message}}))).into_response()
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": random_id("req_")});
+    (status, Json(body)).into_response()
 }
 
 fn bad_request(message: &str) -> Response {
@@ -190,19 +191,20 @@ fn blocks(id: &str, plan: &Plan) -> Vec<Value> {
 /// The event stream of one answer, in the order of the streaming reference.
 fn frames(id: &str, model: &str, plan: &Plan) -> Vec<Frame> {
     let f = |v: Value, paced: bool| Framing::NamedSse.frame(&v, paced);
-    let mut frames = vec![
-        f(
-            json!({"type": "message_start", "message": {
-                "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": null, "stop_sequence": null, "usage": usage(plan, 1),
-            }}),
-            false,
-        ),
-        f(json!({"type": "ping"}), false),
-    ];
+    let mut frames = vec![f(
+        json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": usage(plan, 1),
+        }}),
+        false,
+    )];
     let mut index = 0;
     let mut block = |frames: &mut Vec<Frame>, start: Value, deltas: Vec<Value>| {
         frames.push(f(json!({"type": "content_block_start", "index": index, "content_block": start}), false));
+        if index == 0 {
+            // Where the reference's examples have it: after the first block starts.
+            frames.push(f(json!({"type": "ping"}), false));
+        }
         for d in deltas {
             frames.push(f(json!({"type": "content_block_delta", "index": index, "delta": d}), true));
         }
