@@ -134,6 +134,9 @@ def test_chat_is_translated_to_the_messages_api_with_the_key_as_x_api_key(cloud)
     assert sent["body"]["system"] == [{"type": "text", "text": "Be brief."}]
     assert sent["body"]["max_tokens"] == 4096, "LiteLLM's default when the client sets none"
     assert ANTHROPIC_KEY not in raw.headers.get("x-llmux-route", "")
+    # Anthropic's rate-limit headers reach the client under the names LiteLLM gives them.
+    assert raw.headers["x-ratelimit-remaining-requests"] == "49"
+    assert raw.headers["x-ratelimit-limit-tokens"] == "30000"
 
 
 def test_stream_becomes_openai_chunks_with_usage(cloud):

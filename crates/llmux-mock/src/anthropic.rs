@@ -135,20 +135,38 @@ pub(crate) async fn messages(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Respo
     }
     let id = random_id("msg_");
     if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-        return stream::respond(&ctx, Framing::NamedSse, frames(&id, model, &plan));
+        return with_rate_limits(stream::respond(&ctx, Framing::NamedSse, frames(&id, model, &plan)));
     }
     ctx.simulate_generation(plan.steps()).await;
-    Json(json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": blocks(&id, &plan),
-        "stop_reason": stop_reason(&plan),
-        "stop_sequence": null,
-        "usage": usage(&plan, plan.completion_tokens()),
-    }))
-    .into_response()
+    with_rate_limits(
+        Json(json!({
+            "id": id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks(&id, &plan),
+            "stop_reason": stop_reason(&plan),
+            "stop_sequence": null,
+            "usage": usage(&plan, plan.completion_tokens()),
+        }))
+        .into_response(),
+    )
+}
+
+/// The rate-limit headers Anthropic sends with every answer (<https://docs.anthropic.com/en/api/rate-limits>),
+/// fixed values: a request limit of 50 a minute with 49 left.
+fn with_rate_limits(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("anthropic-ratelimit-requests-limit", "50"),
+        ("anthropic-ratelimit-requests-remaining", "49"),
+        ("anthropic-ratelimit-requests-reset", "2026-12-03T00:00:30Z"),
+        ("anthropic-ratelimit-tokens-limit", "30000"),
+        ("anthropic-ratelimit-tokens-remaining", "29000"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 fn stop_reason(plan: &Plan) -> &'static str {

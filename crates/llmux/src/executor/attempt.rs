@@ -115,6 +115,7 @@ impl Executor {
             let stream =
                 sse_stream(incoming, first, converter, stream_timeout, engine.host().to_owned(), served, framing);
             let mut response = answer(Body::from_stream(stream), content_type);
+            crate::providers::ratelimit::pass_on(&parts.headers, response.headers_mut());
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             if native {
                 response.extensions_mut().insert(NativeAnswer);
@@ -129,7 +130,9 @@ impl Executor {
             let served = Served { guard, trace: trace.clone() };
             let body = PassBody::start(incoming, deadline, served, engine.host()).await?;
             let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
-            return Ok(answer(Body::new(body), content_type));
+            let mut response = answer(Body::new(body), content_type);
+            crate::providers::ratelimit::pass_on(&parts.headers, response.headers_mut());
+            return Ok(response);
         }
         let limit = self.config.limits.max_answer_bytes;
         let (bytes, permit) = collect(incoming, deadline, engine, limit, &self.buffered).await?;
@@ -140,6 +143,7 @@ impl Executor {
         let held = self.hold(converted.body.len())?;
         let body = Held { body: http_body_util::Full::new(converted.body), _permit: held };
         let mut response = answer(Body::new(body), HeaderValue::from_static("application/json"));
+        crate::providers::ratelimit::pass_on(&parts.headers, response.headers_mut());
         if native {
             response.extensions_mut().insert(NativeAnswer);
         }

@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod ollama;
 pub mod openai;
+pub mod ratelimit;
 
 use std::sync::OnceLock;
 
@@ -514,14 +515,9 @@ pub fn join_url(base: &str, route: &str) -> String {
 }
 
 /// The default mapping of an engine error: status kept; the message taken from `{"error":{"message"}}`,
-/// `{"error":"…"}`, `{"message":"…"}` or the text; `retry-after` kept.
+/// `{"error":"…"}`, `{"message":"…"}` or the text; `retry-after` (or `retry-after-ms`) kept.
 pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| v.ceil() as u64);
+    let retry_after = ratelimit::retry_after(headers, std::time::SystemTime::now());
     let (message, kind) = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => {
             let err = json.get("error").unwrap_or(&json);
