@@ -1,6 +1,6 @@
 //! Command line: `llmux --config FILE` serves, `llmux check FILE` validates and prints the routing table,
-//! `llmux demo` serves the home-lab example against simulated engines, `llmux healthcheck` asks a running one
-//! whether it is ready.
+//! `llmux demo` serves the home-lab example against simulated engines, `llmux status` shows a running one's
+//! fleet, `llmux healthcheck` asks a running one whether it is ready.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -83,6 +83,15 @@ pub enum Command {
     },
     /// Serve the bundled home-lab config against simulated Ollama hosts on loopback.
     Demo,
+    /// Show a running llmux's fleet: every host with the models loaded on it, every group's deployments.
+    Status {
+        /// The llmux to ask [default: http://127.0.0.1:PORT].
+        #[arg(long)]
+        url: Option<String>,
+        /// Its master key.
+        #[arg(long, env = "LITELLM_MASTER_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
     /// Exit 0 if a running llmux answers its readiness check (for container HEALTHCHECKs), 1 otherwise.
     Healthcheck {
         /// What to GET [default: http(s)://127.0.0.1:PORT/health/readiness].
@@ -170,6 +179,15 @@ pub fn main() -> ExitCode {
         Some(Command::Demo) => {
             eprintln!("llmux: this build has no demo (built without the `demo` cargo feature)");
             ExitCode::from(2)
+        }
+        Some(Command::Status { ref url, ref key }) => {
+            let url = url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port));
+            let key = key.clone();
+            run(async move {
+                let fleet = crate::status::fetch(&url, key.as_deref()).await.map_err(|e| anyhow::anyhow!(e))?;
+                print!("{}", crate::status::render(&fleet));
+                Ok(())
+            })
         }
         Some(Command::Healthcheck { ref url }) => {
             let scheme = if options.tls.is_some() { "https" } else { "http" };

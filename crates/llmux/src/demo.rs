@@ -3,33 +3,49 @@
 
 use std::net::SocketAddr;
 
-use llmux_mock::{MockConfig, MockHandle, MockServer};
+use llmux_mock::{MockConfig, MockHandle, MockServer, ResidencyConfig};
 
 use crate::config;
 
 /// The bundled example: a real user's LiteLLM config with four Ollama hosts.
 pub const HOMELAB_YAML: &str = include_str!("../../../examples/homelab.yaml");
 
-/// The hosts of the example, the base URL each has in the file, and the models each serves.
-const HOSTS: &[(&str, &str, &[&str])] = &[
-    ("clementine", "http://clementine:11434", &["nemotron-3-nano:4b", "embeddinggemma"]),
-    ("banana", "http://banana:11434", &["nemotron-3-nano:4b", "qwen3.5:9b", "embeddinggemma"]),
-    ("star", "http://star:11434", &["nemotron-cascade-2:30b"]),
-    ("cranberry", "https://ollama", &["nemotron-cascade-2:30b"]),
+/// The hosts of the example, the base URL each has in the file, the models each serves (the first loaded at
+/// start) and the memory its models may use, in GB.
+const HOSTS: &[(&str, &str, &[&str], u64)] = &[
+    ("clementine", "http://clementine:11434", &["nemotron-3-nano:4b", "embeddinggemma"], 32),
+    ("banana", "http://banana:11434", &["nemotron-3-nano:4b", "qwen3.5:9b", "embeddinggemma"], 12),
+    ("star", "http://star:11434", &["nemotron-cascade-2:30b"], 96),
+    ("cranberry", "https://ollama", &["nemotron-cascade-2:30b"], 44),
 ];
 
-/// Starts one simulated Ollama per host on loopback and returns them with the example config rewritten to
-/// point at them.
+/// The simulated models' sizes, about what Ollama reports for them.
+const SIZES_GB: &[(&str, f64)] =
+    &[("nemotron-3-nano:4b", 3.2), ("embeddinggemma", 0.6), ("qwen3.5:9b", 6.6), ("nemotron-cascade-2:30b", 24.0)];
+
+/// Starts one simulated Ollama per host on loopback, each with its memory and its first model loaded, and
+/// returns them with the example config rewritten to point at them (and `llmux_settings.hosts` telling llmux
+/// each host's memory budget).
 pub async fn start_hosts() -> anyhow::Result<(Vec<MockHandle>, String)> {
     let mut yaml = HOMELAB_YAML.to_owned();
+    let mut budgets = String::from("\nllmux_settings:\n  hosts:\n");
     let mut handles = Vec::new();
-    for (name, base, models) in HOSTS {
+    for (name, base, models, budget_gb) in HOSTS {
         let mut mock = MockConfig::new(name, models);
         mock.tokens_per_sec = 20.0;
+        mock.loaded = models.iter().take(1).map(|m| (*m).to_owned()).collect();
+        mock.residency = Some(ResidencyConfig {
+            memory_budget: Some(budget_gb * 1_000_000_000),
+            model_sizes: SIZES_GB.iter().map(|(m, gb)| ((*m).to_owned(), (gb * 1e9) as u64)).collect(),
+            default_load_ms: 1_500,
+            ..ResidencyConfig::default()
+        });
         let handle = MockServer::start(mock, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         yaml = yaml.replace(&format!("api_base: {base}\n"), &format!("api_base: {}\n", handle.base_url()));
+        budgets.push_str(&format!("    \"{}\": {{memory_budget: {budget_gb}GB}}\n", handle.base_url()));
         handles.push(handle);
     }
+    yaml.push_str(&budgets);
     Ok((handles, yaml))
 }
 
@@ -41,7 +57,7 @@ pub async fn run(addr: SocketAddr, options: crate::cli::ServeOptions) -> anyhow:
     for d in diags.iter() {
         eprintln!("{d}");
     }
-    for (h, (name, base, _)) in hosts.iter().zip(HOSTS) {
+    for (h, (name, base, _, _)) in hosts.iter().zip(HOSTS) {
         eprintln!("simulated Ollama host {name} ({base}) at {}", h.base_url());
     }
     let url = format!("http://{addr}");

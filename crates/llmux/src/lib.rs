@@ -28,4 +28,5 @@ pub mod server;
 pub mod shared;
 pub mod shared_responses;
 pub mod state;
+pub mod status;
 pub mod upstream;

@@ -53,6 +53,8 @@ pub struct Executor {
     /// Bytes of engine answers that may be held in memory at once, across requests
     /// (`llmux_settings.server.max_buffered_mb`).
     buffered: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a free slot (every candidate at its `max_parallel_requests`), by group.
+    queued: std::collections::HashMap<String, std::sync::atomic::AtomicU32>,
 }
 
 /// One client request on its way through retries, order escalation and fallbacks.
@@ -112,12 +114,18 @@ impl Executor {
         let max_retries = HeaderValue::from(config.router.num_retries);
         let budget = config.limits.max_buffered_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
-        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered }
+        let queued = config.groups.keys().map(|g| (g.clone(), Default::default())).collect();
+        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered, queued }
     }
 
     /// The engine client, shared with on-demand health probes.
     pub fn client(&self) -> &HttpClient {
         &self.client
+    }
+
+    /// Requests of `group` waiting now for a deployment to free a slot.
+    pub fn queued(&self, group: &str) -> u32 {
+        self.queued.get(group).map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Starts the background health checks when the config asks for them (the handle stops them: a reload
@@ -338,7 +346,9 @@ impl Run<'_> {
                         };
                         let deadline = *queue_deadline.get_or_insert_with(|| Instant::now() + router.queue_timeout);
                         let queued = Instant::now();
+                        let waiting = Waiting::new(exec.queued.get(target.group));
                         let waited = tokio::time::timeout_at(deadline.into(), armed.as_mut()).await;
+                        drop(waiting);
                         self.queue_wait += queued.elapsed();
                         if waited.is_err() {
                             break plan.no_candidate(NoCandidate::AllBusy);
@@ -614,4 +624,24 @@ fn short(err: &Error) -> String {
         s.push('…');
     }
     format!("{} {}", err.status().as_u16(), s.replace(['\r', '\n'], " "))
+}
+
+/// One request counted as waiting in its group's queue while this lives.
+struct Waiting<'a>(Option<&'a std::sync::atomic::AtomicU32>);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: Option<&'a std::sync::atomic::AtomicU32>) -> Self {
+        if let Some(n) = counter {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            n.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }

@@ -87,11 +87,15 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
 
 /// Every engine host: status with reason and age, last probe, installed and loaded models, deployments.
 pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
-    let exec = app.executor();
+    Json(json!({"hosts": host_list(&app.executor())}))
+}
+
+/// What `GET /health/hosts` lists for each host (also the dashboard's and `llmux status`'s host view).
+pub fn host_list(exec: &crate::executor::Executor) -> Vec<Value> {
     let config = &exec.config;
     let now = exec.state.now();
     let ago = |t: u64| (now.saturating_sub(t) as f64 / 1000.0 * 10.0).round() / 10.0;
-    let hosts: Vec<Value> = config
+    config
         .hosts
         .iter()
         .zip(exec.state.hosts())
@@ -152,6 +156,5 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
                 "deployments": deployments,
             })
         })
-        .collect();
-    Json(json!({"hosts": hosts}))
+        .collect()
 }

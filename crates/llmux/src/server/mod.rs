@@ -14,6 +14,7 @@ mod observed;
 mod ollama;
 mod responses;
 pub mod tls;
+mod ui;
 mod utils;
 pub mod workers;
 
@@ -78,7 +79,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health/readiness", get(readiness))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(ui::routes(state))
 }
 
 /// How a shutdown drains.
