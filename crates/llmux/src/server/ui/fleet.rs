@@ -30,7 +30,7 @@ pub struct Member {
     pub in_flight: u32,
     /// `max_parallel_requests`.
     pub max_parallel: Option<u32>,
-    /// Its model is loaded on its host now.
+    /// Its model is loaded on its host now (as far as the host's last answer said; never when it is down).
     pub warm: bool,
 }
 
@@ -101,7 +101,8 @@ pub fn groups(
                             .then(|| ((view.cooldown_until - now) as f64 / 100.0).ceil() / 10.0),
                         in_flight: view.in_flight,
                         max_parallel: d.max_parallel_requests,
-                        warm: view.warm,
+                        // A host that does not answer may have lost its models.
+                        warm: view.warm && health != "down",
                     };
                     (d.order, i, member)
                 })
@@ -180,7 +181,7 @@ router_settings:
                     unhealthy: i == 1,
                     cooldown_until: if i == 0 { 12_340 } else { 0 },
                     in_flight: i as u32,
-                    warm: i == 0,
+                    warm: i <= 1,
                     ..Default::default()
                 })
                 .collect()
@@ -203,6 +204,7 @@ router_settings:
         assert_eq!(coding.deployments[0].max_parallel, Some(2));
         assert_eq!(coding.deployments[1].cooldown_seconds, Some(2.4));
         assert!(coding.deployments[1].warm);
+        assert!(!coding.deployments[0].warm, "a model on a host that is down is not counted as loaded");
         assert_eq!(coding.deployments[2].in_flight, 2);
         assert_eq!(coding.deployments[0].host.as_deref(), Some("http://star:11434"));
     }

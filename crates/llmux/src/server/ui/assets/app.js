@@ -21,7 +21,7 @@ function el(tag, attrs, ...children) {
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -164,7 +164,9 @@ function hostCard(host) {
     host.reason && status !== "up" ? el("p", { class: "reason" }, host.reason) : null,
     el("p", { class: "muted small" }, facts.join(" · ")),
     memoryBar(host),
-    models.length ? el("ul", { class: "models" }, models) : el("p", { class: "muted" }, "No model loaded."),
+    // A host that does not answer may have lost them: what its last answer listed is shown as such.
+    models.length && status === "down" ? el("p", { class: "muted small" }, "loaded when it last answered:") : null,
+    models.length ? el("ul", { class: "models" + (status === "down" ? " stale" : "") }, models) : el("p", { class: "muted" }, "No model loaded."),
     loads.length ? el("p", { class: "muted small" }, "learned load time: " + loads.map((d) => `${d.model_name} ${d.load_seconds} s`).join(", ")) : null,
   );
 }
@@ -202,10 +204,11 @@ function drawFleet(fleet) {
 
 const requests = [];
 
+/** Output tokens per second: of the generation for a stream (after its first token), of the whole answer otherwise. */
 function tokensPerSecond(r) {
-  const generating = (r.duration_ms - (r.ttfb_ms || 0)) / 1000;
-  if (!r.tokens_out || generating <= 0) return null;
-  return r.tokens_out / generating;
+  const seconds = (r.stream ? r.duration_ms - (r.ttfb_ms || 0) : r.duration_ms) / 1000;
+  if (!r.tokens_out || seconds <= 0) return null;
+  return r.tokens_out / seconds;
 }
 
 function answered(r) {
@@ -258,6 +261,7 @@ function showDetail(r) {
     ["Group", r.group],
     ["Host", r.host],
     ["Status", r.status],
+    ["Error", r.error],
     ["First token", ms(r.ttfb_ms)],
     ["Total", ms(r.duration_ms)],
     ["Queued", ms(r.queue_wait_ms)],
@@ -313,7 +317,7 @@ function sparkline(host, first, last) {
 function drawRates(report) {
   const cards = report.hosts.map((h) =>
     el("article", { class: "card rate" },
-      el("div", { class: "card-head" }, el("h3", {}, hostName(h.host)), el("span", { class: "muted small" }, `${h.requests} requests` + (h.errors ? `, ${h.errors} failed` : ""))),
+      el("div", { class: "card-head" }, el("h3", {}, hostName(h.host)), el("span", { class: "muted small" }, `${h.requests} ${h.requests === 1 ? "request" : "requests"}` + (h.errors ? `, ${h.errors} failed` : ""))),
       sparkline(h, report.first_minute, report.last_minute),
       el("p", { class: "small" }, `first token p50 ${ms(h.ttft_p50_ms)} · p95 ${ms(h.ttft_p95_ms)} · p99 ${ms(h.ttft_p99_ms)}`)));
   $("rates").replaceChildren(...(cards.length ? cards : [el("p", { class: "muted" }, "No requests in the last hour.")]));
@@ -379,6 +383,17 @@ async function follow(signal) {
   }
 }
 
+let ratesTimer = null;
+
+/** Redraws the rates a moment after new requests (once for a burst). */
+function ratesSoon() {
+  if (ratesTimer) return;
+  ratesTimer = setTimeout(() => {
+    ratesTimer = null;
+    refresh("/ui/api/rates", drawRates);
+  }, 1000);
+}
+
 function handleEvent(block) {
   let name = "message";
   const data = [];
@@ -389,7 +404,10 @@ function handleEvent(block) {
   if (!data.length) return;
   const payload = JSON.parse(data.join("\n"));
   if (name === "snapshot") addRequests(payload);
-  else if (name === "request") addRequests([payload]);
+  else if (name === "request") {
+    addRequests([payload]);
+    ratesSoon();
+  }
 }
 
 function start() {
