@@ -61,11 +61,13 @@ pub async fn run(addr: SocketAddr, options: crate::cli::ServeOptions) -> anyhow:
         eprintln!("simulated Ollama host {name} ({base}) at {}", h.base_url());
     }
     let url = format!("http://{addr}");
+    let port = addr.port();
     eprintln!(
         "\nllmux demo: the home-lab config (examples/homelab.yaml) on {url}. Try:\n\n  \
          curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"reasoning_fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"Turn off the kitchen light\"}}]}}'\n  \
          curl -sN {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"coding\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Write a haiku\"}}]}}'\n  \
          curl -s {url}/v1/embeddings -H 'content-type: application/json' -d '{{\"model\":\"embedding\",\"input\":\"hello\"}}'\n\n\
+         Watch them on the dashboard: {url}/ui (or `llmux status --port {port}` in a terminal)\n\n\
          The same router in the other client protocols:\n\n  \
          curl -s {url}/api/tags                     # Ollama's API (Home Assistant, Open WebUI, Frigate: URL {url})\n  \
          curl -s {url}/api/chat -d '{{\"model\":\"tools_fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n  \

@@ -69,7 +69,7 @@ function sameModel(a, b) {
 }
 
 function clock(unixMs) {
-  return new Date(unixMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return new Date(unixMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
 }
 
 // ---- API
