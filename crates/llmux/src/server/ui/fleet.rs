@@ -19,7 +19,7 @@ pub struct Member {
     /// Its host's `scheme://host:port` (none for a strategy router).
     pub host: Option<String>,
     pub order: Option<u32>,
-    /// `healthy`, `cooldown`, `down`, `loading`, `degraded`, `failing probe`, `unknown`, or `router` for a
+    /// `healthy`, `cooldown`, `down`, `asleep`, `waking`, `loading`, `degraded`, `failing probe`, `unknown`, or `router` for a
     /// strategy router (which calls no engine itself).
     pub health: &'static str,
     /// Why, when not healthy.
@@ -46,11 +46,21 @@ pub struct Group {
     pub deployments: Vec<Member>,
 }
 
-/// A deployment's health in a word (and why), from its host and what the router sees of it at `now`.
-pub fn health(view: &DeploymentView, host: Option<&HostState>, now: u64) -> (&'static str, Option<String>) {
+/// A deployment's health in a word (and why), from its host (`wakes`: it has wake-on-LAN settings, so not
+/// answering means asleep) and what the router sees of it at `now`.
+pub fn health(
+    view: &DeploymentView,
+    host: Option<&HostState>,
+    wakes: bool,
+    now: u64,
+) -> (&'static str, Option<String>) {
     let reason = || host.map(|h| h.reason.clone()).filter(|r| !r.is_empty());
     if view.unhealthy || host.is_some_and(|h| h.status == HostStatus::Down) {
-        return ("down", reason());
+        return match host {
+            Some(h) if wakes && h.waking => ("waking", reason()),
+            Some(h) if wakes && !h.http_error => ("asleep", reason()),
+            _ => ("down", reason()),
+        };
     }
     if view.cooldown_until > now {
         return ("cooldown", None);
@@ -88,7 +98,9 @@ pub fn groups(
                     let host = d.host.and_then(|h| hosts.get(h));
                     let (health, reason) = match d.host {
                         None => ("router", None),
-                        Some(_) => health(&view, host, now),
+                        Some(h) => {
+                            health(&view, host, config.hosts.get(h).is_some_and(|spec| spec.wake.is_some()), now)
+                        }
                     };
                     let member = Member {
                         deployment: format!("model_list[{i}]"),
@@ -102,7 +114,7 @@ pub fn groups(
                         in_flight: view.in_flight,
                         max_parallel: d.max_parallel_requests,
                         // A host that does not answer may have lost its models.
-                        warm: view.warm && health != "down",
+                        warm: view.warm && !matches!(health, "down" | "asleep" | "waking"),
                     };
                     (d.order, i, member)
                 })
@@ -207,5 +219,20 @@ router_settings:
         assert!(!coding.deployments[0].warm, "a model on a host that is down is not counted as loaded");
         assert_eq!(coding.deployments[2].in_flight, 2);
         assert_eq!(coding.deployments[0].host.as_deref(), Some("http://star:11434"));
+    }
+
+    #[test]
+    fn a_host_that_can_be_woken_sleeps_rather_than_being_down() {
+        let view = DeploymentView { unhealthy: true, ..Default::default() };
+        let mut host =
+            HostState { status: HostStatus::Down, reason: "connection refused".into(), ..Default::default() };
+        assert_eq!(health(&view, Some(&host), false, 0).0, "down");
+        assert_eq!(health(&view, Some(&host), true, 0).0, "asleep");
+        host.waking = true;
+        assert_eq!(health(&view, Some(&host), true, 0).0, "waking");
+        // Answering with an HTTP error is not sleeping.
+        host.waking = false;
+        host.http_error = true;
+        assert_eq!(health(&view, Some(&host), true, 0).0, "down");
     }
 }

@@ -142,6 +142,7 @@ function memoryBar(host) {
 function hostCard(host) {
   const pinned = (host.placement && host.placement.pinned) || [];
   const status = host.status || "unknown";
+  const silent = ["down", "asleep", "waking"].includes(status);
   const since = host.since_seconds_ago != null ? " for " + ago(host.since_seconds_ago) : "";
   const models = (host.resident_models || []).map((m, i) =>
     el("li", { class: "model" },
@@ -165,8 +166,8 @@ function hostCard(host) {
     el("p", { class: "muted small" }, facts.join(" · ")),
     memoryBar(host),
     // A host that does not answer may have lost them: what its last answer listed is shown as such.
-    models.length && status === "down" ? el("p", { class: "muted small" }, "loaded when it last answered:") : null,
-    models.length ? el("ul", { class: "models" + (status === "down" ? " stale" : "") }, models) : el("p", { class: "muted" }, "No model loaded."),
+    models.length && silent ? el("p", { class: "muted small" }, "loaded when it last answered:") : null,
+    models.length ? el("ul", { class: "models" + (silent ? " stale" : "") }, models) : el("p", { class: "muted" }, "No model loaded."),
     loads.length ? el("p", { class: "muted small" }, "learned load time: " + loads.map((d) => `${d.model_name} ${d.load_seconds} s`).join(", ")) : null,
   );
 }
