@@ -132,7 +132,7 @@ def test_chat_is_translated_to_the_messages_api_with_the_key_as_x_api_key(cloud)
     assert headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers, "the key goes as x-api-key only"
     assert sent["body"]["system"] == [{"type": "text", "text": "Be brief."}]
-    assert sent["body"]["max_tokens"] == 4096, "LiteLLM's default when the client sets none"
+    assert sent["body"]["max_tokens"] == 64000, "LiteLLM's default: the model's max_output_tokens"
     assert ANTHROPIC_KEY not in raw.headers.get("x-llmux-route", "")
     # Anthropic's rate-limit headers reach the client under the names LiteLLM gives them.
     assert raw.headers["x-ratelimit-remaining-requests"] == "49"

@@ -535,6 +535,13 @@ fn deployment(
     };
 
     let target = target(&model, params, &params_path, diags, env)?;
+    // LiteLLM prices cloud models from its own cost map when the config gives no costs; llmux from a bundled
+    // excerpt of it, so spend and cost-based routing see the same numbers.
+    let cost_per_token = cost_per_token.or_else(|| match &target {
+        Target::Engine(e) => crate::providers::prices::lookup(e.engine.prefix, &e.upstream_model)
+            .map(|p| (p.input_cost_per_token, p.output_cost_per_token)),
+        Target::AutoRouter { .. } => None,
+    });
     let public_params = public_params(params);
     Some(Deployment {
         id,

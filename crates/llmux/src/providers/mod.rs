@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod ollama;
 pub mod openai;
+pub mod prices;
 pub mod ratelimit;
 
 use std::sync::OnceLock;

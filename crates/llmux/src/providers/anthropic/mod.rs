@@ -36,10 +36,14 @@ fn engine<'a>(call: &Call<'a>) -> Result<&'a EngineTarget, Error> {
         .ok_or_else(|| Error::Internal("anthropic called for a deployment without an engine".into()))
 }
 
-/// `model_info.max_output_tokens` (or `max_tokens`), LiteLLM's per-model default for `max_tokens`.
-fn max_output(call: &Call<'_>) -> Option<u64> {
+/// LiteLLM's per-model default for `max_tokens`: `model_info.max_output_tokens` (or `max_tokens`), else the
+/// model's from the bundled table.
+fn max_output(call: &Call<'_>, engine: &EngineTarget) -> Option<u64> {
     let info = &call.deployment.model_info;
-    info.get("max_output_tokens").or_else(|| info.get("max_tokens")).and_then(Value::as_u64)
+    info.get("max_output_tokens")
+        .or_else(|| info.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .or_else(|| super::prices::lookup("anthropic", &engine.upstream_model).and_then(|p| p.max_output_tokens))
 }
 
 /// The seconds since the epoch, for `created`.
@@ -125,7 +129,7 @@ impl Provider for Anthropic {
             });
         }
         let openai: Map<String, Value> = crate::protocol::openai::parse_body(call.body)?;
-        let mut body = request::to_anthropic(&openai, call.model, max_output(call), &engine.extra_params)?;
+        let mut body = request::to_anthropic(&openai, call.model, max_output(call, engine), &engine.extra_params)?;
         for field in RouterControls::FIELDS {
             body.remove(*field);
         }
