@@ -35,6 +35,34 @@ def test_check_homelab_is_ok():
     assert not [line for line in output.splitlines() if line.lstrip().lower().startswith("error")], output
 
 
+def test_check_accepts_the_homelabs_commented_cloud_fallback(tmp_path):
+    """The commented Claude deployment of examples/homelab.yaml, uncommented, is a valid order-3 fallback."""
+    text = HOMELAB.read_text()
+    start, end = text.index("# cloud:start"), text.index("# cloud:end")
+    # The YAML lines of the block (`# - …`, `#   …`) lose their `# `; the prose stays a comment.
+    block = "\n".join(line.replace("# ", "", 1) if line.lstrip().startswith(("# -", "#   ")) else line
+                      for line in text[start:end].splitlines()[1:])
+    path = tmp_path / "homelab-cloud.yaml"
+    path.write_text(text[:start] + block.lstrip() + "\n" + text[end:])
+    config = yaml.safe_load(path.read_text())
+    cloud = [d for d in config["model_list"] if d["litellm_params"]["model"].startswith("anthropic/")]
+    assert cloud and cloud[0]["model_name"] == "nemotron-cascade-2:30b"
+    secret = "sk-ant-e2e-never-printed-0123456789"
+    require_binaries()
+    env = {**os.environ, "ANTHROPIC_API_KEY": secret}
+    result = subprocess.run([str(LLMUX_BIN), "check", str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "anthropic/claude-sonnet-4-5" in output and "api.anthropic.com" in output, output
+    assert secret not in output
+    # Without the key the variable is reported missing, with its path.
+    env.pop("ANTHROPIC_API_KEY")
+    missing = subprocess.run([str(LLMUX_BIN), "check", str(path)], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert missing.returncode != 0 and "ANTHROPIC_API_KEY" in missing.stdout + missing.stderr
+
+
 def test_check_reports_every_problem_with_its_path(tmp_path):
     config = load_homelab()
     del config["model_list"][0]["litellm_params"]["model"]
