@@ -55,6 +55,10 @@ pub struct Args {
     /// Log lines as readable text or as one JSON object each (the access log's fields at the top level).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LLMUX_LOG_FORMAT", global = true)]
     pub log_format: LogFormat,
+    /// Where llmux keeps its files: the SQLite store of virtual keys and spend (unless
+    /// general_settings.database_url names a PostgreSQL) [default: the config file's directory].
+    #[arg(long, value_name = "DIR", env = "LLMUX_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -113,6 +117,8 @@ pub struct ServeOptions {
     pub workers: usize,
     /// `--allow-no-auth`: a non-loopback address may be served without a master key.
     pub allow_no_auth: bool,
+    /// `--data-dir`, as given.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Args {
@@ -144,6 +150,7 @@ impl Args {
                 None => crate::server::workers::default_count(),
             },
             allow_no_auth: self.allow_no_auth,
+            data_dir: self.data_dir.clone(),
         })
     }
 }
@@ -380,10 +387,29 @@ pub async fn serve(
         Some((cert, key)) => Some(TlsFiles::load(cert, key).map_err(|e| anyhow::anyhow!(e))?),
         None => None,
     };
+    // The key store lives beside the config unless --data-dir says otherwise; the demo (no file) has none.
+    let data_dir = options.data_dir.clone().or_else(|| {
+        let path = source.as_ref()?.path.clone();
+        Some(path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+    });
+    let keys = match &data_dir {
+        Some(dir) => Some(crate::keys::Keys::open(&config.general, dir, config.router.redis.as_ref()).await?),
+        None => None,
+    };
     let live = Live::new(config, source, crate::upstream::client()?, tls);
     live.set_exposure(exposure);
+    if let Some(dir) = data_dir {
+        live.set_data_dir(dir);
+    }
+    if let Some(keys) = &keys {
+        live.attach_keys(keys.clone());
+    }
     if !options.watch.is_zero() {
         live.spawn_watcher(options.watch, Duration::from_millis(300));
     }
-    server::serve(live, addr, options.drain, options.workers).await
+    let served = server::serve(live, addr, options.drain, options.workers).await;
+    if let Some(keys) = keys {
+        keys.flush().await;
+    }
+    served
 }

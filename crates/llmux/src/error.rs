@@ -104,6 +104,26 @@ pub enum Error {
     /// (503; the message names the host).
     #[error("{0}")]
     HostAsleep(String),
+    /// A virtual key past its `duration` (400, LiteLLM's `expired_key`).
+    #[error("{0}")]
+    KeyExpired(String),
+    /// A virtual key's spend reached its `max_budget` (400, LiteLLM's `budget_exceeded`).
+    #[error("{0}")]
+    BudgetExceeded(String),
+    /// A virtual key's `models` do not include the requested one (401, LiteLLM's `key_model_access_denied`).
+    #[error("{0}")]
+    ModelDenied(String),
+    /// A virtual key is over its rpm, tpm or parallel-request limit (429).
+    #[error("{message}")]
+    KeyRateLimited {
+        /// LiteLLM's message (names the key by its hash, never the key).
+        message: String,
+        /// Seconds until the minute's counts reset.
+        retry_after: u64,
+    },
+    /// A key route or a virtual key was used while llmux has no key store (400, LiteLLM's `no_db_connection`).
+    #[error("No connected db.")]
+    NoDatabase,
     /// The request's head is larger than `llmux_settings.server.max_header_kb` (431).
     #[error("Request headers are larger than the limit of {limit} bytes")]
     HeadersTooLarge {
@@ -129,7 +149,12 @@ impl Error {
             Error::InvalidRequest { .. }
             | Error::UnknownModel { .. }
             | Error::ContextWindowExceeded(_)
-            | Error::ConfigRejected(_) => StatusCode::BAD_REQUEST,
+            | Error::ConfigRejected(_)
+            | Error::KeyExpired(_)
+            | Error::BudgetExceeded(_)
+            | Error::NoDatabase => StatusCode::BAD_REQUEST,
+            Error::ModelDenied(_) => StatusCode::UNAUTHORIZED,
+            Error::KeyRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -168,6 +193,11 @@ impl Error {
             Error::Internal(_) => "internal_server_error",
             Error::Overloaded(_) | Error::HostAsleep(_) => "service_unavailable",
             Error::HeadersTooLarge { .. } => "invalid_request_error",
+            Error::KeyExpired(_) => "expired_key",
+            Error::BudgetExceeded(_) => "budget_exceeded",
+            Error::ModelDenied(_) => "key_model_access_denied",
+            Error::KeyRateLimited { .. } => "throttling_error",
+            Error::NoDatabase => "no_db_connection",
         }
     }
 
@@ -176,6 +206,7 @@ impl Error {
     pub fn body(&self) -> ErrorBody<'_> {
         let (param, code) = match self {
             Error::InvalidRequest { param, code, .. } => (param.as_deref(), *code),
+            Error::ModelDenied(_) => (Some("model"), None),
             _ => (None, None),
         };
         ErrorBody {
@@ -261,7 +292,7 @@ impl Error {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let retry_after = match &self {
             Error::Upstream { retry_after, .. } => *retry_after,
-            Error::NoDeployments { retry_after, .. } => Some(*retry_after),
+            Error::NoDeployments { retry_after, .. } | Error::KeyRateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         if let Some(secs) = retry_after {

@@ -18,6 +18,7 @@ pub mod executor;
 pub mod health;
 pub mod healthcheck;
 pub mod images;
+pub mod keys;
 pub mod lifecycle;
 pub mod observe;
 pub mod protocol;

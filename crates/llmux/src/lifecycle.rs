@@ -38,6 +38,10 @@ pub struct Live {
     exposure: std::sync::OnceLock<Exposure>,
     /// Where finished requests are told (access log, metrics, dashboard, spend); it outlives reloads.
     hub: Arc<crate::observe::Hub>,
+    /// Virtual keys and spend, when a key store is open (not in tests that serve without one).
+    keys: std::sync::OnceLock<Arc<crate::keys::Keys>>,
+    /// `--data-dir`: where llmux keeps its files (the SQLite key store).
+    data_dir: std::sync::OnceLock<PathBuf>,
 }
 
 /// Who can reach the listener, as far as authentication goes.
@@ -144,6 +148,8 @@ impl Live {
             redis,
             exposure: std::sync::OnceLock::new(),
             hub: Arc::new(crate::observe::Hub::default()),
+            keys: std::sync::OnceLock::new(),
+            data_dir: std::sync::OnceLock::new(),
         });
         live.hub.register(Arc::new(crate::access_log::AccessLog));
         if let Some(redis) = &live.redis {
@@ -175,12 +181,34 @@ impl Live {
         let _ = self.exposure.set(exposure);
     }
 
-    /// The native TLS settings, when llmux terminates TLS itself.
     /// Where finished requests are told.
     pub fn hub(&self) -> &Arc<crate::observe::Hub> {
         &self.hub
     }
 
+    /// Serves virtual keys from `keys` and counts spend into it. Set once; later calls are ignored.
+    pub fn attach_keys(&self, keys: Arc<crate::keys::Keys>) {
+        if self.keys.set(keys.clone()).is_ok() {
+            self.hub.register(keys.sink());
+        }
+    }
+
+    /// The key store, when one is open.
+    pub fn keys(&self) -> Option<&Arc<crate::keys::Keys>> {
+        self.keys.get()
+    }
+
+    /// Records `--data-dir` (set once).
+    pub fn set_data_dir(&self, dir: PathBuf) {
+        let _ = self.data_dir.set(dir);
+    }
+
+    /// `--data-dir`, where llmux keeps its files, when serving from a config file.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.get().map(PathBuf::as_path)
+    }
+
+    /// The native TLS settings, when llmux terminates TLS itself.
     pub fn tls(&self) -> Option<&TlsFiles> {
         self.tls.as_ref()
     }
@@ -325,6 +353,7 @@ fn register_secrets(config: &Config) {
         .iter()
         .filter_map(|d| d.engine().and_then(|e| e.api_key.as_ref()))
         .chain(config.general.master_key.as_ref())
+        .chain(config.general.database_url.as_ref())
         .chain(config.router.redis.iter().flat_map(|r| r.password.iter().chain(r.url.iter())))
         .map(|s| s.expose().to_owned())
         .collect();

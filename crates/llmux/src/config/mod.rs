@@ -183,6 +183,8 @@ pub struct Deployment {
     pub host: Option<usize>,
     /// `model_info.health_check_timeout`.
     pub health_check_timeout: Option<Duration>,
+    /// `model_info.access_groups`: names a virtual key's `models` may list to allow this deployment's group.
+    pub access_groups: Vec<String>,
     /// `model_info.disable_background_health_check`.
     pub disable_background_health_check: bool,
     /// `health_check_model`: probe this deployment with a real generation (off unless set: it loads the model).
@@ -480,6 +482,15 @@ pub struct GeneralSettings {
     /// `litellm_settings.check_provider_endpoint`: `/v1/models` expands wildcard groups from each engine's own
     /// model list instead of listing the pattern.
     pub check_provider_endpoint: bool,
+    /// `database_url` (or `DATABASE_URL`): virtual keys and spend in this PostgreSQL instead of the embedded
+    /// SQLite file under `--data-dir`.
+    pub database_url: Option<Secret>,
+    /// `disable_spend_logs`: no spend-log row per request (key spend is still counted).
+    pub disable_spend_logs: bool,
+    /// `maximum_spend_logs_retention_period` (`"30d"`, `"12h"`, seconds): older spend-log rows are deleted.
+    pub spend_logs_retention: Option<Duration>,
+    /// `proxy_batch_write_at` seconds (default 10, LiteLLM's): how often spend is written.
+    pub spend_batch_every: Duration,
 }
 
 /// A wildcard `model_name`, matched as LiteLLM does: each `*` captures any text, anchored at the start only.

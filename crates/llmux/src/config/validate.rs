@@ -134,6 +134,10 @@ const GENERAL_ACTED_ON: &[&str] = &[
     "enable_health_check_routing",
     "health_check_ignore_transient_errors",
     "health_check_staleness_threshold",
+    "database_url",
+    "disable_spend_logs",
+    "maximum_spend_logs_retention_period",
+    "proxy_batch_write_at",
 ];
 
 pub(super) fn validate(
@@ -174,7 +178,7 @@ pub(super) fn validate(
     complexity_routers(&mut deployments, &is_name, diags);
     let mut router = router_settings(router_map, litellm, &is_name, diags);
     router.redis = redis_settings(router_map, diags, env);
-    let general = general_settings(general_map, litellm, router_map, diags);
+    let general = general_settings(general_map, litellm, router_map, diags, env);
     litellm_warnings(litellm, diags);
 
     let mut hosts = hosts(&mut deployments);
@@ -526,6 +530,29 @@ fn deployment(
     let max_input_tokens = get_uint(info, "max_input_tokens", &info_path, diags)
         .or_else(|| get_uint(info, "max_tokens", &info_path, diags));
     let health_check_timeout = get_num(info, "health_check_timeout", &info_path, diags).map(seconds);
+    let access_groups = match info.get("access_groups") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                other => {
+                    diags.error(
+                        format!("{info_path}.access_groups"),
+                        format!("must list names (strings), found {}", type_name(other)),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            diags.error(
+                format!("{info_path}.access_groups"),
+                format!("must be a list of names, found {}", type_name(other)),
+            );
+            Vec::new()
+        }
+    };
     let disable_background_health_check =
         get_bool(info, "disable_background_health_check", &info_path, diags).unwrap_or(false);
     let health_check = generation_probe(info, params, &info_path, &params_path, diags);
@@ -564,6 +591,7 @@ fn deployment(
         max_input_tokens,
         host: None,
         health_check_timeout,
+        access_groups,
         disable_background_health_check,
         health_check,
         mode,
@@ -1451,6 +1479,7 @@ fn general_settings(
     litellm: &Map<String, Value>,
     router: &Map<String, Value>,
     diags: &mut Diagnostics,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> GeneralSettings {
     const G: &str = "general_settings";
     for key in general.keys() {
@@ -1499,7 +1528,45 @@ fn general_settings(
     let staleness = get_num(general, "health_check_staleness_threshold", G, diags)
         .or_else(|| get_num(router, "health_check_staleness_threshold", "router_settings", diags))
         .map_or(Duration::from_secs(interval.saturating_mul(2).max(1)), seconds);
+    let database_url =
+        get_str(general, "database_url", G, diags).or_else(|| env("DATABASE_URL")).filter(|u| !u.trim().is_empty());
+    if let Some(url) = &database_url {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            diags.error(
+                format!("{G}.database_url"),
+                "must be a postgresql:// URL (without it llmux keeps keys in SQLite under --data-dir)",
+            );
+        }
+    }
+    let retention = match general.get("maximum_spend_logs_retention_period") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64().filter(|v| *v > 0.0).map(seconds),
+        Some(Value::String(s)) => {
+            let parsed = crate::keys::limits::parse_duration(s);
+            if parsed.is_none() {
+                diags.error(
+                    format!("{G}.maximum_spend_logs_retention_period"),
+                    format!("must be a duration like \"30d\", \"12h\" or seconds, found {s:?}"),
+                );
+            }
+            parsed
+        }
+        Some(other) => {
+            diags.error(
+                format!("{G}.maximum_spend_logs_retention_period"),
+                format!("must be a duration like \"30d\", found {}", type_name(other)),
+            );
+            None
+        }
+    };
+    let spend_batch_every = get_num(general, "proxy_batch_write_at", G, diags)
+        .filter(|v| *v > 0.0)
+        .map_or(Duration::from_secs(10), seconds);
     GeneralSettings {
+        database_url: database_url.map(Secret::new),
+        disable_spend_logs: get_bool(general, "disable_spend_logs", G, diags).unwrap_or(false),
+        spend_logs_retention: retention,
+        spend_batch_every,
         allow_auth_change_on_reload: get_bool(general, "allow_auth_change_on_reload", G, diags).unwrap_or(false),
         check_provider_endpoint: get_bool(litellm, "check_provider_endpoint", "litellm_settings", diags)
             .unwrap_or(false),

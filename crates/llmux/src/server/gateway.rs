@@ -18,9 +18,11 @@ use http::{Method, Request};
 use tower::ServiceExt;
 
 use super::observed::{observed, request_id, with_id};
-use super::{auth, AppState};
+use super::auth::Who;
+use super::{admit, auth, AppState};
 use crate::body::ReadError;
-use crate::error::Error;
+use crate::error::{Dialect, Error};
+use crate::keys::Keys;
 use crate::executor::Executor;
 use crate::observe::{Caller, ClientProtocol, Trace};
 use crate::protocol::ollama;
@@ -104,9 +106,10 @@ where
         let hub = || self.state.live.hub().clone();
         if let Some(op) = operation(path) {
             let executor = self.state.executor();
+            let keys = self.state.live.keys().cloned();
             let trace = Trace::start(hub(), id.clone(), ClientProtocol::OpenAi, ClientProtocol::operation(op));
             return Box::pin(async move {
-                let response = api(executor, op, request, trace.clone()).await;
+                let response = api(executor, keys, op, request, trace.clone()).await;
                 Ok(observed(response, &id, trace))
             });
         }
@@ -114,13 +117,14 @@ where
             Some(route) => {
                 let translator = route.translator(&self.state);
                 let executor = self.state.executor();
+                let keys = self.state.live.keys().cloned();
                 let trace = Trace::start(hub(), id.clone(), route.protocol(), "chat");
                 Box::pin(async move {
                     let response = if request.method() != Method::POST {
                         let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
                         Error::MethodNotAllowed(message).response_in(translator.dialect())
                     } else {
-                        super::inbound::serve(executor, translator, request, trace.clone()).await
+                        super::inbound::serve(executor, keys, translator, request, trace.clone()).await
                     };
                     Ok(observed(response, &id, trace))
                 })
@@ -134,8 +138,14 @@ where
 }
 
 /// One API call: the method first (as LiteLLM's router: a wrong method is a 405 with or without a key), then
-/// the key, then the body.
-async fn api<B>(executor: Arc<Executor>, op: Operation, request: Request<B>, trace: Trace) -> Response
+/// the key, then the body, then what a virtual key allows.
+async fn api<B>(
+    executor: Arc<Executor>,
+    keys: Option<Arc<Keys>>,
+    op: Operation,
+    mut request: Request<B>,
+    trace: Trace,
+) -> Response
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
@@ -144,24 +154,43 @@ where
         let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
         return Error::MethodNotAllowed(message).into_response();
     }
-    if let Err(e) = auth::check(&executor.config, request.headers()) {
-        return e.into_response();
+    let who = match auth::identify(&executor.config, keys.as_deref(), request.headers(), Dialect::OpenAi) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
+    if let Who::Virtual(key) = &who {
+        request.extensions_mut().insert(key.caller());
     }
     caller(&trace, &request);
-    let body = match read_body(&executor, request.into_body()).await {
+    let mut body = match read_body(&executor, request.into_body()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let head = match RequestHead::parse(&body, op) {
+    let mut head = match RequestHead::parse(&body, op) {
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    let keepalive = executor.config.router.stream_keepalive;
-    if head.stream && !keepalive.is_zero() {
+    let admitted = match admit::admit(keys.as_ref(), &who, &executor.config, &head.model).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(model) = &admitted.model {
+        let span = head.model_span.clone();
         drop(head);
-        return crate::executor::execute_with_keepalive(executor, op, body, keepalive, trace).await;
+        body = crate::keys::with_model(&body, span, model);
+        head = match RequestHead::parse(&body, op) {
+            Ok(h) => h,
+            Err(e) => return e.into_response(),
+        };
     }
-    executor.execute(op, &body, &head, &trace).await
+    let keepalive = executor.config.router.stream_keepalive;
+    let response = if head.stream && !keepalive.is_zero() {
+        drop(head);
+        crate::executor::execute_with_keepalive(executor, op, body, keepalive, trace).await
+    } else {
+        executor.execute(op, &body, &head, &trace).await
+    };
+    admit::hold(response, admitted.slot)
 }
 
 /// Tells the record who sent `request`: the [`Caller`] authentication left in its extensions, if any.

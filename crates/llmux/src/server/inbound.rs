@@ -14,7 +14,9 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::BodyExt;
 
-use super::{auth, gateway};
+use super::auth::Who;
+use super::{admit, auth, gateway};
+use crate::keys::Keys;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::observe::{ClientProtocol, Trace};
@@ -22,11 +24,12 @@ use crate::protocol::openai::RequestHead;
 use crate::protocol::translate::{relayed_error_body, ChunkEncoder, Event, SseEvents, Translator};
 use crate::providers::{Native, NativeAnswer};
 
-/// One request in a translated protocol: the key first, then the body.
+/// One request in a translated protocol: the key first, then the body, then what a virtual key allows.
 pub async fn serve<B>(
     executor: Arc<Executor>,
+    keys: Option<Arc<Keys>>,
     mut translator: Box<dyn Translator>,
-    request: Request<B>,
+    mut request: Request<B>,
     trace: Trace,
 ) -> Response
 where
@@ -35,8 +38,12 @@ where
 {
     let dialect = translator.dialect();
     let path = request.uri().path().to_owned();
-    if let Err(e) = auth::check_in(&executor.config, request.headers(), dialect) {
-        return e.response_in(dialect);
+    let who = match auth::identify(&executor.config, keys.as_deref(), request.headers(), dialect) {
+        Ok(who) => who,
+        Err(e) => return e.response_in(dialect),
+    };
+    if let Who::Virtual(key) = &who {
+        request.extensions_mut().insert(key.caller());
     }
     gateway::caller(&trace, &request);
     let body = match gateway::read_body(&executor, request.into_body()).await {
@@ -53,12 +60,28 @@ where
     };
     let op = canonical.op;
     trace.update(|d| d.record.operation = ClientProtocol::operation(op));
-    let native_route = canonical.native;
-    let body = Bytes::from(canonical.body);
-    let head = match RequestHead::parse(&body, op) {
+    let mut native_route = canonical.native;
+    let mut body = Bytes::from(canonical.body);
+    let mut head = match RequestHead::parse(&body, op) {
         Ok(h) => h,
         Err(e) => return e.response_in(dialect),
     };
+    let admitted = match admit::admit(keys.as_ref(), &who, &executor.config, &head.model).await {
+        Ok(a) => a,
+        Err(e) => return e.response_in(dialect),
+    };
+    if let Some(model) = &admitted.model {
+        // The key's alias renamed the model: the translated body carries the new name (and no native pass-through,
+        // whose body still names the old one).
+        let span = head.model_span.clone();
+        drop(head);
+        native_route = None;
+        body = crate::keys::with_model(&body, span, model);
+        head = match RequestHead::parse(&body, op) {
+            Ok(h) => h,
+            Err(e) => return e.response_in(dialect),
+        };
+    }
     // LiteLLM's unknown-model text names the route the client called, not the OpenAI one behind it.
     if let Err(Error::UnknownModel { model, .. }) = crate::router::resolve(&executor.config, op, &head.model) {
         return Error::UnknownModel { route: path, model }.response_in(dialect);
@@ -76,13 +99,14 @@ where
     };
     // An engine of the client's own family answered in the client's protocol: nothing to translate.
     if response.extensions().get::<NativeAnswer>().is_some() {
-        return response;
+        return admit::hold(response, admitted.slot);
     }
-    if stream {
+    let response = if stream {
         stream_back(response, translator, limit).await
     } else {
         whole_back(response, translator, limit).await
-    }
+    };
+    admit::hold(response, admitted.slot)
 }
 
 /// A whole answer, translated; an error keeps llmux's route headers.

@@ -3,7 +3,8 @@
 //! Handlers only decode the client's protocol and hand over to the [`Executor`]; every error is an
 //! [`Error`] rendered in one place.
 
-mod auth;
+mod admit;
+pub mod auth;
 mod gateway;
 mod health;
 mod inbound;
@@ -53,24 +54,29 @@ impl AppState {
 
 /// The route table for everything but the completion and embedding routes, which [`Gateway`] serves first.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+    let client = Router::new()
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/model/info", get(models::info))
         .route("/v1/model/info", get(models::info))
-        .route("/health", get(health::health))
-        .route("/health/hosts", get(health::hosts))
         .route("/utils/complexity", post(utils::complexity))
-        .route("/config/reload", post(reload))
         .route("/v1/responses/{id}", get(responses::get).delete(responses::delete))
         .route("/responses/{id}", get(responses::get).delete(responses::delete))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_client_key));
+    // Admin routes: the master key only, never a virtual key.
+    let admin = Router::new()
+        .route("/health", get(health::health))
+        .route("/health/hosts", get(health::hosts))
+        .route("/config/reload", post(reload))
+        .merge(crate::keys::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     let anthropic = Router::new()
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key_anthropic));
     let ollama = ollama::routes().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key_ollama));
     Router::new()
-        .merge(api)
+        .merge(client)
+        .merge(admin)
         .merge(ollama)
         .merge(anthropic)
         .route("/", get(ollama_root))
@@ -202,15 +208,21 @@ async fn readiness(State(state): State<AppState>, headers: http::HeaderMap) -> R
     if auth::check(config, &headers).is_err() {
         return Json(json!({"status": "healthy"})).into_response();
     }
-    Json(json!({
+    let mut body = json!({
         "status": "healthy",
         "db": "Not connected",
         "cache": null,
         "litellm_version": null,
         "llmux_version": env!("CARGO_PKG_VERSION"),
         "deployments": config.deployments.len(),
-    }))
-    .into_response()
+    });
+    if let (Some(keys), Some(out)) = (state.live.keys(), body.as_object_mut()) {
+        // The key store's state; readiness stays 200 while it is away (known keys keep working from memory).
+        if let Some(details) = keys.readiness().as_object() {
+            out.extend(details.clone());
+        }
+    }
+    Json(body).into_response()
 }
 
 /// `POST /config/reload`: re-reads and validates the config file; the running config stays on any error.

@@ -64,6 +64,7 @@ fn deployment(chat: bool, dep: Dep) -> Deployment {
         max_input_tokens: None,
         host: None,
         health_check_timeout: None,
+        access_groups: Vec::new(),
         disable_background_health_check: false,
         health_check: None,
         mode: None,
