@@ -422,7 +422,7 @@ async fn info(State(state): State<AppState>, Query(query): Query<HashMap<String,
             let reference = query.get("key").map(|k| Value::String(k.clone()));
             let row = find(&keys, reference.as_ref()).await?;
             let mut info = shown(&row, spend_of(&keys, &row));
-            info.remove("token");
+            info.shift_remove("token");
             Ok(json!({"key": row.token, "info": info}))
         }
         .await,
