@@ -17,13 +17,13 @@ use bytes::Bytes;
 use http::{Method, Request};
 use tower::ServiceExt;
 
-use super::observed::{observed, request_id, with_id};
 use super::auth::Who;
+use super::observed::{observed, request_id, with_id};
 use super::{admit, auth, AppState};
 use crate::body::ReadError;
 use crate::error::{Dialect, Error};
-use crate::keys::Keys;
 use crate::executor::Executor;
+use crate::keys::Keys;
 use crate::observe::{Caller, ClientProtocol, Trace};
 use crate::protocol::ollama;
 use crate::protocol::openai::{Operation, RequestHead};

@@ -16,9 +16,9 @@ use http_body_util::BodyExt;
 
 use super::auth::Who;
 use super::{admit, auth, gateway};
-use crate::keys::Keys;
 use crate::error::Error;
 use crate::executor::Executor;
+use crate::keys::Keys;
 use crate::observe::{ClientProtocol, Trace};
 use crate::protocol::openai::RequestHead;
 use crate::protocol::translate::{relayed_error_body, ChunkEncoder, Event, SseEvents, Translator};
