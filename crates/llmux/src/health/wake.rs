@@ -1,4 +1,4 @@
-//! Waking a sleeping host: the magic packets (UDP, a few, spaced) and the probes every second until it answers
+//! Waking a sleeping host: the magic packets (UDP, a few, spaced) and the probes every half second until it answers
 //! or its patience runs out, following [`crate::router::wake::step`]. One wake-up per host at a time
 //! ([`State::claim_wake`]); how long the host took is learned ([`State::wake_ended`]).
 
@@ -29,8 +29,8 @@ async fn send(mac: [u8; 6], address: SocketAddr) -> std::io::Result<()> {
     socket.send_to(&magic_packet(mac), address).await.map(|_| ())
 }
 
-/// Wakes host `host` (claimed with [`State::claim_wake`]): packets and probes a second apart until it answers
-/// or gives up, then ends the wake-up in the state. Stops early when `state` is gone (a reload).
+/// Wakes host `host` (claimed with [`State::claim_wake`]): packets a second apart and probes every half second
+/// until it answers or gives up, then ends the wake-up in the state. Stops early when `state` is gone (a reload).
 pub async fn wake(config: Arc<Config>, state: Weak<State>, client: HttpClient, host: usize) {
     let Some((spec, w)) = config.hosts.get(host).and_then(|h| h.wake.as_ref().map(|w| (h, w))) else {
         if let Some(state) = state.upgrade() {
@@ -74,7 +74,7 @@ pub async fn wake(config: Arc<Config>, state: Weak<State>, client: HttpClient, h
     }
 }
 
-/// One probe of a waking host: a TCP connect within a second (a sleeping host never answers, and the engine's
+/// One probe of a waking host: a TCP connect within a tick (a sleeping host never answers, and the engine's
 /// own probe may wait far longer), then the engine's probe, which records it up.
 async fn answers(config: &Config, state: &State, client: &HttpClient, host: usize) -> bool {
     let Some(spec) = config.hosts.get(host) else { return false };

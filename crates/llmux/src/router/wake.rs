@@ -10,8 +10,9 @@ use crate::router::Target;
 
 /// Magic packets sent per wake (one a second): NICs and switches drop the odd one, a storm helps nobody.
 pub const PACKETS: u32 = 3;
-/// The gap between packets, and between probes of the waking host.
-pub const TICK: Duration = Duration::from_secs(1);
+/// The gap between probes of the waking host (a refused connect costs nothing; the request goes out within
+/// this of the engine answering); packets go out every other tick.
+pub const TICK: Duration = Duration::from_millis(500);
 
 /// Which host a request whose every candidate (its `order` tiers and every fallback) failed should wake: the
 /// first, in the order the walk tried them (the requested group's lowest `order` tier first), that has `wake`
@@ -44,10 +45,10 @@ pub fn patience(boot: Duration, learned_boot: Option<f64>) -> Duration {
     boot.max(learned)
 }
 
-/// What the wake does at its `tick`-th second (0: the start).
+/// What the wake does at its `tick`-th [`TICK`] (0: the start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Send a magic packet, then probe the host a second later.
+    /// Send a magic packet, then probe the host a tick later.
     Packet,
     /// Probe the host (a TCP connect, then the engine's own probe).
     Probe,
@@ -57,13 +58,13 @@ pub enum Step {
     GiveUp,
 }
 
-/// The wake's step at second `tick`, given whether the host `answered` the last probe and the `patience` it has.
+/// The wake's step at `tick`, given whether the host `answered` the last probe and the `patience` it has.
 pub fn step(tick: u32, answered: bool, patience: Duration) -> Step {
     if answered {
         Step::Up
     } else if TICK * tick >= patience && tick > 0 {
         Step::GiveUp
-    } else if tick < PACKETS {
+    } else if tick % 2 == 0 && tick / 2 < PACKETS {
         Step::Packet
     } else {
         Step::Probe
@@ -114,10 +115,10 @@ llmux_settings:
 
     #[test]
     fn a_wake_sends_three_packets_a_second_apart_then_probes_until_its_patience_runs_out() {
-        let patience = Duration::from_secs(5);
-        let steps: Vec<Step> = (0..7).map(|t| step(t, false, patience)).collect();
+        let patience = Duration::from_secs(4);
+        let steps: Vec<Step> = (0..10).map(|t| step(t, false, patience)).collect();
         use Step::*;
-        assert_eq!(steps, [Packet, Packet, Packet, Probe, Probe, GiveUp, GiveUp]);
+        assert_eq!(steps, [Packet, Probe, Packet, Probe, Packet, Probe, Probe, Probe, GiveUp, GiveUp]);
         assert_eq!(step(2, true, patience), Up, "an answer ends it at once");
         assert_eq!(step(0, false, Duration::ZERO), Packet, "always at least one packet");
     }
