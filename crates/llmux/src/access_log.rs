@@ -90,9 +90,13 @@ mod tests {
             deployment,
             label: format!("model_list[{deployment}] @ http://gpu{deployment}:11434"),
             group: "coding".into(),
+            facts: Default::default(),
             error: error.map(str::to_owned),
             status: Some(if error.is_some() { 503 } else { 200 }),
             duration_ms: 5,
+            reason: "strategy",
+            cold: false,
+            cooled_down: false,
         }
     }
 
@@ -121,6 +125,7 @@ mod tests {
             cost_usd: 0.0,
             fallbacks: 0,
             retries: 1,
+            complexity_tier: None,
             error: None,
         };
         let answered = Some("model_list[1] @ http://gpu1:11434");

@@ -20,6 +20,7 @@ pub mod healthcheck;
 pub mod images;
 pub mod keys;
 pub mod lifecycle;
+pub mod metrics;
 pub mod observe;
 pub mod protocol;
 pub mod providers;

@@ -42,6 +42,8 @@ pub struct Live {
     keys: std::sync::OnceLock<Arc<crate::keys::Keys>>,
     /// `--data-dir`: where llmux keeps its files (the SQLite key store).
     data_dir: std::sync::OnceLock<PathBuf>,
+    /// `/metrics`: counted from the hub, on when the current config asks for it.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Who can reach the listener, as far as authentication goes.
@@ -132,6 +134,8 @@ impl Live {
     pub fn new(config: Config, source: Option<ConfigSource>, client: HttpClient, tls: Option<TlsFiles>) -> Arc<Live> {
         register_secrets(&config);
         let redis = config.router.redis.clone();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.set_enabled(config.telemetry.metrics);
         let executor = Executor::new(Arc::new(config), client);
         let health = executor.spawn_health_checks();
         let last = match &source {
@@ -150,8 +154,10 @@ impl Live {
             hub: Arc::new(crate::observe::Hub::default()),
             keys: std::sync::OnceLock::new(),
             data_dir: std::sync::OnceLock::new(),
+            metrics,
         });
         live.hub.register(Arc::new(crate::access_log::AccessLog));
+        live.hub.register(live.metrics.clone());
         if let Some(redis) = &live.redis {
             // Spawned once `live` exists: the task ends when it can no longer reach it.
             let prefix = std::env::var("LLMUX_REDIS_PREFIX").unwrap_or_else(|_| "llmux".to_owned());
@@ -206,6 +212,11 @@ impl Live {
     /// `--data-dir`, where llmux keeps its files, when serving from a config file.
     pub fn data_dir(&self) -> Option<&Path> {
         self.data_dir.get().map(PathBuf::as_path)
+    }
+
+    /// What `/metrics` serves.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The native TLS settings, when llmux terminates TLS itself.
@@ -296,6 +307,7 @@ impl Live {
     /// Switches new requests to `config`, keeping what the running one learned about hosts and deployments.
     fn install(&self, config: Config) {
         register_secrets(&config);
+        self.metrics.set_enabled(config.telemetry.metrics);
         let old = self.current.load_full();
         let next = Arc::new(Executor::successor(&old, Arc::new(config)));
         let health = next.spawn_health_checks();

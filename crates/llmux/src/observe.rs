@@ -110,6 +110,46 @@ pub struct Caller {
     pub team_id: Option<String>,
 }
 
+/// A deployment as metrics and the dashboard name it: made once per config, so a record shares it (a clone is
+/// a count increment).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct DeploymentFacts {
+    /// `model_info.id` (LiteLLM's `model_id`).
+    pub id: Arc<str>,
+    /// `litellm_params.model` (LiteLLM's `model` / `litellm_model_name`).
+    pub model: Arc<str>,
+    /// `model_name`: the group.
+    pub group: Arc<str>,
+    /// `api_base`, credentials and query values removed.
+    pub api_base: Arc<str>,
+    /// The engine host, as `/health/hosts` names it (its origin, `http://gpu:11434`).
+    pub host: Arc<str>,
+    /// The model as the engine knows it (`qwen3:8b`), as the host's resident models are named.
+    pub engine_model: Arc<str>,
+    /// The engine family, as LiteLLM's `api_provider` (`ollama_chat`, `openai`, …).
+    pub provider: &'static str,
+}
+
+impl DeploymentFacts {
+    /// The facts of `d`, a deployment of `config`.
+    pub fn of(config: &crate::config::Config, d: &crate::config::Deployment) -> DeploymentFacts {
+        let host = d.host.and_then(|h| config.hosts.get(h)).map_or("", |h| h.origin.as_str());
+        let (api_base, engine_model, provider) = match d.engine() {
+            Some(e) => (crate::redact::url(&e.api_base), e.upstream_model.as_str(), e.engine.prefix),
+            None => (String::new(), "", "router"),
+        };
+        DeploymentFacts {
+            id: Arc::from(d.id.as_str()),
+            model: Arc::from(d.model.as_str()),
+            group: Arc::from(d.model_name.as_str()),
+            api_base: Arc::from(api_base),
+            host: Arc::from(host),
+            engine_model: Arc::from(engine_model),
+            provider,
+        }
+    }
+}
+
 /// One call to one deployment that did not produce the answer (or did: the last attempt of a success).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Attempt {
@@ -117,6 +157,8 @@ pub struct Attempt {
     pub deployment: usize,
     /// The deployment as the route header names it: `model_list[i] @ host`.
     pub label: String,
+    /// What the deployment is (id, model, api_base, provider).
+    pub facts: Arc<DeploymentFacts>,
     /// The group it was tried for.
     pub group: String,
     /// `None`: it answered. Otherwise why it failed, in words (no secret, no prompt).
@@ -124,6 +166,15 @@ pub struct Attempt {
     /// The HTTP status the engine answered with, when it answered.
     pub status: Option<u16>,
     pub duration_ms: u64,
+    /// Why routing chose this deployment, in one word: `strategy` (the routing strategy among equals), `warm`
+    /// (its host has the model loaded, others not), `fits` (it loads without evicting), `spill` (the warm host
+    /// was busier than a load here), `escalation` (a lower `order` tier), `fallback` (a fallback group's first
+    /// try), `retry` (another try in the same group).
+    pub reason: &'static str,
+    /// The attempt loaded its model (it was not known to be resident on the host).
+    pub cold: bool,
+    /// The failure put the deployment into cooldown.
+    pub cooled_down: bool,
 }
 
 impl ClientProtocol {
@@ -178,6 +229,8 @@ pub struct Finished {
     /// The fallbacks and retries counted as `x-litellm-attempted-*` count them.
     pub fallbacks: u32,
     pub retries: u32,
+    /// The complexity router's tier (`SIMPLE`, `MEDIUM`, `COMPLEX`, `REASONING`), when one classified it.
+    pub complexity_tier: Option<&'static str>,
     /// Why the request failed (status 400 or more), or why its answer broke off after it began (an engine
     /// that stopped mid-stream, a client that went away): the error in one line, no secret, no prompt.
     pub error: Option<String>,
@@ -325,6 +378,7 @@ impl Trace {
             cost_usd: 0.0,
             fallbacks: 0,
             retries: 0,
+            complexity_tier: None,
             error: None,
         };
         let draft =
@@ -431,6 +485,7 @@ mod tests {
             cost_usd: 0.0,
             fallbacks: 0,
             retries: 0,
+            complexity_tier: None,
             error: None,
         }
     }

@@ -189,6 +189,9 @@ pub struct HostState {
     /// Context length and capabilities of its models, where the engine says.
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub models: HashMap<String, ModelFacts>,
+    /// Models a probe found gone from memory since the one before (evicted or expired), counted.
+    #[serde(skip)]
+    pub unloads: u64,
 }
 
 impl HostState {
@@ -660,6 +663,9 @@ impl State {
                 h.slots = outcome.slots;
                 h.models = outcome.models;
                 if let Some(resident) = outcome.resident {
+                    let gone =
+                        h.resident.iter().filter(|old| !resident.iter().any(|r| same_model(&r.model, &old.model)));
+                    h.unloads += gone.count() as u64;
                     h.resident = resident;
                 }
             }

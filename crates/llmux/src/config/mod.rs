@@ -8,6 +8,7 @@
 mod diag;
 mod load;
 mod table;
+mod telemetry;
 mod validate;
 mod wake;
 
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use load::{load, load_str, load_tracked, process_env};
 pub use table::routing_table;
+pub use telemetry::Telemetry;
 pub(crate) use validate::type_name;
 pub use wake::{parse_mac, Wake};
 
@@ -78,6 +80,8 @@ pub struct Config {
     /// `llmux_settings.server` and `general_settings.max_response_size_mb`: what one client connection or one
     /// engine answer may cost llmux.
     pub limits: ServerLimits,
+    /// `/metrics` and who may read it.
+    pub telemetry: Telemetry,
 }
 
 /// What a client connection or an engine answer may cost llmux (`llmux_settings.server`, see the README's

@@ -138,6 +138,7 @@ const GENERAL_ACTED_ON: &[&str] = &[
     "disable_spend_logs",
     "maximum_spend_logs_retention_period",
     "proxy_batch_write_at",
+    "require_auth_for_metrics_endpoint",
 ];
 
 pub(super) fn validate(
@@ -180,6 +181,7 @@ pub(super) fn validate(
     router.redis = redis_settings(router_map, diags, env);
     let general = general_settings(general_map, litellm, router_map, diags, env);
     litellm_warnings(litellm, diags);
+    let telemetry = super::telemetry::telemetry(litellm, general_map, tree.get("llmux_settings"), diags);
 
     let mut hosts = hosts(&mut deployments);
     host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, &is_name, diags);
@@ -235,6 +237,7 @@ pub(super) fn validate(
         images,
         ollama_requires_key,
         limits,
+        telemetry,
     })
 }
 
@@ -868,7 +871,9 @@ fn host_limits(
         Some(Value::Object(m)) => m,
         Some(other) => return diags.error(S, format!("must be a mapping, found {}", type_name(other))),
     };
-    for key in settings.keys().filter(|k| !["hosts", "groups", "images", "ollama_api", "server"].contains(&k.as_str()))
+    for key in settings
+        .keys()
+        .filter(|k| !["hosts", "groups", "images", "ollama_api", "server", "metrics"].contains(&k.as_str()))
     {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }
@@ -1589,8 +1594,10 @@ fn litellm_warnings(litellm: &Map<String, Value>, diags: &mut Diagnostics) {
                 "background_health_checks",
                 "health_check_interval",
                 "check_provider_endpoint",
+                "require_auth_for_metrics_endpoint",
             ]
             .contains(&k)
+            || super::telemetry::CALLBACK_KEYS.contains(&k)
         {
             continue;
         }

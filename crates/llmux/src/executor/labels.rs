@@ -4,6 +4,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Deployment;
+use crate::router::plan::Hop;
 use crate::router::{self, complexity::Classification, semantic};
 
 /// What the response headers and route explanations say about one deployment, made once per config rather
@@ -17,10 +18,12 @@ pub(super) struct Label {
     pub(super) group: Option<HeaderValue>,
     /// How a route step ends: `model_list[i] @ <host>`.
     pub(super) step: String,
+    /// What the request's record says about it.
+    pub(super) facts: std::sync::Arc<crate::observe::DeploymentFacts>,
 }
 
 impl Label {
-    pub(super) fn of(d: &Deployment) -> Label {
+    pub(super) fn of(config: &crate::config::Config, d: &Deployment) -> Label {
         let host = d.engine().map(|e| e.host()).unwrap_or("");
         let value = |s: &str| HeaderValue::from_str(s).ok().filter(|_| !s.is_empty());
         Label {
@@ -28,6 +31,7 @@ impl Label {
             id: value(&d.id),
             group: value(&d.model_name),
             step: format!("model_list[{}] @ {host}", d.index),
+            facts: std::sync::Arc::new(crate::observe::DeploymentFacts::of(config, d)),
         }
     }
 }
@@ -86,6 +90,27 @@ pub(super) fn describe_classification(router: &str, c: &Classification, chosen: 
     format!("{router} -> complexity {} score {:.3} [{why}] -> {chosen}", c.tier, c.score)
 }
 
+/// Why an attempt went to the picked deployment, in one word (see [`crate::observe::Attempt::reason`]).
+pub(super) fn decision(pick: &router::Pick, view: &router::DeploymentView, hop: &Hop<'_>, retry: bool) -> &'static str {
+    use router::Skip;
+    let skipped = |want: &[Skip]| pick.skipped.iter().any(|(_, why)| want.contains(why));
+    if retry {
+        "retry"
+    } else if hop.depth > 0 {
+        "fallback"
+    } else if hop.order.is_some() {
+        "escalation"
+    } else if skipped(&[Skip::BusyWarm]) {
+        "spill"
+    } else if view.warm && skipped(&[Skip::Cold]) {
+        "warm"
+    } else if skipped(&[Skip::NoRoom, Skip::EvictsPinned, Skip::HostLoading]) {
+        "fits"
+    } else {
+        "strategy"
+    }
+}
+
 /// A count header's value.
 pub(super) fn count(n: u32) -> HeaderValue {
     if n == 0 {
@@ -101,5 +126,33 @@ pub(super) fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use router::{DeploymentView, Pick, Skip, Target};
+
+    fn hop(order: Option<u32>, depth: u32) -> Hop<'static> {
+        let target = Target { group: "g", members: &[0, 1], classifier: None, semantic: None };
+        Hop { name: "g".into(), target, order, depth }
+    }
+
+    fn pick(skipped: Vec<(usize, Skip)>) -> Pick {
+        Pick { deployment: 0, tier: Some(1), skipped, available: 2 }
+    }
+
+    #[test]
+    fn each_attempt_says_why_it_went_where_it_went() {
+        let (warm, cold) = (DeploymentView { warm: true, ..Default::default() }, DeploymentView::default());
+        let plain = hop(None, 0);
+        assert_eq!(decision(&pick(vec![]), &cold, &plain, false), "strategy");
+        assert_eq!(decision(&pick(vec![(1, Skip::Cold)]), &warm, &plain, false), "warm");
+        assert_eq!(decision(&pick(vec![(1, Skip::NoRoom)]), &cold, &plain, false), "fits");
+        assert_eq!(decision(&pick(vec![(1, Skip::BusyWarm)]), &cold, &plain, false), "spill");
+        assert_eq!(decision(&pick(vec![]), &cold, &hop(Some(2), 0), false), "escalation");
+        assert_eq!(decision(&pick(vec![]), &warm, &hop(None, 1), false), "fallback");
+        assert_eq!(decision(&pick(vec![(1, Skip::Cold)]), &warm, &hop(None, 1), true), "retry");
     }
 }

@@ -85,6 +85,8 @@ struct Run<'a> {
     queue_wait: Duration,
     /// When the answer's first byte was ready.
     answered_at: Option<Instant>,
+    /// Attempts made in the current group (a later one is a retry).
+    tries_in_hop: u32,
 }
 
 impl Executor {
@@ -110,7 +112,7 @@ impl Executor {
             runtime.spawn(task);
             true
         })));
-        let labels = config.deployments.iter().map(Label::of).collect();
+        let labels = config.deployments.iter().map(|d| Label::of(&config, d)).collect();
         let max_retries = HeaderValue::from(config.router.num_retries);
         let budget = config.limits.max_buffered_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
@@ -178,6 +180,7 @@ impl Executor {
             attempts: Vec::new(),
             queue_wait: Duration::ZERO,
             answered_at: None,
+            tries_in_hop: 0,
         };
         let result = run.walk().await;
         let (mut response, deployment) = match result {
@@ -247,6 +250,7 @@ impl Run<'_> {
             r.queue_wait_ms = ms(self.queue_wait);
             r.retries = self.retries;
             r.fallbacks = self.fallbacks;
+            r.complexity_tier = self.classification.as_ref().map(|c| c.tier.as_str());
             draft.outcome = Some(status);
             draft.first_byte = self.answered_at;
             draft.estimate.input = prompt;
@@ -319,6 +323,7 @@ impl Run<'_> {
                         self.steps.push(format!("fallback {}{tier}", next.name));
                     }
                     (queue_deadline, freed) = (None, None);
+                    self.tries_in_hop = 0;
                     hop = Some(next);
                 }
             }
@@ -381,6 +386,9 @@ impl Run<'_> {
         let index = pick.deployment;
         let d = &config.deployments[index];
         let step = describe(name, target.group, pick, &exec.labels[index].step);
+        let view = target.members.iter().position(|&m| m == index).map(|p| views[p]).unwrap_or_default();
+        let reason = decision(pick, &view, hop, self.tries_in_hop > 0);
+        self.tries_in_hop += 1;
         plan.attempting(pick.tier);
         let Some(model) = config.engine_model(d, name) else {
             return Err(plan.ended(Error::invalid(
@@ -393,7 +401,8 @@ impl Run<'_> {
             Ok(body) => body,
             Err(e) => {
                 let why = short(&e);
-                self.attempted(index, target.group, Some((why.clone(), e.status().as_u16())), Duration::ZERO);
+                let failed = Some((why.clone(), e.status().as_u16()));
+                self.attempted(Tried { index, group: target.group, reason, cold: false }, failed, Duration::ZERO);
                 self.steps.push(format!("{step} failed: {why}"));
                 return Err(plan.ended(e));
             }
@@ -433,7 +442,7 @@ impl Run<'_> {
                 exec.state.record_success(index, started.elapsed(), max_samples, now);
                 exec.state.host_answered(index, &model, now);
                 self.answered_at = Some(Instant::now());
-                self.attempted(index, target.group, None, started.elapsed());
+                self.attempted(Tried { index, group: target.group, reason, cold: marked }, None, started.elapsed());
                 self.steps.push(step);
                 plan.answered(pick.tier);
                 return Ok((response, index));
@@ -441,7 +450,8 @@ impl Run<'_> {
             Err(err) => err,
         };
         let why = short(&err);
-        self.attempted(index, target.group, Some((why.clone(), err.status().as_u16())), started.elapsed());
+        let failed = Some((why.clone(), err.status().as_u16()));
+        self.attempted(Tried { index, group: target.group, reason, cold: marked }, failed, started.elapsed());
         self.steps.push(format!("{step} failed: {why}"));
         let now = exec.state.now();
         if marked {
@@ -457,14 +467,22 @@ impl Run<'_> {
             let until = now.saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
             exec.state.host_unreachable(host, &why, now, until);
         }
-        match consequence.cooldown {
-            Cooldown::No => {}
-            Cooldown::Now(t) => exec.state.cool_down(index, t, consequence.tag, now),
+        let cooled = match consequence.cooldown {
+            Cooldown::No => false,
+            Cooldown::Now(t) => {
+                exec.state.cool_down(index, t, consequence.tag, now);
+                true
+            }
             Cooldown::IfCountExceeds { key, allowed, duration } => {
-                if exec.state.count_allowed_fail(index, key, duration, now) > allowed {
+                let over = exec.state.count_allowed_fail(index, key, duration, now) > allowed;
+                if over {
                     exec.state.cool_down(index, duration, consequence.tag, now);
                 }
+                over
             }
+        };
+        if let Some(attempt) = self.attempts.last_mut().filter(|_| cooled) {
+            attempt.cooled_down = true;
         }
         let views = exec.state.snapshot(target.members, now, latency_ttl(config));
         let avoid = plan.avoid();
@@ -474,13 +492,21 @@ impl Run<'_> {
     }
 }
 
+/// An attempt, as the record keeps it.
+struct Tried<'t> {
+    index: usize,
+    group: &'t str,
+    reason: &'static str,
+    cold: bool,
+}
+
 impl Run<'_> {
-    /// Keeps an attempt on deployment `index` (for `group`) for the record: `failed` with why and the status,
-    /// or answered.
-    fn attempted(&mut self, index: usize, group: &str, failed: Option<(String, u16)>, took: Duration) {
+    /// Keeps an attempt for the record: `failed` with why and the status, or answered after `took`.
+    fn attempted(&mut self, tried: Tried<'_>, failed: Option<(String, u16)>, took: Duration) {
         if !self.trace.is_on() {
             return;
         }
+        let Tried { index, group, reason, cold } = tried;
         let (error, status) = match failed {
             Some((why, status)) => (Some(why), status),
             None => (None, 200),
@@ -488,10 +514,14 @@ impl Run<'_> {
         self.attempts.push(Attempt {
             deployment: index,
             label: self.exec.labels[index].step.clone(),
+            facts: self.exec.labels[index].facts.clone(),
             group: group.to_owned(),
             error,
             status: Some(status),
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            reason,
+            cold,
+            cooled_down: false,
         });
     }
 }

@@ -83,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/liveliness", get(liveliness))
         .route("/health/liveness", get(liveliness))
         .route("/health/readiness", get(readiness))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
@@ -223,6 +224,27 @@ async fn readiness(State(state): State<AppState>, headers: http::HeaderMap) -> R
         }
     }
     Json(body).into_response()
+}
+
+/// `GET /metrics`: Prometheus text, when the config asks for metrics (otherwise a 404, as LiteLLM without its
+/// Prometheus callback); behind the master key with `require_auth_for_metrics_endpoint`.
+async fn metrics(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    let executor = state.executor();
+    let telemetry = executor.config.telemetry;
+    if !telemetry.metrics {
+        let hint =
+            "GET /metrics is off: add prometheus to litellm_settings.callbacks, or set llmux_settings.metrics: true";
+        return Error::NotFound(hint.into()).into_response();
+    }
+    if telemetry.metrics_require_auth {
+        if let Err(e) = auth::check(&executor.config, &headers) {
+            return e.into_response();
+        }
+    }
+    match state.live.metrics().render(&executor) {
+        Ok(text) => ([(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => Error::Internal(format!("rendering the metrics failed: {e}")).into_response(),
+    }
 }
 
 /// `POST /config/reload`: re-reads and validates the config file; the running config stays on any error.
