@@ -259,6 +259,7 @@ mod tests {
             cost_usd: 0.0,
             fallbacks: 0,
             retries: 0,
+            complexity_tier: None,
             error: None,
         })
     }
