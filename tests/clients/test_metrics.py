@@ -10,6 +10,7 @@ within its group), an unknown model. Runs llmux with `litellm_settings.callbacks
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from harness import (
     MASTER_KEY,
     OAI_HOST,
     OAI_UPSTREAM_MODEL,
+    ROOT,
     LLMUX_BIN,
     Lab,
     Llmux,
@@ -78,7 +80,9 @@ class Scrape:
     """One /metrics scrape, parsed by prometheus_client's parser."""
 
     def __init__(self, text: str):
-        self.samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        families = list(text_string_to_metric_families(text))
+        self.families = {family.name for family in families}
+        self.samples = [s for family in families for s in family.samples]
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of the samples named `name` whose labels include `labels`."""
@@ -227,6 +231,18 @@ def test_metrics_and_access_log_after_a_scripted_mix(metrics_lab: Lab):
     assert by_id[made_up]["status"] == r.status_code
     assert MASTER_KEY not in lab.llmux.proc.log()
     assert "Say hello" not in "\n".join(json.dumps(line) for line in lines), "no prompt text in the access log"
+
+    # The README lists every series /metrics has, and the Grafana dashboard in deploy/ asks only for listed ones.
+    def series(text: str) -> set[str]:
+        return {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in re.findall(r"\b(?:litellm|llmux)_\w+", text)}
+
+    readme = (ROOT / "README.md").read_text()
+    listed = series(readme[readme.index("## Metrics and logs") : readme.index("**Access log**")])
+    assert m.families - listed == set(), f"series missing from the README's list: {m.families - listed}"
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "llmux.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    asked = {name for e in exprs for name in series(" ".join(re.findall(r"\b\w+(?=\{)", e)))}
+    assert len(asked) > 20 and asked - listed == set(), f"the dashboard asks for unlisted series: {asked - listed}"
 
 
 def test_metrics_are_a_404_unless_the_config_asks_for_them(lab: Lab):
