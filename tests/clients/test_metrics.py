@@ -229,6 +229,7 @@ def test_metrics_and_access_log_after_a_scripted_mix(metrics_lab: Lab):
     assert killed["deployment"].endswith(f"@ {lab.mocks['cranberry'].hostport}")
     assert star.hostport in killed["failed_attempts"], killed
     assert by_id[made_up]["status"] == r.status_code
+    assert "no-such-model" in by_id[made_up]["error"], by_id[made_up]
     assert MASTER_KEY not in lab.llmux.proc.log()
     assert "Say hello" not in "\n".join(json.dumps(line) for line in lines), "no prompt text in the access log"
 

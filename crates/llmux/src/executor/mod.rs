@@ -192,6 +192,10 @@ impl Executor {
                         (crate::redact::escape(&route), crate::redact::escape(&err.to_string()).into_owned());
                     tracing::warn!(model = %model, route = %route, "request failed: {err}");
                 }
+                if trace.is_on() {
+                    let why = short(&err);
+                    trace.update(|d| d.record.error = Some(why));
+                }
                 (axum::response::IntoResponse::into_response(err), None)
             }
         };
