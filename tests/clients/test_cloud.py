@@ -21,6 +21,9 @@ ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
 GROQ_KEY = "gsk_test_0123456789abcdef"
 CLAUDE = "claude-sonnet-4-5"
 LLAMA = "llama-3.3-70b-versatile"
+AZURE_KEY = "azure-key-0123456789abcdef"
+AZURE_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOi-entra-test-token"
+AZURE_DEPLOYMENT = "gpt-4o-prod"
 PNG = base64.b64encode(
     bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -43,10 +46,12 @@ class Cloud:
         self.claude_small = start_mock("claude-small", [CLAUDE], log_dir)
         self.groq = start_mock("groq-cloud", [LLAMA], log_dir)
         self.local = start_mock("local-box", ["qwen3:8b"], log_dir)
-        self.mocks = [self.claude, self.claude_small, self.groq, self.local]
+        self.azure = start_mock("azure-cloud", [AZURE_DEPLOYMENT], log_dir)
+        self.mocks = [self.claude, self.claude_small, self.groq, self.local, self.azure]
         # The provider's own variable for groq (no api_key in the config), os.environ/ for Anthropic, as LiteLLM.
         os.environ["GROQ_API_KEY"] = GROQ_KEY
         os.environ["MY_ANTHROPIC_KEY"] = ANTHROPIC_KEY
+        os.environ["AZURE_API_KEY"] = AZURE_KEY
         config = {
             "model_list": [
                 {"model_name": "claude", "litellm_params": {
@@ -66,6 +71,12 @@ class Cloud:
                 {"model_name": "pair", "litellm_params": {
                     "model": f"anthropic/{CLAUDE}", "api_base": self.claude_small.url,
                     "api_key": "os.environ/MY_ANTHROPIC_KEY", "order": 2}},
+                # Azure OpenAI: the deployment in the path, the key as api-key; an Entra token for the second.
+                {"model_name": "azure", "litellm_params": {
+                    "model": f"azure/{AZURE_DEPLOYMENT}", "api_base": self.azure.url, "api_version": "2024-10-21"}},
+                {"model_name": "azure-entra", "litellm_params": {
+                    "model": f"azure/{AZURE_DEPLOYMENT}", "api_base": self.azure.url, "api_key": "",
+                    "azure_ad_token": AZURE_TOKEN}},
                 # A small-context Claude whose overflow goes to groq.
                 {"model_name": "small", "litellm_params": {
                     "model": f"anthropic/{CLAUDE}", "api_base": self.claude_small.url,
@@ -74,6 +85,7 @@ class Cloud:
             "router_settings": {
                 "context_window_fallbacks": [{"small": ["fast"]}],
                 "fallbacks": [{"claude": ["fast"]}],
+                "content_policy_fallbacks": [{"azure": ["claude"]}],
             },
             "general_settings": {"master_key": MASTER_KEY},
         }
@@ -275,3 +287,32 @@ def test_prompt_too_long_for_claude_goes_to_the_context_window_fallback(cloud):
     # Through the Anthropic SDK the same: the client's request went to Claude as sent, then to groq translated.
     message = claude_sdk(cloud).messages.create(model="small", max_tokens=50, messages=[{"role": "user", "content": long}])
     assert message.content[0].text.startswith("Hello from groq-cloud")
+
+
+def test_azure_deployment_path_version_and_api_key(cloud):
+    client = cloud.llmux.client()
+    answer = client.chat.completions.create(model="azure", messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content == f"Hello from azure-cloud ({AZURE_DEPLOYMENT})."
+    sent = cloud.azure.requests(f"/openai/deployments/{AZURE_DEPLOYMENT}/chat/completions")[-1]
+    assert sent["query"] == "api-version=2024-10-21"
+    headers = {k.lower(): v for k, v in sent["headers"]}
+    assert headers["api-key"] == AZURE_KEY and "authorization" not in headers
+    stream = client.chat.completions.create(model="azure", messages=[{"role": "user", "content": "Hi"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == answer.choices[0].message.content
+    # An Entra ID token instead of a key, and LiteLLM's default API version.
+    client.chat.completions.create(model="azure-entra", messages=[{"role": "user", "content": "Hi"}])
+    sent = cloud.azure.requests(f"/openai/deployments/{AZURE_DEPLOYMENT}/chat/completions")[-1]
+    headers = {k.lower(): v for k, v in sent["headers"]}
+    assert headers["authorization"] == f"Bearer {AZURE_TOKEN}" and "api-key" not in headers
+    assert sent["query"] == "api-version=2025-02-01-preview"
+
+
+def test_azure_content_filter_goes_to_the_content_policy_fallback(cloud):
+    """Azure's content-filter refusal (its documented 400 body) moves the request to content_policy_fallbacks."""
+    cloud.azure.configure(fault={"status": 400, "body": {"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+                   "policy. Please modify your prompt and retry.",
+        "type": None, "param": "prompt", "code": "content_filter", "status": 400}}})
+    answer = cloud.llmux.client().chat.completions.create(model="azure", messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content == f"Hello from claude-cloud ({CLAUDE})."
+    assert len(cloud.azure.requests()) == 1, "a content-policy refusal is not retried"

@@ -25,7 +25,8 @@ pub const DEFAULT_REPLY: &str = "Hello from {name} ({model}).";
 /// [`MockConfig::fault_paths`] is empty: the inference endpoints only, so that
 /// model listing and the `/mock/*` control endpoints keep working while a
 /// fault is active.
-pub const DEFAULT_FAULT_PATHS: &[&str] = &["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/"];
+pub const DEFAULT_FAULT_PATHS: &[&str] =
+    &["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/", "/openai/deployments/"];
 
 /// Every knob of one mock engine.
 ///

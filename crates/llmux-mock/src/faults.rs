@@ -172,7 +172,10 @@ impl Proto {
         // llama.cpp's own endpoints answer errors in its (OpenAI-like) shape too.
         if path == "/v1/messages" {
             Proto::Anthropic
-        } else if path.starts_with("/v1/") || matches!(path, "/health" | "/slots" | "/props") {
+        } else if path.starts_with("/v1/")
+            || path.starts_with("/openai/")
+            || matches!(path, "/health" | "/slots" | "/props")
+        {
             Proto::OpenAi
         } else {
             Proto::Ollama

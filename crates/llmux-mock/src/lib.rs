@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod anthropic;
+mod azure;
 mod config;
 mod control;
 mod engine;
@@ -236,6 +237,8 @@ fn router(app: App) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/openai/deployments/{deployment}/chat/completions", post(azure::chat))
+        .route("/openai/deployments/{deployment}/embeddings", post(azure::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*model}", get(openai::model))
         .route("/health", get(openai::health))

@@ -368,6 +368,14 @@ fn register_secrets(config: &Config) {
         .chain(config.general.database_url.as_ref())
         .chain(config.router.redis.iter().flat_map(|r| r.password.iter().chain(r.url.iter())))
         .map(|s| s.expose().to_owned())
+        .chain(config.deployments.iter().filter_map(|d| d.engine()).flat_map(|e| {
+            // Credentials configured as headers (an Azure Entra token, an `Authorization` in extra_headers).
+            e.extra_headers
+                .iter()
+                .filter(|(name, _)| matches!(name.as_str(), "authorization" | "api-key" | "x-api-key"))
+                .filter_map(|(_, value)| value.to_str().ok())
+                .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
+        }))
         .collect();
     crate::redact::register_secrets(secrets);
 }

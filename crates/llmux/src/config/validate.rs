@@ -41,6 +41,8 @@ const PARAMS_ACTED_ON: &[&str] = &[
     "keep_alive",
     "custom_llm_provider",
     "extra_headers",
+    "api_version",
+    "azure_ad_token",
 ];
 
 /// `litellm_params` keys the router acts on: never forwarded to an engine.
@@ -62,7 +64,6 @@ const PARAMS_NOT_FORWARDED: &[&str] = &[
     "input_cost_per_second",
     "output_cost_per_second",
     "tags",
-    "api_version",
     "region_name",
     "mock_response",
     "use_in_pass_through",
@@ -668,7 +669,26 @@ fn target(
     let api_key = api_key.map(Secret::new);
     let (api_base, basic_auth) = super::split_credentials(&api_base);
     let basic_auth = basic_auth.map(Secret::new);
-    let extra_headers = extra_headers(params.get("extra_headers"), &format!("{path}.extra_headers"), diags);
+    let mut extra_headers = extra_headers(params.get("extra_headers"), &format!("{path}.extra_headers"), diags);
+    let api_base = if engine.adapter == providers::Adapter::Azure {
+        let version = get_str(params, "api_version", path, diags)
+            .or_else(|| env("AZURE_API_VERSION"))
+            .unwrap_or_else(|| providers::azure::DEFAULT_API_VERSION.to_owned());
+        // Without a key, a Microsoft Entra ID token (LiteLLM's `azure_ad_token` / `AZURE_AD_TOKEN`) is the bearer.
+        let token = get_str(params, "azure_ad_token", path, diags).or_else(|| env("AZURE_AD_TOKEN"));
+        if let (None, Some(token)) = (&api_key, token) {
+            match http::HeaderValue::from_str(&format!("Bearer {token}")) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    extra_headers.push((http::header::AUTHORIZATION, value));
+                }
+                Err(_) => diags.error(format!("{path}.azure_ad_token"), BAD_HEADER_BYTE),
+            }
+        }
+        providers::azure::deployment_base(&api_base, upstream_model, &version)
+    } else {
+        api_base
+    };
     let keep_alive = params.get("keep_alive").cloned();
     let extra_params = params
         .iter()
@@ -810,7 +830,9 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
             crate::providers::Adapter::OpenAiCompatible if !unprobed => {
                 host.openai_base.get_or_insert_with(|| engine.api_base.clone());
             }
-            crate::providers::Adapter::OpenAiCompatible | crate::providers::Adapter::Anthropic => {}
+            crate::providers::Adapter::OpenAiCompatible
+            | crate::providers::Adapter::Anthropic
+            | crate::providers::Adapter::Azure => {}
         }
         if let Some(t) = d.health_check_timeout {
             host.probe_timeout = if host.deployments.is_empty() { t } else { host.probe_timeout.max(t) };

@@ -6,6 +6,7 @@
 //! base URL and key variables is data, kept in [`ENGINES`].
 
 pub mod anthropic;
+pub mod azure;
 pub mod ollama;
 pub mod openai;
 pub mod prices;
@@ -162,6 +163,8 @@ pub enum Adapter {
     OpenAiCompatible,
     /// Anthropic's Messages API (`/v1/messages`).
     Anthropic,
+    /// Azure OpenAI: OpenAI's API under a deployment path, the key as `api-key`.
+    Azure,
 }
 
 /// One row of the engine table: a LiteLLM model prefix and what it means.
@@ -268,6 +271,16 @@ pub const ENGINES: &[EngineSpec] = &[
         &["ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"],
         &["ANTHROPIC_API_KEY"],
     ),
+    // No default endpoint: every Azure resource has its own (`api_base` or `AZURE_API_BASE`).
+    EngineSpec {
+        prefix: "azure",
+        adapter: Adapter::Azure,
+        default_api_base: None,
+        api_base_env: &["AZURE_API_BASE"],
+        api_key_env: &["AZURE_OPENAI_API_KEY", "AZURE_API_KEY"],
+        default_api_key: None,
+        cloud: true,
+    },
     cloud(
         "openai",
         Adapter::OpenAiCompatible,
@@ -355,6 +368,7 @@ impl Adapter {
             Adapter::Ollama { chat: false } => &ollama::Ollama { chat: false },
             Adapter::OpenAiCompatible => &openai::OpenAiCompatible,
             Adapter::Anthropic => &anthropic::Anthropic,
+            Adapter::Azure => &azure::Azure,
         }
     }
 }
@@ -605,7 +619,8 @@ mod tests {
         assert!(!probed(0) && !probed(2), "public endpoints are not probed");
         assert!(probed(3), "an OpenAI-compatible api_base of one's own is");
         for spec in ENGINES.iter().filter(|e| e.cloud) {
-            let base = spec.default_api_base.unwrap_or("");
+            // Azure has none: every resource has its own endpoint.
+            let base = spec.default_api_base.unwrap_or(if spec.prefix == "azure" { "https://" } else { "" });
             assert!(base.starts_with("https://"), "{}: {base}", spec.prefix);
             assert!(!spec.api_key_env.is_empty(), "{}", spec.prefix);
         }
