@@ -179,6 +179,9 @@ def test_budget_spend_and_budget_duration(keyed: Llmux):
         chat(keyed, key)
     assert refused.value.body["type"] == "budget_exceeded"
     assert refused.value.body["message"].startswith("Budget has been exceeded! Key=family Current cost: 0.75")
+    # the refused request is logged against the key too
+    wait_for("the refusal's row", lambda: any(r["metadata"]["status_code"] == 400 for r in
+                                               admin(keyed).get("/spend/logs", params={"api_key": token}).json()))
     # a budget window resets the spend
     post(keyed, "/key/update", key=token, budget_duration="2s")
     wait_for("the budget reset", lambda: _answers(keyed, key))

@@ -24,10 +24,12 @@ pub struct Admitted {
     pub slot: Option<Slot>,
 }
 
-/// Admits a request for `model` from `who`; the master key and keyless access pass untouched.
+/// Admits a request for `model` from `who` (blocked, expired, over budget, the model, the limits); the master
+/// key and keyless access pass untouched.
 pub async fn admit(keys: Option<&Arc<Keys>>, who: &Who, config: &Config, model: &str) -> Result<Admitted, Error> {
     match (who, keys) {
         (Who::Virtual(key), Some(keys)) => {
+            keys.check_usable(key)?;
             let admission = keys.admit(key, config, model).await?;
             Ok(Admitted { model: admission.model, slot: admission.slot })
         }

@@ -21,23 +21,20 @@ pub enum Who {
     /// No master key is set and no known virtual key was sent: anyone may call.
     Open,
     Master,
-    /// A virtual key, usable now (not blocked, expired nor over budget).
+    /// A known virtual key; whether it is usable now (not blocked, expired nor over budget) is checked once the
+    /// request is attributed to it ([`Keys::check_usable`]), so refused requests count against the key too.
     Virtual(Arc<Key>),
 }
 
-/// Who sent `headers`, for a client route in `dialect`: the master key, a usable virtual key, or nobody where no
-/// key is needed. A virtual key that is blocked, expired or over budget is refused here with LiteLLM's error.
+/// Who sent `headers`, for a client route in `dialect`: the master key, a known virtual key, or nobody where no
+/// key is needed.
 pub fn identify(config: &Config, keys: Option<&Keys>, headers: &HeaderMap, dialect: Dialect) -> Result<Who, Error> {
     let sent = sent_key(headers);
-    let known = |sent: &str| -> Result<Option<Who>, Error> {
-        let Some(key) = keys.and_then(|k| k.find(sent).map(|key| (k, key))) else { return Ok(None) };
-        key.0.check_usable(&key.1)?;
-        Ok(Some(Who::Virtual(key.1)))
-    };
+    let known = |sent: &str| keys.and_then(|k| k.find(sent)).map(Who::Virtual);
     let open = dialect == Dialect::Ollama && !config.ollama_requires_key;
     match (config.general.master_key.as_ref(), sent) {
         (Some(master), Some(key)) if same_key(key, master.expose()) => Ok(Who::Master),
-        (_, Some(key)) => match known(key)? {
+        (_, Some(key)) => match known(key) {
             Some(who) => Ok(who),
             None if open || config.general.master_key.is_none() => Ok(Who::Open),
             None => Err(invalid_key()),
@@ -55,7 +52,12 @@ pub async fn require_client_key(State(state): State<AppState>, request: Request,
 }
 
 async fn client_key(state: AppState, mut request: Request, next: Next, dialect: Dialect) -> Response {
-    match identify(&state.executor().config, state.live.keys().map(|k| k.as_ref()), request.headers(), dialect) {
+    let keys = state.live.keys().map(|k| k.as_ref());
+    let usable = |who: Who| match (&who, keys) {
+        (Who::Virtual(key), Some(keys)) => keys.check_usable(key).map(|()| who),
+        _ => Ok(who),
+    };
+    match identify(&state.executor().config, keys, request.headers(), dialect).and_then(usable) {
         Ok(who) => {
             if let Who::Virtual(key) = &who {
                 request.extensions_mut().insert(key.caller());
