@@ -225,3 +225,80 @@ fn row_of(r: &Finished) -> SpendRow {
         day: super::day_of(start),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{Attempt, Caller, ClientProtocol, RequestId};
+
+    fn record() -> Finished {
+        Finished {
+            id: RequestId("req-1".into()),
+            started_unix_ms: 1_796_256_000_000,
+            protocol: ClientProtocol::Anthropic,
+            operation: "chat",
+            caller: Caller { key_id: Some("ab".repeat(32)), key_alias: Some("ha".into()), ..Default::default() },
+            requested: "fast".into(),
+            group: Some("qwen".into()),
+            deployment: Some(1),
+            host: Some("http://box:11434".into()),
+            route: String::new(),
+            attempts: vec![Attempt {
+                deployment: 1,
+                label: "model_list[1] @ box:11434".into(),
+                group: "qwen".into(),
+                error: None,
+                status: Some(200),
+                duration_ms: 9,
+            }],
+            status: 200,
+            stream: true,
+            ttfb_ms: Some(3),
+            duration_ms: 10,
+            queue_wait_ms: 0,
+            tokens_in: 7,
+            tokens_out: 5,
+            tokens_estimated: false,
+            cost_usd: 0.25,
+            fallbacks: 0,
+            retries: 0,
+            error: None,
+        }
+    }
+
+    fn spend() -> Arc<Spend> {
+        let config = crate::config::load_str("model_list: []\n", &|_| None).map(|(c, _)| c).expect("config");
+        Spend::new(&config.general)
+    }
+
+    #[test]
+    fn a_finished_request_becomes_its_row() {
+        let row = row_of(&record());
+        assert_eq!(row.api_key.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!((row.model.as_str(), row.model_group.as_deref()), ("fast", Some("qwen")));
+        assert_eq!(row.deployment.as_deref(), Some("model_list[1] @ box:11434"));
+        assert_eq!((row.prompt_tokens, row.completion_tokens, row.total_tokens), (7, 5, 12));
+        assert_eq!(
+            (row.start_time, row.end_time, row.day.as_str()),
+            (1_796_256_000_000, 1_796_256_000_010, "2026-12-03")
+        );
+        assert_eq!((row.protocol.as_str(), row.spend, row.status), ("anthropic", 0.25, 200));
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_rows_but_never_key_spend() {
+        let spend = spend();
+        let row = row_of(&record());
+        for n in 0..MAX_BUFFERED + 3 {
+            let row = SpendRow { request_id: n.to_string(), ..row.clone() };
+            spend.push(Some(row), Some(("k", 0.5)));
+        }
+        let queue = spend.queue();
+        assert_eq!(queue.rows.len(), MAX_BUFFERED);
+        assert_eq!(queue.rows.front().map(|r| r.request_id.as_str()), Some("3"));
+        drop(queue);
+        assert_eq!(spend.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(spend.unwritten("k"), 0.5 * (MAX_BUFFERED + 3) as f64);
+        assert_eq!(spend.readiness("sqlite")["spend_logs_buffered"], MAX_BUFFERED);
+    }
+}
