@@ -72,12 +72,14 @@ def browser():
 
 @pytest.fixture
 def page(browser, request) -> Page:
-    """A fresh tab (its own sessionStorage); JavaScript errors on the page fail the test."""
+    """A fresh tab (its own sessionStorage); JavaScript errors and console errors (a style or script the page's
+    Content-Security-Policy refused, say) fail the test. The 401 of a refused key is expected."""
     width = getattr(request, "param", 1280)
     context = browser.new_context(viewport={"width": width, "height": 900})
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" and "status of 401" not in m.text else None)
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -161,3 +161,34 @@ async fn the_live_feed_sends_the_kept_requests_then_each_new_one_with_its_attemp
     assert_eq!(host["requests"], 2, "{rates}");
     assert!(host["ttft_p50_ms"].is_u64(), "{rates}");
 }
+
+#[tokio::test]
+async fn an_open_live_feed_ends_when_the_server_starts_shutting_down() {
+    // Served by hand to reach `Live`: an open dashboard must not hold a shutdown's drain for its whole timeout.
+    let yaml = "model_list:\n  - model_name: g\n    litellm_params: {model: ollama_chat/small, api_base: \"http://127.0.0.1:9\"}\n";
+    let (config, _) = llmux::config::load_str(yaml, &|_| None).unwrap();
+    let live = llmux::lifecycle::Live::new(config, None, llmux::upstream::client().unwrap(), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = live.clone();
+    tokio::spawn(async move {
+        llmux::server::serve_on(serving, listener, std::future::pending(), std::future::pending(), Duration::ZERO, 1)
+            .await
+    });
+    let client = llmux::upstream::client().unwrap();
+    let request = http::Request::get(format!("http://{addr}/ui/api/live")).body(Full::new(Bytes::new())).unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut buffer = String::new();
+    assert_eq!(next_event(&mut body, &mut buffer).await.0, "snapshot");
+
+    live.start_draining();
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the live feed went on after the shutdown began");
+}

@@ -122,35 +122,36 @@ const DRAIN_CHECK: Duration = Duration::from_secs(1);
 
 /// What the live feed holds between events.
 struct Feed {
-    /// The journal's requests when the page connected, sent first as one `snapshot` event.
+    /// The journal's requests (oldest first) to send next as one `snapshot` event: when the page connects, and
+    /// again when it fell behind the feed.
     snapshot: Option<Vec<Arc<Finished>>>,
     feed: tokio::sync::broadcast::Receiver<Arc<Finished>>,
     live: Arc<Live>,
 }
 
 /// `GET /ui/api/live`: server-sent events, a `snapshot` of the kept requests (newest first), then a `request`
-/// event per finished request. Read with `fetch()` (not `EventSource`) so the key travels in a header. Ends when
+/// event per finished request (and a new `snapshot` if the reader fell behind). Read with `fetch()` (not `EventSource`) so the key travels in a header. Ends when
 /// the server starts shutting down.
 async fn live(State(ui): State<Ui>) -> Response {
     let live = ui.app.live.clone();
     // Subscribed before the snapshot is taken: a request finishing in between is sent twice, never lost (the
     // page keeps one row per id and start).
     let feed = live.hub().journal().subscribe();
-    let mut snapshot = live.hub().journal().recent();
-    snapshot.reverse();
-    let start = Feed { snapshot: Some(snapshot), feed, live };
+    let start = Feed { snapshot: Some(live.hub().journal().recent()), feed, live };
     let events = futures_util::stream::unfold(start, |mut state| async move {
-        if let Some(snapshot) = state.snapshot.take() {
-            let records: Vec<&Finished> = snapshot.iter().map(|r| &**r).collect();
-            let event = Event::default().event("snapshot").json_data(&records).unwrap_or_default();
-            return Some((Ok::<_, Infallible>(event), state));
-        }
         loop {
+            if let Some(snapshot) = state.snapshot.take() {
+                let records: Vec<&Finished> = snapshot.iter().rev().map(|r| &**r).collect();
+                let event = Event::default().event("snapshot").json_data(&records).unwrap_or_default();
+                return Some((Ok::<_, Infallible>(event), state));
+            }
             if state.live.is_draining() {
                 return None;
             }
             match tokio::time::timeout(DRAIN_CHECK, state.feed.recv()).await {
-                Err(_) | Ok(Err(RecvError::Lagged(_))) => continue,
+                Err(_) => continue,
+                // Too slow a reader missed some: it gets the journal again (the page keeps one row per request).
+                Ok(Err(RecvError::Lagged(_))) => state.snapshot = Some(state.live.hub().journal().recent()),
                 Ok(Err(RecvError::Closed)) => return None,
                 Ok(Ok(record)) => {
                     if let Ok(event) = Event::default().event("request").json_data(&*record) {
