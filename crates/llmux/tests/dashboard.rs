@@ -63,7 +63,7 @@ async fn llmux_status_lists_each_hosts_loaded_models_and_each_groups_deployments
     let base = format!("http://{}", llmux.addr);
     // The first probes run at start-up; wait until both hosts have answered one.
     let mut fleet = serde_json::Value::Null;
-    for _ in 0..100 {
+    for _ in 0..200 {
         fleet = llmux::status::fetch(&base, Some(KEY)).await.unwrap();
         if fleet["hosts"].as_array().unwrap().iter().all(|h| h["status"] == "up") {
             break;
@@ -128,6 +128,13 @@ async fn chat(llmux: &Llmux, id: &str) {
 async fn the_live_feed_sends_the_kept_requests_then_each_new_one_with_its_attempts() {
     let Lab { llmux, a, _mocks, .. } = lab().await;
     chat(&llmux, "before-the-page").await;
+    // The record is told when the answer's body is done, which may be a moment after the client read it.
+    for _ in 0..200 {
+        if llmux.get_key("/ui/api/requests", Some(KEY)).await.text().contains("before-the-page") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let client = llmux::upstream::client().unwrap();
     let request = http::Request::get(format!("http://{}/ui/api/live", llmux.addr))
         .header("authorization", format!("Bearer {KEY}"))
