@@ -282,11 +282,34 @@ fn report(path: &Path, loaded: Result<(Config, Diagnostics), Diagnostics>) -> Op
     }
 }
 
+/// The warm-up schedule learned so far, from the profile beside the config file.
+fn print_warmup_schedule(config_path: &Path) {
+    let dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let now = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+    )
+    .unwrap_or(0);
+    let schedule = crate::warmup::read(dir).map(|p| p.schedule(now)).unwrap_or_default();
+    if schedule.is_empty() {
+        println!("warm-up: nothing learned yet ({} in {})", crate::warmup::FILE, dir.display());
+    }
+    for (group, hours) in schedule {
+        let slots: Vec<String> = hours
+            .iter()
+            .map(|(h, days)| format!("{h:02}:00 UTC ({days} of the last {} days)", crate::router::warmup::WINDOW_DAYS))
+            .collect();
+        println!("warm-up: {group} woken and preloaded 5 min before {}", slots.join(", "));
+    }
+}
+
 fn check(path: &Path, probe: bool) -> ExitCode {
     match config::load(path) {
         Ok((config, diags)) => {
             print_diagnostics(&diags);
             print!("{}", config::routing_table(&config));
+            if config.warmup {
+                print_warmup_schedule(path);
+            }
             println!();
             let limited = config.hosts.iter().filter(|h| h.limits != Default::default()).count();
             if probe {
@@ -398,6 +421,9 @@ pub async fn serve(
     };
     let live = Live::new(config, source, crate::upstream::client()?, tls);
     live.set_exposure(exposure);
+    if live.executor().config.warmup {
+        crate::warmup::Warmup::start(&live, data_dir.as_deref());
+    }
     if let Some(dir) = data_dir {
         live.set_data_dir(dir);
     }

@@ -32,3 +32,4 @@ pub mod shared_responses;
 pub mod state;
 pub mod status;
 pub mod upstream;
+pub mod warmup;

@@ -82,6 +82,9 @@ pub struct Config {
     pub limits: ServerLimits,
     /// `/metrics` and who may read it.
     pub telemetry: Telemetry,
+    /// `llmux_settings.warmup`: learn each group's daily pattern and wake and preload ahead of it (read at
+    /// start-up).
+    pub warmup: bool,
 }
 
 /// What a client connection or an engine answer may cost llmux (`llmux_settings.server`, see the README's

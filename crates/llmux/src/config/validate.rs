@@ -190,6 +190,10 @@ pub(super) fn validate(
     let images = image_fetch(tree.get("llmux_settings"), diags);
     let ollama_requires_key = ollama_requires_key(tree.get("llmux_settings"), diags);
     let limits = server_limits(tree.get("llmux_settings"), general_map, diags);
+    let warmup = match tree.get("llmux_settings") {
+        Some(Value::Object(s)) => get_bool(s, "warmup", "llmux_settings", diags).unwrap_or(false),
+        _ => false,
+    };
     // A pinned model stays loaded: Ollama would unload it after its default 5 minutes idle.
     for host in &hosts {
         for &i in &host.deployments {
@@ -239,6 +243,7 @@ pub(super) fn validate(
         ollama_requires_key,
         limits,
         telemetry,
+        warmup,
     })
 }
 
@@ -895,7 +900,7 @@ fn host_limits(
     };
     for key in settings
         .keys()
-        .filter(|k| !["hosts", "groups", "images", "ollama_api", "server", "metrics"].contains(&k.as_str()))
+        .filter(|k| !["hosts", "groups", "images", "ollama_api", "server", "metrics", "warmup"].contains(&k.as_str()))
     {
         diags.warn(format!("{S}.{key}"), "unknown llmux setting; ignored");
     }

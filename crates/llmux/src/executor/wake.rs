@@ -13,14 +13,14 @@ const GRACE: Duration = Duration::from_secs(5);
 
 impl Executor {
     /// Whether `host` can be woken and sleeps now (or is being woken).
-    pub(super) fn asleep(&self, host: usize) -> bool {
+    pub fn asleep(&self, host: usize) -> bool {
         let wakes = self.config.hosts.get(host).is_some_and(|h| h.wake.is_some());
         wakes && (self.state.asleep(host) || self.state.waking(host).is_some())
     }
 
     /// Wakes `host`, or joins the wake-up under way, and holds the request until it ends: whether the host
     /// answers now.
-    pub(super) async fn wake(&self, host: usize) -> bool {
+    pub async fn wake(&self, host: usize) -> bool {
         let Some(spec) = self.config.hosts.get(host) else { return false };
         let Some(w) = &spec.wake else { return false };
         let now = self.state.now();

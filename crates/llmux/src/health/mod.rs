@@ -25,7 +25,7 @@ use crate::config::{Config, Host};
 use crate::state::{same_model, ProbeOutcome, State};
 use crate::upstream::HttpClient;
 
-pub use ollama::preload_pinned;
+pub use ollama::{preload, preload_pinned};
 pub use placement::{placement, AssignedModel, Placement};
 
 /// Largest probe answer read.

@@ -130,29 +130,36 @@ pub(super) async fn probe(
 /// `keep_alive: -1`, as Ollama documents), so the first request does not pay the load.
 pub async fn preload_pinned(config: &Config, client: &HttpClient) {
     for host in &config.hosts {
-        let Some(base) = &host.ollama_base else { continue };
         for model in &host.limits.pinned {
-            let body = json!({"model": model, "keep_alive": -1}).to_string();
-            let mut request = Request::post(join_url(base, "/api/generate"))
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body)));
-            if let (Ok(request), Some(value)) = (request.as_mut(), host.authorization()) {
-                request.headers_mut().insert(http::header::AUTHORIZATION, value);
-            }
-            let Ok(request) = request else { continue };
-            // A cold load can take minutes; this runs in the background and nothing waits on it.
-            let outcome = tokio::time::timeout(Duration::from_secs(600), client.request(request)).await;
-            match outcome {
-                Ok(Ok(response)) if response.status().is_success() => {
-                    let _ = response.into_body().collect().await;
-                    tracing::info!("preloaded pinned model {model} on {}", host.origin);
-                }
-                Ok(Ok(response)) => {
-                    tracing::warn!("preloading pinned model {model} on {}: HTTP {}", host.origin, response.status())
-                }
-                Ok(Err(e)) => tracing::warn!("preloading pinned model {model} on {}: {e}", host.origin),
-                Err(_) => tracing::warn!("preloading pinned model {model} on {}: no answer in 10 minutes", host.origin),
-            }
+            preload(host, model, Some(-1), client).await;
         }
+    }
+}
+
+/// Loads `model` on Ollama host `host` without generating (an empty `/api/generate`), with `keep_alive` when
+/// given; nothing to do on other engines.
+pub async fn preload(host: &crate::config::Host, model: &str, keep_alive: Option<i64>, client: &HttpClient) {
+    let Some(base) = &host.ollama_base else { return };
+    let mut body = json!({"model": model});
+    if let Some(keep) = keep_alive {
+        body["keep_alive"] = json!(keep);
+    }
+    let mut request = Request::post(join_url(base, "/api/generate"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())));
+    if let (Ok(request), Some(value)) = (request.as_mut(), host.authorization()) {
+        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+    }
+    let Ok(request) = request else { return };
+    // A cold load can take minutes; this runs in the background and nothing waits on it.
+    let outcome = tokio::time::timeout(Duration::from_secs(600), client.request(request)).await;
+    match outcome {
+        Ok(Ok(response)) if response.status().is_success() => {
+            let _ = response.into_body().collect().await;
+            tracing::info!("preloaded model {model} on {}", host.origin);
+        }
+        Ok(Ok(response)) => tracing::warn!("preloading model {model} on {}: HTTP {}", host.origin, response.status()),
+        Ok(Err(e)) => tracing::warn!("preloading model {model} on {}: {e}", host.origin),
+        Err(_) => tracing::warn!("preloading model {model} on {}: no answer in 10 minutes", host.origin),
     }
 }

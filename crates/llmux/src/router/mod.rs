@@ -12,6 +12,7 @@ pub mod policy;
 pub mod semantic;
 mod strategy;
 pub mod wake;
+pub mod warmup;
 
 use crate::config::{Config, Deployment};
 use crate::error::Error;
