@@ -4,7 +4,8 @@
 //! `/api/embed`, `/api/tags`, `/api/ps`, `/api/show`, ...) and the
 //! OpenAI-compatible API (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`, shaped like llama.cpp's server, with its `/health`, `/slots` and
-//! `/props`) with deterministic answers, real
+//! `/props`), Anthropic's Messages API (`/v1/messages`, its event stream and
+//! errors) and Azure OpenAI's deployment routes, with deterministic answers, real
 //! token-by-token streaming, and injectable faults (error statuses, hangs,
 //! dropped or refused connections, malformed bodies). It records every
 //! request so tests can check what llmux sent upstream.
