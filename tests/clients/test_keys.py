@@ -356,10 +356,15 @@ class Cuttable:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def cut(self) -> None:
-        if self.listener:
-            self.listener.close()
-            self.listener = None
         with self.lock:
+            if self.listener:
+                # close() alone leaves a thread blocked in accept() listening on Linux; shutdown() wakes it.
+                try:
+                    self.listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.listener.close()
+                self.listener = None
             for c in self.conns:
                 try:
                     c.shutdown(socket.SHUT_RDWR)
@@ -380,6 +385,11 @@ class Cuttable:
                 client.close()
                 continue
             with self.lock:
+                # A connection accepted just before a cut must not outlive it.
+                if self.listener is not listener:
+                    client.close()
+                    upstream.close()
+                    continue
                 self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

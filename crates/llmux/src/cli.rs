@@ -415,9 +415,16 @@ pub async fn serve(
         let path = source.as_ref()?.path.clone();
         Some(path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf))
     });
-    let keys = match &data_dir {
-        Some(dir) => Some(crate::keys::Keys::open(&config.general, dir, config.router.redis.as_ref()).await?),
-        None => None,
+    // As in LiteLLM, virtual keys are made with the master key: without one there is nothing to store.
+    let keys = match (&data_dir, &config.general.master_key) {
+        (Some(dir), Some(_)) => {
+            Some(crate::keys::Keys::open(&config.general, dir, config.router.redis.as_ref()).await?)
+        }
+        (_, None) if config.general.database_url.is_some() => {
+            tracing::warn!("general_settings.database_url is set but no master_key: virtual keys and spend are off");
+            None
+        }
+        _ => None,
     };
     let live = Live::new(config, source, crate::upstream::client()?, tls);
     live.set_exposure(exposure);

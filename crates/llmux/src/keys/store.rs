@@ -108,11 +108,26 @@ const KEY_COLUMNS: &str = "token, key_name, settings, spend, budget_reset_at, cr
 const SPEND_COLUMNS: &str = "request_id, api_key, key_alias, user_id, team_id, model, model_group, deployment, \
      api_base, protocol, call_type, status, prompt_tokens, completion_tokens, total_tokens, tokens_estimated, spend, \
      start_time, end_time, ttfb_ms, day";
-/// Rows per INSERT statement (SQLite allows 32766 parameters; 21 columns × 200 stays far below).
-const ROWS_PER_INSERT: usize = 200;
+/// How long a start-up waits for another process that is creating the same SQLite file.
+const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Whether another process opening the same SQLite file at the same moment explains `error`.
+fn contended(error: &anyhow::Error) -> bool {
+    let text = error.to_string();
+    ["database is locked", "busy", "UNIQUE constraint", "already exists"].iter().any(|t| text.contains(t))
+}
+
+/// Rows per INSERT statement on PostgreSQL, where each statement is a round trip. SQLite, in process, takes one
+/// row per statement: that one statement is prepared once and reused, where a many-row statement costs more to
+/// parse and bind (its parameters are looked up by name) than the rows cost to write.
+const PG_ROWS_PER_INSERT: usize = 64;
 
 impl Store {
     /// Connects to `database_url` (PostgreSQL) or to `llmux.db` under `data_dir` (created), and migrates.
+    ///
+    /// Replicas on one machine may share one SQLite file and start together: the one that loses the race to
+    /// create the schema finds the file locked, or the migration already applied under it, and tries again
+    /// (for up to [`OPEN_PATIENCE`]) rather than failing its start.
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let (url, kind, shown) = match database_url {
@@ -124,6 +139,23 @@ impl Store {
                 (format!("sqlite://{}?mode=rwc", file.display()), "sqlite", file.display().to_string())
             }
         };
+        let started = std::time::Instant::now();
+        loop {
+            match Store::connect(&url, kind, &shown).await {
+                Ok(store) => {
+                    tracing::info!(store = kind, at = %shown, "virtual keys and spend stored");
+                    return Ok(store);
+                }
+                Err(e) if kind == "sqlite" && started.elapsed() < OPEN_PATIENCE && contended(&e) => {
+                    tracing::debug!(error = %e, "key store busy at start-up (another llmux is opening it); retrying");
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect(url: &str, kind: &'static str, shown: &str) -> anyhow::Result<Store> {
         let sqlite = kind == "sqlite";
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
@@ -132,13 +164,14 @@ impl Store {
                 Box::pin(async move {
                     if sqlite {
                         // Readers never wait for the writer; a writer waits for another rather than failing.
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;")
+                        // The timeout first: switching to WAL itself waits for the lock.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL;")
                             .await?;
                     }
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect(url)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("cannot open the key store ({shown}): {}", crate::redact::redact(&e.to_string()))
@@ -149,7 +182,6 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("migrating the key store ({shown}): {e}"))?;
-        tracing::info!(store = kind, at = %shown, "virtual keys and spend stored");
         Ok(Store { pool, kind })
     }
 
@@ -292,19 +324,17 @@ impl Store {
     /// Writes spend-log rows and adds each key's spend, all or nothing.
     pub async fn write_spend(&self, rows: &[SpendRow], deltas: &[(String, f64)], now: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut sql = format!("INSERT INTO llmux_spend_logs ({SPEND_COLUMNS}) VALUES ");
-            for i in 0..chunk.len() {
-                let base = i * 21;
-                let params: Vec<String> = (1..=21).map(|n| format!("${}", base + n)).collect();
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                sql.push_str(&params.join(", "));
-                sql.push(')');
-            }
-            let mut query = sqlx::query(&sql);
+        let per_insert = if self.kind == "sqlite" { 1 } else { PG_ROWS_PER_INSERT };
+        let full = insert_spend_sql(per_insert);
+        for chunk in rows.chunks(per_insert) {
+            let partial;
+            let sql = if chunk.len() == per_insert {
+                &full
+            } else {
+                partial = insert_spend_sql(chunk.len());
+                &partial
+            };
+            let mut query = sqlx::query(sql);
             for r in chunk {
                 query = query
                     .bind(&r.request_id)
@@ -471,4 +501,74 @@ fn spend_row(r: &AnyRow) -> Result<SpendRow, sqlx::Error> {
         ttfb_ms: r.try_get("ttfb_ms")?,
         day: r.try_get("day")?,
     })
+}
+
+/// `INSERT INTO llmux_spend_logs … VALUES ($1, …), …` for `rows` rows.
+fn insert_spend_sql(rows: usize) -> String {
+    const COLUMNS: usize = 21;
+    let mut sql = format!("INSERT INTO llmux_spend_logs ({SPEND_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let params: Vec<String> = (1..=COLUMNS).map(|n| format!("${}", row * COLUMNS + n)).collect();
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+    use super::*;
+
+    fn row(n: i64) -> SpendRow {
+        SpendRow {
+            request_id: format!("req-{n}"),
+            api_key: None,
+            key_alias: None,
+            user_id: None,
+            team_id: None,
+            model: "m".into(),
+            model_group: Some("g".into()),
+            deployment: None,
+            api_base: None,
+            protocol: "openai".into(),
+            call_type: "chat".into(),
+            status: 200,
+            prompt_tokens: n,
+            completion_tokens: 1,
+            total_tokens: n + 1,
+            tokens_estimated: false,
+            spend: 0.0,
+            start_time: 1_000 + n,
+            end_time: 2_000 + n,
+            ttfb_ms: Some(5),
+            day: "2026-12-03".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_starting_together_share_one_sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = futures_util::future::join_all((0..4).map(|_| Store::open(None, dir.path()))).await;
+        let stores: Vec<Store> = opened.into_iter().map(|s| s.expect("every replica opens the file")).collect();
+        // Rows written by two of them, in batches with a partial last statement, are all read back by a third.
+        stores[0].write_spend(&(0..3).map(row).collect::<Vec<_>>(), &[], 0).await.unwrap();
+        stores[1].write_spend(&(3..5).map(row).collect::<Vec<_>>(), &[], 0).await.unwrap();
+        let logs = stores[2].spend_logs(&SpendFilter { limit: 100, ..SpendFilter::default() }).await.unwrap();
+        let mut ids: Vec<String> = logs.iter().map(|r| r.request_id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, ["req-0", "req-1", "req-2", "req-3", "req-4"]);
+        assert!(logs.iter().any(|r| *r == row(2)), "a row reads back as written");
+    }
+
+    #[test]
+    fn a_many_row_insert_numbers_every_parameter_once() {
+        let sql = insert_spend_sql(2);
+        assert!(sql.ends_with("$21), ($22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)"), "{sql}");
+    }
 }

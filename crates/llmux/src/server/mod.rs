@@ -109,11 +109,14 @@ pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain, workers: usi
     tracing::info!("llmux listening on {scheme}://{}", listener.local_addr()?);
     spawn_reload_on_hangup(&live);
     let draining = live.clone();
-    // A second signal, during the grace or the drain, stops waiting.
-    let hurry = Arc::new(tokio::sync::Notify::new());
-    let hurried = hurry.clone();
+    // How many shutdown signals have come: the first drains, a second (during the grace or the drain) stops
+    // waiting. Counted by one task listening from the start, so no signal is missed between the two phases.
+    let signals = count_shutdown_signals();
+    let mut first = signals.clone();
+    let mut second = signals.clone();
+    let mut hurried = signals;
     let shutdown = async move {
-        shutdown_signal().await;
+        let _ = first.wait_for(|n| *n >= 1).await;
         draining.start_draining();
         tracing::info!(
             "shutting down: readiness is 503 now; serving {}s more before the listener closes",
@@ -121,14 +124,11 @@ pub async fn serve(live: Arc<Live>, addr: SocketAddr, drain: Drain, workers: usi
         );
         tokio::select! {
             () = tokio::time::sleep(drain.grace) => {}
-            () = shutdown_signal() => hurried.notify_one(),
+            _ = second.wait_for(|n| *n >= 2) => {}
         }
     };
     let interrupt = async move {
-        tokio::select! {
-            () = hurry.notified() => {}
-            () = shutdown_signal() => {}
-        }
+        let _ = hurried.wait_for(|n| *n >= 2).await;
     };
     serve_on(live, listener, shutdown, interrupt, drain.timeout, workers).await
 }
@@ -170,22 +170,36 @@ fn spawn_reload_on_hangup(live: &Arc<Live>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Counts SIGINT and SIGTERM (Ctrl-C elsewhere) from now on; the listeners are installed before this returns.
+fn count_shutdown_signals() -> tokio::sync::watch::Receiver<u8> {
+    let (count, counted) = tokio::sync::watch::channel(0u8);
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        Some(()) = term.recv() => {}
+                        Some(()) = int.recv() => {}
+                        else => break,
+                    }
+                    count.send_modify(|n| *n = n.saturating_add(1));
+                }
+                std::future::pending::<()>().await;
+            });
+            return counted;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::warn!("cannot listen for SIGTERM: only Ctrl-C stops llmux gracefully");
     }
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count.send_modify(|n| *n = n.saturating_add(1));
+        }
+        // Nothing more can come: keep the count open so the server does not take this for a signal.
+        std::future::pending::<()>().await;
+    });
+    counted
 }
 
 /// `GET /`: what Ollama answers there; Ollama's own CLI and some clients check it before anything else.
