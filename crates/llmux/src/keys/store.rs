@@ -117,10 +117,8 @@ fn contended(error: &anyhow::Error) -> bool {
     ["database is locked", "busy", "UNIQUE constraint", "already exists"].iter().any(|t| text.contains(t))
 }
 
-/// Rows per INSERT statement on PostgreSQL, where each statement is a round trip. SQLite, in process, takes one
-/// row per statement: that one statement is prepared once and reused, where a many-row statement costs more to
-/// parse and bind (its parameters are looked up by name) than the rows cost to write.
-const PG_ROWS_PER_INSERT: usize = 64;
+/// Rows per spend-log INSERT: one statement (prepared once, then reused) per 64 rows.
+const ROWS_PER_INSERT: usize = 64;
 
 impl Store {
     /// Connects to `database_url` (PostgreSQL) or to `llmux.db` under `data_dir` (created), and migrates.
@@ -324,14 +322,14 @@ impl Store {
     /// Writes spend-log rows and adds each key's spend, all or nothing.
     pub async fn write_spend(&self, rows: &[SpendRow], deltas: &[(String, f64)], now: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let per_insert = if self.kind == "sqlite" { 1 } else { PG_ROWS_PER_INSERT };
-        let full = insert_spend_sql(per_insert);
-        for chunk in rows.chunks(per_insert) {
+        let numbered = self.kind != "sqlite";
+        let full = insert_spend_sql(ROWS_PER_INSERT, numbered);
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             let partial;
-            let sql = if chunk.len() == per_insert {
+            let sql = if chunk.len() == ROWS_PER_INSERT {
                 &full
             } else {
-                partial = insert_spend_sql(chunk.len());
+                partial = insert_spend_sql(chunk.len(), numbered);
                 &partial
             };
             let mut query = sqlx::query(sql);
@@ -503,15 +501,18 @@ fn spend_row(r: &AnyRow) -> Result<SpendRow, sqlx::Error> {
     })
 }
 
-/// `INSERT INTO llmux_spend_logs … VALUES ($1, …), …` for `rows` rows.
-fn insert_spend_sql(rows: usize) -> String {
+/// `INSERT INTO llmux_spend_logs … VALUES ($1, …), …` for `rows` rows; with plain `?` placeholders unless
+/// `numbered` (PostgreSQL needs `$n`). SQLite looks a numbered parameter up by name, one list scan per bind,
+/// which made binding a many-row insert cost more than writing it.
+fn insert_spend_sql(rows: usize, numbered: bool) -> String {
     const COLUMNS: usize = 21;
     let mut sql = format!("INSERT INTO llmux_spend_logs ({SPEND_COLUMNS}) VALUES ");
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
         }
-        let params: Vec<String> = (1..=COLUMNS).map(|n| format!("${}", row * COLUMNS + n)).collect();
+        let params: Vec<String> =
+            (1..=COLUMNS).map(|n| if numbered { format!("${}", row * COLUMNS + n) } else { "?".to_owned() }).collect();
         sql.push('(');
         sql.push_str(&params.join(", "));
         sql.push(')');
@@ -556,19 +557,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opened = futures_util::future::join_all((0..4).map(|_| Store::open(None, dir.path()))).await;
         let stores: Vec<Store> = opened.into_iter().map(|s| s.expect("every replica opens the file")).collect();
-        // Rows written by two of them, in batches with a partial last statement, are all read back by a third.
-        stores[0].write_spend(&(0..3).map(row).collect::<Vec<_>>(), &[], 0).await.unwrap();
-        stores[1].write_spend(&(3..5).map(row).collect::<Vec<_>>(), &[], 0).await.unwrap();
-        let logs = stores[2].spend_logs(&SpendFilter { limit: 100, ..SpendFilter::default() }).await.unwrap();
-        let mut ids: Vec<String> = logs.iter().map(|r| r.request_id.clone()).collect();
-        ids.sort();
-        assert_eq!(ids, ["req-0", "req-1", "req-2", "req-3", "req-4"]);
+        // Rows written by two of them, in full statements and a partial last one, are all read back by a third.
+        stores[0].write_spend(&(0..ROWS_PER_INSERT as i64 + 3).map(row).collect::<Vec<_>>(), &[], 0).await.unwrap();
+        stores[1].write_spend(&(1000..1002).map(row).collect::<Vec<_>>(), &[], 0).await.unwrap();
+        let logs = stores[2].spend_logs(&SpendFilter { limit: 1000, ..SpendFilter::default() }).await.unwrap();
+        assert_eq!(logs.len(), ROWS_PER_INSERT + 5);
         assert!(logs.iter().any(|r| *r == row(2)), "a row reads back as written");
     }
 
     #[test]
     fn a_many_row_insert_numbers_every_parameter_once() {
-        let sql = insert_spend_sql(2);
+        let sql = insert_spend_sql(2, true);
         assert!(sql.ends_with("$21), ($22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)"), "{sql}");
+        assert_eq!(insert_spend_sql(2, false).matches('?').count(), 42);
     }
 }

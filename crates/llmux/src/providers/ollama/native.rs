@@ -99,7 +99,7 @@ impl Rename {
     }
 
     fn apply(&self, line: &[u8], out: &mut BytesMut) {
-        let at = (!self.from.is_empty()).then(|| line.windows(self.from.len()).position(|w| w == self.from)).flatten();
+        let at = (!self.from.is_empty()).then(|| memchr::memmem::find(line, &self.from)).flatten();
         match at {
             Some(i) => {
                 out.extend_from_slice(&line[..i]);

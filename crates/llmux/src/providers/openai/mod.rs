@@ -97,7 +97,7 @@ impl UsageTail {
 /// The number after the last `key` (with its quotes) in `bytes`. A key inside a string value is escaped
 /// (`\"total_tokens\"`), so it does not match.
 fn count_after(bytes: &[u8], key: &[u8]) -> Option<u64> {
-    let at = bytes.windows(key.len()).rposition(|w| w == key)?;
+    let at = memchr::memmem::rfind(bytes, key)?;
     let rest = bytes[at + key.len()..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
