@@ -93,6 +93,7 @@ mod tests {
             facts: Default::default(),
             error: error.map(str::to_owned),
             status: Some(if error.is_some() { 503 } else { 200 }),
+            started_ms: 0,
             duration_ms: 5,
             reason: "strategy",
             cold: false,

@@ -426,7 +426,12 @@ pub async fn serve(
         }
         _ => None,
     };
+    let otel = crate::otel::Settings::from_env(&|name| std::env::var(name).ok(), config.telemetry.otel)
+        .map_err(|e| anyhow::anyhow!("OpenTelemetry: {e}"))?;
     let live = Live::new(config, source, crate::upstream::client()?, tls);
+    if let Some(otel) = otel {
+        live.hub().register(crate::otel::Exporter::start(otel, crate::upstream::client()?));
+    }
     live.set_exposure(exposure);
     if live.executor().config.warmup {
         crate::warmup::Warmup::start(&live, data_dir.as_deref());

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
 pub mod observe;
+pub mod otel;
 pub mod protocol;
 pub mod providers;
 pub mod redact;

@@ -165,6 +165,8 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The HTTP status the engine answered with, when it answered.
     pub status: Option<u16>,
+    /// When it began, in milliseconds after the request arrived.
+    pub started_ms: u64,
     pub duration_ms: u64,
     /// Why routing chose this deployment, in one word: `strategy` (the routing strategy among equals), `warm`
     /// (its host has the model loaded, others not), `fits` (it loads without evicting), `spill` (the warm host
@@ -389,6 +391,11 @@ impl Trace {
     /// Whether this trace records anything.
     pub fn is_on(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// Milliseconds from the request's arrival to `at` (0 when the trace is off).
+    pub fn offset_ms(&self, at: Instant) -> u64 {
+        self.0.as_ref().map_or(0, |t| u64::try_from(at.saturating_duration_since(t.started).as_millis()).unwrap_or(0))
     }
 
     /// Changes the record before it ends (no-op once it ended, or when the trace is off).

@@ -1,6 +1,7 @@
 //! What llmux tells about itself beyond its answers: Prometheus metrics on `/metrics`, switched on as LiteLLM
 //! switches its own (`litellm_settings.callbacks` / `success_callback` naming `prometheus`) or by
-//! `llmux_settings.metrics: true`, and `require_auth_for_metrics_endpoint`.
+//! `llmux_settings.metrics: true`, and `require_auth_for_metrics_endpoint`; OpenTelemetry traces with LiteLLM's
+//! `otel` callback (or the standard `OTEL_EXPORTER_OTLP_*` variables alone, see [`crate::otel`]).
 
 use serde_json::{Map, Value};
 
@@ -17,6 +18,8 @@ pub struct Telemetry {
     pub metrics: bool,
     /// `/metrics` needs the master key (`require_auth_for_metrics_endpoint`; LiteLLM's default: it does not).
     pub metrics_require_auth: bool,
+    /// A callback list names `otel`: export traces over OTLP.
+    pub otel: bool,
 }
 
 /// Reads the telemetry settings; every callback llmux does not act on is reported by its YAML path.
@@ -28,6 +31,7 @@ pub(super) fn telemetry(
 ) -> Telemetry {
     const L: &str = "litellm_settings";
     let mut prometheus = false;
+    let mut otel = false;
     for key in CALLBACK_KEYS {
         let path = format!("{L}.{key}");
         let names: Vec<(String, &Value)> = match litellm.get(*key) {
@@ -38,6 +42,7 @@ pub(super) fn telemetry(
         for (path, value) in names {
             match value {
                 Value::String(name) if name == "prometheus" => prometheus = true,
+                Value::String(name) if name == "otel" => otel = true,
                 Value::String(name) => {
                     diags.warn(path, format!("callback {name:?} is not acted on by llmux yet; ignored"))
                 }
@@ -52,7 +57,7 @@ pub(super) fn telemetry(
     let require_auth = get_bool(litellm, "require_auth_for_metrics_endpoint", L, diags)
         .or_else(|| get_bool(general, "require_auth_for_metrics_endpoint", "general_settings", diags))
         .unwrap_or(false);
-    Telemetry { metrics: asked.unwrap_or(prometheus), metrics_require_auth: require_auth }
+    Telemetry { metrics: asked.unwrap_or(prometheus), metrics_require_auth: require_auth, otel }
 }
 
 #[cfg(test)]
@@ -71,7 +76,7 @@ mod tests {
     #[test]
     fn prometheus_in_any_callback_list_or_llmux_settings_turns_metrics_on() {
         let (t, said) = read(json!({"callbacks": ["prometheus", "langfuse"]}), json!({}), json!({}));
-        assert_eq!(t, Telemetry { metrics: true, metrics_require_auth: false });
+        assert_eq!(t, Telemetry { metrics: true, metrics_require_auth: false, otel: false });
         assert_eq!(
             said,
             vec![r#"litellm_settings.callbacks[1]: callback "langfuse" is not acted on by llmux yet; ignored"#]
@@ -81,6 +86,13 @@ mod tests {
         assert!(read(json!({}), json!({}), json!({"metrics": true})).0.metrics);
         assert!(!read(json!({"callbacks": ["prometheus"]}), json!({}), json!({"metrics": false})).0.metrics);
         assert!(!read(json!({}), json!({}), json!({})).0.metrics, "off by default");
+    }
+
+    #[test]
+    fn the_otel_callback_turns_traces_on_and_is_not_reported_as_ignored() {
+        let (t, said) = read(json!({"callbacks": ["otel"]}), json!({}), json!({}));
+        assert!(t.otel && !t.metrics && said.is_empty(), "{said:?}");
+        assert!(!read(json!({}), json!({}), json!({})).0.otel, "off by default");
     }
 
     #[test]

@@ -515,6 +515,8 @@ impl Run<'_> {
             Some((why, status)) => (Some(why), status),
             None => (None, 200),
         };
+        let began = Instant::now().checked_sub(took).unwrap_or_else(Instant::now);
+        let started_ms = self.trace.offset_ms(began);
         self.attempts.push(Attempt {
             deployment: index,
             label: self.exec.labels[index].step.clone(),
@@ -522,6 +524,7 @@ impl Run<'_> {
             group: group.to_owned(),
             error,
             status: Some(status),
+            started_ms,
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             reason,
             cold,
