@@ -7,9 +7,11 @@ host. Screenshots of every state go to `<log dir>/dashboard/` (the path is print
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from harness import HOSTS, MASTER_KEY, homelab_config, start_llmux, start_mock, wait_port_closed
@@ -44,7 +46,8 @@ def dash_lab(log_root: Path):
         for name, (_, models) in HOSTS.items():
             extra = ["--memory-budget", f"{BUDGET_GB[name]}GB", "--model-size", SIZES, "--loaded", models[0]]
             mocks[name] = start_mock(name, models, log_dir, extra)
-        config = homelab_config(mocks, general={"health_check_interval": 1})
+        # Spend rows written every second, so the keys page's spend per day has them at once.
+        config = homelab_config(mocks, general={"health_check_interval": 1, "proxy_batch_write_at": 1})
         config["llmux_settings"] = {
             "hosts": {mocks[name].url: {"memory_budget": f"{gb}GB"} for name, gb in BUDGET_GB.items()}
         }
@@ -175,6 +178,52 @@ def test_the_page_fits_a_phone_screen(dash_lab, page, shots):
     page.screenshot(path=str(shots / "5-phone.png"), full_page=True)
 
 
+def test_a_key_is_created_shown_once_used_and_blocked_from_the_keys_page(dash_lab, page, shots):
+    _, llmux = dash_lab
+    sign_in(page, llmux.base_url)
+    section = page.locator("#keys-section")
+    expect(section).to_be_visible()
+    form = page.locator("#key-form")
+    form.locator("input[name=key_alias]").fill("frigate")
+    form.locator("input[name=models]").fill("vision")
+    form.locator("input[name=max_budget]").fill("5")
+    form.locator("input[name=rpm_limit]").fill("60")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#new-key")).to_be_visible()
+    new_key = page.locator("#new-key-value").inner_text()
+    assert new_key.startswith("sk-"), new_key
+    row = page.locator("#keys tr.key", has_text="frigate")
+    expect(row).to_contain_text("vision")
+    expect(row).to_contain_text("60 rpm")
+    expect(row.locator(".badge")).to_have_text("active")
+    # The key is shown once: the list has only its abbreviation.
+    assert new_key not in page.locator("#keys").inner_text()
+    page.screenshot(path=str(shots / "6-key-created.png"), full_page=True)
+
+    # The new key works for its model (and for nothing else), and its spend is counted.
+    chat = {"model": "vision", "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=llmux.base_url, headers={"Authorization": f"Bearer {new_key}"}, timeout=30) as http:
+        assert http.post("/v1/chat/completions", json=chat).status_code == 200
+        assert http.post("/v1/chat/completions", json={**chat, "model": "coding"}).status_code == 401
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    deadline = time.monotonic() + 10
+    logs = f"{llmux.base_url}/spend/logs"
+    while time.monotonic() < deadline and not httpx.get(logs, params={"api_key": new_key}, headers=admin).json():
+        time.sleep(0.2)
+
+    page.locator("#new-key-done").click()
+    expect(page.locator("#new-key")).to_be_hidden()
+    row.locator("button.key-toggle").click()
+    expect(row.locator(".badge")).to_have_text("blocked")
+    expect(row.locator("button.key-toggle")).to_have_text("unblock")
+    spend = page.locator("#spend tbody tr", has_text="frigate")
+    expect(spend).to_have_count(1)
+    expect(spend.locator("td").nth(2)).to_have_text("2")  # the answered request and the refused one
+    page.screenshot(path=str(shots / "7-key-blocked.png"), full_page=True)
+    with httpx.Client(base_url=llmux.base_url, headers={"Authorization": f"Bearer {new_key}"}, timeout=30) as http:
+        assert http.post("/v1/chat/completions", json=chat).status_code == 401
+
+
 def test_a_stopped_host_turns_down_on_the_page(dash_lab, page, shots):
     mocks, llmux = dash_lab
     sign_in(page, llmux.base_url)
@@ -188,4 +237,4 @@ def test_a_stopped_host_turns_down_on_the_page(dash_lab, page, shots):
     expect(card.locator(".reason")).to_be_visible()
     group = page.locator("article.group", has_text="nemotron-cascade-2:30b").first
     expect(group.locator("tbody tr").nth(0).locator(".badge")).to_have_text("down")
-    page.screenshot(path=str(shots / "6-host-down.png"), full_page=True)
+    page.screenshot(path=str(shots / "8-host-down.png"), full_page=True)

@@ -411,6 +411,140 @@ function handleEvent(block) {
   }
 }
 
+// ---- keys (virtual keys through LiteLLM's /key/* API; the section shows only where llmux keeps keys)
+
+const KEYS_EVERY_MS = 10000;
+
+function usd(value) {
+  return "$" + (value || 0).toFixed(value && value < 0.01 ? 4 : 2);
+}
+
+function keyState(k) {
+  if (k.blocked) return "blocked";
+  if (k.expires && Date.parse(k.expires) <= Date.now()) return "expired";
+  if (k.max_budget != null && k.spend >= k.max_budget) return "over budget";
+  return "active";
+}
+
+function keyRow(k) {
+  const state = keyState(k);
+  const limits = [
+    k.rpm_limit != null ? k.rpm_limit + " rpm" : null,
+    k.tpm_limit != null ? k.tpm_limit + " tpm" : null,
+    k.max_parallel_requests != null ? k.max_parallel_requests + " parallel" : null,
+    k.expires ? "until " + new Date(k.expires).toLocaleDateString() : null,
+  ].filter(Boolean);
+  const toggle = k.blocked ? "unblock" : "block";
+  return el("tr", { "data-token": k.token, class: "key " + state.replace(" ", "-") },
+    el("td", {}, k.key_alias || el("span", { class: "muted" }, "(no alias)")),
+    el("td", {}, el("code", {}, k.key_name)),
+    el("td", {}, (k.models || []).length ? k.models.join(", ") : el("span", { class: "muted" }, "all")),
+    el("td", { class: "num" }, usd(k.spend), k.max_budget != null ? el("div", { class: "muted small" }, "of " + usd(k.max_budget) + (k.budget_duration ? " / " + k.budget_duration : "")) : null),
+    el("td", { class: "small" }, limits.join(" · ") || el("span", { class: "muted" }, "none")),
+    el("td", {}, el("span", { class: "badge " + (state === "active" ? "up" : "down") }, state)),
+    el("td", {}, el("button", { type: "button", class: "key-toggle", onclick: () => setBlocked(k.token, !k.blocked) }, toggle)));
+}
+
+function day(offset) {
+  return new Date(Date.now() - offset * 86400000).toISOString().slice(0, 10);
+}
+
+async function drawKeys() {
+  let list;
+  try {
+    list = await (await api("/key/list?return_full_object=true&size=100")).json();
+  } catch (e) {
+    if (e instanceof Unauthorized) throw e;
+    $("keys-section").hidden = true; // no key store here
+    return;
+  }
+  $("keys-section").hidden = false;
+  const keys = list.keys || [];
+  $("keys").tBodies[0].replaceChildren(...keys.map(keyRow));
+  $("keys").hidden = !keys.length;
+  $("no-keys").hidden = !!keys.length;
+  const report = await (await api(`/global/spend/report?start_date=${day(6)}&end_date=${day(0)}`)).json();
+  const rows = [];
+  for (const d of report.slice().reverse()) {
+    for (const k of d.api_keys || []) {
+      if (!k.api_key) continue; // the master key's requests
+      rows.push(el("tr", {},
+        el("td", {}, d.group_by_day),
+        el("td", {}, k.key_alias || (k.api_key || "").slice(0, 10) + "…"),
+        el("td", { class: "num" }, k.requests),
+        el("td", { class: "num" }, (k.total_tokens || 0).toLocaleString()),
+        el("td", { class: "num" }, usd(k.total_spend))));
+    }
+  }
+  $("spend").tBodies[0].replaceChildren(...rows);
+  $("spend").hidden = !rows.length;
+  $("no-spend").hidden = !!rows.length;
+}
+
+async function keysAction(action) {
+  const error = $("key-error");
+  try {
+    await action();
+    error.hidden = true;
+  } catch (e) {
+    if (e instanceof Unauthorized) return showLogin("The key was refused: sign in again.");
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+  await refreshKeys();
+}
+
+async function refreshKeys() {
+  try {
+    await drawKeys();
+  } catch (e) {
+    if (e instanceof Unauthorized) showLogin(key ? "The key was refused: sign in again." : "");
+  }
+}
+
+/** POSTs `body` to the key API; an error answer's message (LiteLLM's shape) becomes the thrown error's. */
+async function keyApi(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    cache: "no-store",
+    headers: { "Content-Type": "application/json", ...(key ? { Authorization: "Bearer " + key } : {}) },
+    body: JSON.stringify(body),
+  });
+  if (response.status === 401) throw new Unauthorized();
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((answer.error && answer.error.message) || path + ": HTTP " + response.status);
+  return answer;
+}
+
+function setBlocked(token, blocked) {
+  return keysAction(() => keyApi(blocked ? "/key/block" : "/key/unblock", { key: token }));
+}
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const text = (name) => String(form.get(name) || "").trim();
+  const body = { key_alias: text("key_alias") };
+  const models = text("models").split(",").map((m) => m.trim()).filter(Boolean);
+  if (models.length) body.models = models;
+  if (text("max_budget")) body.max_budget = Number(text("max_budget"));
+  if (text("budget_duration")) body.budget_duration = text("budget_duration");
+  if (text("rpm_limit")) body.rpm_limit = Number(text("rpm_limit"));
+  if (text("duration")) body.duration = text("duration");
+  keysAction(async () => {
+    const created = await keyApi("/key/generate", body);
+    $("new-key-alias").textContent = created.key_alias || "";
+    $("new-key-value").textContent = created.key;
+    $("new-key").hidden = false;
+    event.target.reset();
+  });
+});
+
+$("new-key-done").addEventListener("click", () => {
+  $("new-key-value").textContent = "";
+  $("new-key").hidden = true;
+});
+
 function start() {
   stopAll();
   $("login").hidden = true;
@@ -420,6 +554,8 @@ function start() {
   refresh("/ui/api/rates", drawRates);
   timers.push(setInterval(() => refresh("/ui/api/fleet", drawFleet), FLEET_EVERY_MS));
   timers.push(setInterval(() => refresh("/ui/api/rates", drawRates), RATES_EVERY_MS));
+  refreshKeys();
+  timers.push(setInterval(refreshKeys, KEYS_EVERY_MS));
   feedAbort = new AbortController();
   follow(feedAbort.signal);
 }
