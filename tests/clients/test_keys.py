@@ -102,8 +102,11 @@ def test_a_key_is_shown_once_and_works_only_for_its_models(keyed: Llmux):
     # A virtual key is no admin key.
     r = keyed.http(headers={"Authorization": f"Bearer {key}"}).post("/key/generate", json={})
     assert r.status_code == 401
-    # It lists models like the master key.
-    assert keyed.client(api_key=key).models.list().data
+    # It lists only the models it may call (their aliases included); the master key lists them all.
+    mine = {m.id for m in keyed.client(api_key=key).models.list().data}
+    everything = {m.id for m in keyed.client(api_key=MASTER_KEY).models.list().data}
+    assert {MODEL, FAMILY_MODEL, "vision"} <= mine, mine
+    assert "nemotron-cascade-2:30b" in everything and "nemotron-cascade-2:30b" not in mine and "coding" not in mine
 
     with admin(keyed) as http:
         listed = http.get("/key/list", params={"return_full_object": "true"}).json()

@@ -1,7 +1,7 @@
 //! `GET /v1/models` and `GET /model/info` in LiteLLM's shapes.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
 use super::AppState;
@@ -26,7 +26,9 @@ const DISCOVERY_TTL_MS: u64 = 300_000;
 /// Every model group, then every alias that is not hidden, in file order. A wildcard group (`ollama/*`, `*`) is
 /// listed as its pattern, or, with `litellm_settings.check_provider_endpoint`, expanded into one entry per model
 /// its engines list (each one a name that routes back to the group).
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
+///
+/// A virtual key sees only the names it may call (its `models`, as LiteLLM lists them for a key).
+pub async fn list(State(state): State<AppState>, who: Option<Extension<super::auth::Who>>) -> Json<Value> {
     let executor = state.executor();
     let config = &executor.config;
     let discover = config.general.check_provider_endpoint && !config.patterns.is_empty();
@@ -53,6 +55,13 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
         }
         let group = config.resolve(name).map(|r| r.group).unwrap_or(&alias.target);
         data.push(json!({"id": name, "object": "model", "created": CREATED, "owned_by": owned_by(config, group)}));
+    }
+    if let Some(Extension(super::auth::Who::Virtual(key))) = who {
+        let allowed = &key.settings.models;
+        data.retain(|entry| {
+            let name = entry["id"].as_str().unwrap_or_default();
+            crate::keys::limits::model_allowed(allowed, name, name, config)
+        });
     }
     Json(json!({"object": "list", "data": data}))
 }
