@@ -119,6 +119,12 @@ def test_a_key_is_shown_once_and_works_only_for_its_models(keyed: Llmux):
         assert http.get("/key/info", params={"key": "sk-nobody-has-this"}).status_code == 404
         # an alias is unique
         assert http.post("/key/generate", json={"key_alias": "home-assistant"}).status_code == 400
+        # Spend logs name the model the client asked for: the refused one, and the key's alias before renaming.
+        by_model = lambda: {r["model"]: r for r in http.get("/spend/logs", params={"api_key": key}).json()}  # noqa: E731
+        logged = wait_for("the refused request's row", lambda: "nemotron-cascade-2:30b" in by_model() and by_model())
+        assert logged["nemotron-cascade-2:30b"]["status"] == "failure"
+        assert logged["nemotron-cascade-2:30b"]["metadata"]["status_code"] == 401
+        assert logged["fast"]["status"] == "success" and logged["fast"]["model_group"] == MODEL
 
 
 def test_block_update_regenerate_delete(keyed: Llmux):

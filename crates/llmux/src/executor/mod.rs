@@ -244,7 +244,10 @@ impl Run<'_> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         self.trace.update(|draft| {
             let r = &mut draft.record;
-            r.requested.push_str(&self.head.model);
+            // The server names it first (the client's name, before a key's alias renamed it).
+            if r.requested.is_empty() {
+                r.requested.push_str(&self.head.model);
+            }
             r.group = attempts.last().map(|a| a.group.clone());
             r.deployment = deployment;
             r.host = d.and_then(|d| d.engine()).map(|e| e.host().to_owned());

@@ -170,6 +170,8 @@ where
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
+    // Named in the record before the key is checked, so a refusal says which model was refused.
+    trace.update(|d| d.record.requested = head.model.to_string());
     let admitted = match admit::admit(keys.as_ref(), &who, &executor.config, &head.model).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
