@@ -86,7 +86,7 @@ pub fn spawn_refresh(keys: &Arc<Keys>) {
                     since = now - CLOCK_SLACK_MS;
                     keys.spend.database_up();
                 }
-                Err(e) => keys.spend.database_down(&e),
+                Err(e) => keys.spend.database_down(&e, now),
             }
             if tokio::time::Instant::now() >= retention_due {
                 retention_due += RETENTION_EVERY;

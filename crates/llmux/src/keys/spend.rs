@@ -35,6 +35,8 @@ pub struct Spend {
     retention: Option<Duration>,
     /// When the database stopped answering (ms), 0 while it answers.
     down_since: AtomicU64,
+    /// When it last answered (ms): a failure of an operation begun before that is old news.
+    answered_at: AtomicU64,
     dropped: AtomicU64,
 }
 
@@ -47,6 +49,7 @@ impl Spend {
             every: general.spend_batch_every,
             retention: general.spend_logs_retention,
             down_since: AtomicU64::new(0),
+            answered_at: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         })
     }
@@ -86,6 +89,8 @@ impl Spend {
     }
 
     pub fn database_up(&self) {
+        let now = u64::try_from(super::now_ms()).unwrap_or(0);
+        self.answered_at.fetch_max(now, Ordering::Relaxed);
         let since = self.down_since.swap(0, Ordering::Relaxed);
         if since != 0 {
             tracing::info!("the key store answers again; writing the spend kept meanwhile");
@@ -93,7 +98,12 @@ impl Spend {
         }
     }
 
-    pub fn database_down(&self, error: &sqlx::Error) {
+    /// An operation begun at `began` (ms) failed. Two tasks use the database (the writer and the key refresh):
+    /// one that waited out the outage may fail just after the other found it back, which is not a new outage.
+    pub fn database_down(&self, error: &sqlx::Error, began: i64) {
+        if self.answered_at.load(Ordering::Relaxed) >= u64::try_from(began).unwrap_or(0) {
+            return;
+        }
         let now = u64::try_from(super::now_ms()).unwrap_or(1).max(1);
         if self.down_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             tracing::error!(
@@ -129,8 +139,9 @@ impl Spend {
             if rows.is_empty() && deltas.is_empty() {
                 return true;
             }
-            if let Err(e) = store.write_spend(&rows, &deltas, super::now_ms()).await {
-                self.database_down(&e);
+            let began = super::now_ms();
+            if let Err(e) = store.write_spend(&rows, &deltas, began).await {
+                self.database_down(&e, began);
                 return false;
             }
             self.database_up();
@@ -262,6 +273,20 @@ mod tests {
             (1_796_256_000_000, 1_796_256_000_010, "2026-12-03")
         );
         assert_eq!((row.protocol.as_str(), row.spend, row.status), ("anthropic", 0.25, 200));
+    }
+
+    #[test]
+    fn a_failure_that_began_before_the_database_answered_is_not_a_new_outage() {
+        let spend = spend();
+        let before = crate::keys::now_ms() - 1_000;
+        spend.database_down(&sqlx::Error::PoolTimedOut, before);
+        assert_eq!(spend.readiness("postgresql")["db"], "unreachable");
+        spend.database_up();
+        // The other task's operation, stuck since before the database came back, times out now.
+        spend.database_down(&sqlx::Error::PoolTimedOut, before + 10);
+        assert_eq!(spend.readiness("postgresql")["db"], "connected");
+        spend.database_down(&sqlx::Error::PoolTimedOut, crate::keys::now_ms() + 1);
+        assert_eq!(spend.readiness("postgresql")["db"], "unreachable", "a failure begun afterwards is");
     }
 
     #[test]
