@@ -442,3 +442,23 @@ def test_postgres_outage_keeps_keys_working_and_loses_no_spend(lab: Lab, tmp_pat
     finally:
         llmux.proc.stop()
         proxy.cut()
+
+
+def test_a_database_down_at_start_up_does_not_keep_llmux_from_serving(lab: Lab, tmp_path: Path, database: str):
+    proxy = Cuttable(("127.0.0.1", 5432))
+    proxy.cut()  # PostgreSQL is not up yet when llmux starts
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+    llmux = start(lab, tmp_path, "llmux-pg-late", general={"database_url": url})
+    try:
+        assert chat(llmux, MASTER_KEY).choices[0].message.content  # the master key works meanwhile
+        readiness = lambda: admin(llmux).get("/health/readiness").json()  # noqa: E731
+        assert readiness()["db"] == "unreachable"
+        assert post(llmux, "/key/generate", key_alias="early").status_code >= 400
+        proxy.restore()
+        wait_for("the store once it answers", lambda: readiness()["db"] == "connected")
+        key, _ = generate(llmux, key_alias="late")
+        assert chat(llmux, key).choices[0].message.content
+        assert "serving without virtual keys until the database answers" in llmux.proc.log()
+    finally:
+        llmux.proc.stop()
+        proxy.cut()

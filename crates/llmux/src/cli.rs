@@ -416,10 +416,22 @@ pub async fn serve(
         Some(path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf))
     });
     // As in LiteLLM, virtual keys are made with the master key: without one there is nothing to store.
+    let mut keys_later = None;
     let keys = match (&data_dir, &config.general.master_key) {
-        (Some(dir), Some(_)) => {
-            Some(crate::keys::Keys::open(&config.general, dir, config.router.redis.as_ref()).await?)
-        }
+        (Some(dir), Some(_)) => match crate::keys::Keys::open(&config.general, dir, config.router.redis.as_ref()).await
+        {
+            Ok(keys) => Some(keys),
+            // A PostgreSQL that is not up yet (a host rebooting, a stack starting in any order) must not keep
+            // llmux from serving: the master key works meanwhile.
+            Err(e) if config.general.database_url.is_some() => {
+                tracing::error!(
+                    "{e}: serving without virtual keys until the database answers (the master key works; retrying)"
+                );
+                keys_later = Some((config.general.clone(), dir.clone()));
+                None
+            }
+            Err(e) => return Err(e),
+        },
         (_, None) if config.general.database_url.is_some() => {
             tracing::warn!("general_settings.database_url is set but no master_key: virtual keys and spend are off");
             None
@@ -439,14 +451,17 @@ pub async fn serve(
     if let Some(dir) = data_dir {
         live.set_data_dir(dir);
     }
-    if let Some(keys) = &keys {
-        live.attach_keys(keys.clone());
+    if let Some(keys) = keys {
+        live.attach_keys(keys);
+    }
+    if let Some((general, dir)) = keys_later {
+        live.open_keys_later(general, dir);
     }
     if !options.watch.is_zero() {
         live.spawn_watcher(options.watch, Duration::from_millis(300));
     }
-    let served = server::serve(live, addr, options.drain, options.workers).await;
-    if let Some(keys) = keys {
+    let served = server::serve(live.clone(), addr, options.drain, options.workers).await;
+    if let Some(keys) = live.keys() {
         keys.flush().await;
     }
     served

@@ -40,11 +40,16 @@ pub struct Live {
     hub: Arc<crate::observe::Hub>,
     /// Virtual keys and spend, when a key store is open (not in tests that serve without one).
     keys: std::sync::OnceLock<Arc<crate::keys::Keys>>,
+    /// The configured key store did not answer at start-up and is being retried.
+    keys_awaited: AtomicBool,
     /// `--data-dir`: where llmux keeps its files (the SQLite key store).
     data_dir: std::sync::OnceLock<PathBuf>,
     /// `/metrics`: counted from the hub, on when the current config asks for it.
     metrics: Arc<crate::metrics::Metrics>,
 }
+
+/// How often a key store that did not answer at start-up is tried again.
+const KEY_STORE_RETRY: Duration = Duration::from_secs(2);
 
 /// Who can reach the listener, as far as authentication goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,6 +158,7 @@ impl Live {
             exposure: std::sync::OnceLock::new(),
             hub: Arc::new(crate::observe::Hub::default()),
             keys: std::sync::OnceLock::new(),
+            keys_awaited: AtomicBool::new(false),
             data_dir: std::sync::OnceLock::new(),
             metrics,
         });
@@ -202,6 +208,31 @@ impl Live {
     /// The key store, when one is open.
     pub fn keys(&self) -> Option<&Arc<crate::keys::Keys>> {
         self.keys.get()
+    }
+
+    /// Opens the key store in the background, retrying until it answers (a PostgreSQL that was not up when
+    /// llmux started): meanwhile the master key works, virtual keys are refused and readiness says so.
+    pub fn open_keys_later(self: &Arc<Self>, general: crate::config::GeneralSettings, dir: PathBuf) {
+        self.keys_awaited.store(true, Ordering::Relaxed);
+        let live = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEY_STORE_RETRY).await;
+                let Some(serving) = live.upgrade() else { return };
+                let redis = serving.redis.clone();
+                if let Ok(keys) = crate::keys::Keys::open(&general, &dir, redis.as_ref()).await {
+                    tracing::info!("the key store answers: virtual keys are served");
+                    serving.attach_keys(keys);
+                    serving.keys_awaited.store(false, Ordering::Relaxed);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Whether the configured key store is still being waited for.
+    pub fn keys_awaited(&self) -> bool {
+        self.keys_awaited.load(Ordering::Relaxed)
     }
 
     /// Records `--data-dir` (set once).

@@ -231,6 +231,10 @@ async fn readiness(State(state): State<AppState>, headers: http::HeaderMap) -> R
         "llmux_version": env!("CARGO_PKG_VERSION"),
         "deployments": config.deployments.len(),
     });
+    if let (true, Some(out)) = (state.live.keys_awaited(), body.as_object_mut()) {
+        out.insert("db".into(), json!("unreachable"));
+        out.insert("db_kind".into(), json!("postgresql"));
+    }
     if let (Some(keys), Some(out)) = (state.live.keys(), body.as_object_mut()) {
         // The key store's state; readiness stays 200 while it is away (known keys keep working from memory).
         if let Some(details) = keys.readiness().as_object() {
