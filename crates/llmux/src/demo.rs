@@ -19,6 +19,13 @@ const HOSTS: &[(&str, &str, &[&str], u64)] = &[
     ("cranberry", "https://ollama", &["nemotron-cascade-2:30b"], 44),
 ];
 
+/// The host that sleeps in the demo (the big box, as in a real home lab): it answers only after a wake-on-LAN
+/// packet reaches a UDP port of its own on loopback, then boots in `SLEEPER_BOOT_MS`; its config allows it
+/// `SLEEPER_BOOT_SECONDS` (a real box's `boot_seconds` is a bound, not a measurement: llmux learns the real time).
+const SLEEPER: &str = "star";
+const SLEEPER_BOOT_MS: u64 = 3_000;
+const SLEEPER_BOOT_SECONDS: u64 = 10;
+
 /// The simulated models' sizes, about what Ollama reports for them.
 const SIZES_GB: &[(&str, f64)] =
     &[("nemotron-3-nano:4b", 3.2), ("embeddinggemma", 0.6), ("qwen3.5:9b", 6.6), ("nemotron-cascade-2:30b", 24.0)];
@@ -40,9 +47,19 @@ pub async fn start_hosts() -> anyhow::Result<(Vec<MockHandle>, String)> {
             default_load_ms: 1_500,
             ..ResidencyConfig::default()
         });
-        let handle = MockServer::start(mock, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (handle, wake) = if *name == SLEEPER {
+            // Its wake address is a loopback port the demo itself listens on: never a broadcast.
+            let wake_on = std::net::UdpSocket::bind(loopback)?.local_addr()?;
+            let boot = std::time::Duration::from_millis(SLEEPER_BOOT_MS);
+            let handle = MockServer::start_asleep(mock, loopback, wake_on, boot).await?;
+            let boot_s = SLEEPER_BOOT_SECONDS;
+            (handle, format!(", wake: {{mac: \"02:00:00:00:00:01\", address: \"{wake_on}\", boot_seconds: {boot_s}}}"))
+        } else {
+            (MockServer::start(mock, loopback).await?, String::new())
+        };
         yaml = yaml.replace(&format!("api_base: {base}\n"), &format!("api_base: {}\n", handle.base_url()));
-        budgets.push_str(&format!("    \"{}\": {{memory_budget: {budget_gb}GB}}\n", handle.base_url()));
+        budgets.push_str(&format!("    \"{}\": {{memory_budget: {budget_gb}GB{wake}}}\n", handle.base_url()));
         handles.push(handle);
     }
     yaml.push_str(&budgets);
@@ -58,7 +75,8 @@ pub async fn run(addr: SocketAddr, options: crate::cli::ServeOptions) -> anyhow:
         eprintln!("{d}");
     }
     for (h, (name, base, _, _)) in hosts.iter().zip(HOSTS) {
-        eprintln!("simulated Ollama host {name} ({base}) at {}", h.base_url());
+        let sleeps = if *name == SLEEPER { " (asleep: woken by wake-on-LAN when a request needs it)" } else { "" };
+        eprintln!("simulated Ollama host {name} ({base}) at {}{sleeps}", h.base_url());
     }
     let url = format!("http://{addr}");
     let port = addr.port();

@@ -102,6 +102,8 @@ async fn fleet(State(ui): State<Ui>) -> Response {
     let mut body = fleet::fleet(&ui.app.executor());
     body["now_unix_ms"] = json!(now_unix_ms());
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
+    // Whether the page has keys to show (a key store is open).
+    body["keys"] = json!(ui.app.live.keys().is_some());
     api(body)
 }
 

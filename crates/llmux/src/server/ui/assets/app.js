@@ -450,15 +450,10 @@ function day(offset) {
 }
 
 async function drawKeys() {
-  let list;
-  try {
-    list = await (await api("/key/list?return_full_object=true&size=100")).json();
-  } catch (e) {
-    if (e instanceof Unauthorized) throw e;
-    $("keys-section").hidden = true; // no key store here
-    return;
-  }
-  $("keys-section").hidden = false;
+  const fleet = await (await api("/ui/api/fleet")).json();
+  $("keys-section").hidden = !fleet.keys;
+  if (!fleet.keys) return; // no key store here
+  const list = await (await api("/key/list?return_full_object=true&size=100")).json();
   const keys = list.keys || [];
   $("keys").tBodies[0].replaceChildren(...keys.map(keyRow));
   $("keys").hidden = !keys.length;
@@ -499,6 +494,7 @@ async function refreshKeys() {
     await drawKeys();
   } catch (e) {
     if (e instanceof Unauthorized) showLogin(key ? "The key was refused: sign in again." : "");
+    else problem("llmux does not answer (" + e.message + "); retrying.");
   }
 }
 
