@@ -52,6 +52,16 @@ pub(crate) async fn reset(State(app): State<App>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// `POST /mock/sleep`: a mock started asleep suspends again (it closes its connections, forgets its loaded
+/// models and refuses connections until the next magic packet and boot), as a box whose idle timer ran out.
+pub(crate) async fn sleep(State(app): State<App>) -> Response {
+    if !app.can_sleep.load(std::sync::atomic::Ordering::Relaxed) {
+        return bad_request("this mock was not started asleep (--asleep-until-wol): it cannot sleep");
+    }
+    app.sleep_now.notify_one();
+    StatusCode::ACCEPTED.into_response()
+}
+
 fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }

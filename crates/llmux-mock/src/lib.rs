@@ -110,7 +110,11 @@ impl MockServer {
         let shared = Arc::new(Shared::new(config));
         let router = router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, router, Arc::clone(&shared), stop_rx));
+        let app = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            let mut stop_rx = stop_rx;
+            accept_loop(listener, router, app, &mut stop_rx, None).await;
+        });
         Ok(MockHandle { addr, shared, stop_tx, task })
     }
 
@@ -132,7 +136,8 @@ impl MockServer {
         let shared = Arc::new(Shared::new(config));
         let router = router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(wol::sleep_then_serve(socket, udp, boot, router, Arc::clone(&shared), stop_rx));
+        shared.can_sleep.store(true, std::sync::atomic::Ordering::Relaxed);
+        let task = tokio::spawn(wol::sleep_then_serve(addr, socket, udp, boot, router, Arc::clone(&shared), stop_rx));
         Ok(MockHandle { addr, shared, stop_tx, task })
     }
 }
@@ -187,6 +192,16 @@ impl MockHandle {
     /// A snapshot of the traffic counters.
     pub fn stats(&self) -> MockStats {
         self.shared.stats()
+    }
+
+    /// A mock started asleep ([`MockServer::start_asleep`]) suspends again, as `POST /mock/sleep` does;
+    /// `false` for one that was not.
+    pub fn sleep(&self) -> bool {
+        let can = self.shared.can_sleep.load(std::sync::atomic::Ordering::Relaxed);
+        if can {
+            self.shared.sleep_now.notify_one();
+        }
+        can
     }
 
     /// The models loaded now (loading ones included), as `/api/ps` lists them, when the residency simulation
@@ -251,7 +266,8 @@ fn router(app: App) -> Router {
         .route("/mock/config", get(control::get_config).post(control::post_config))
         .route("/mock/requests", get(control::get_requests).delete(control::delete_requests))
         .route("/mock/stats", get(control::get_stats))
-        .route("/mock/reset", post(control::reset));
+        .route("/mock/reset", post(control::reset))
+        .route("/mock/sleep", post(control::sleep));
     engine.merge(control).with_state(app)
 }
 
@@ -266,19 +282,23 @@ async fn not_found(uri: Uri) -> Response {
     }
 }
 
-/// Accepts connections until told to stop, then closes the listener and
-/// aborts every connection task, which drops their sockets.
+/// Accepts connections until told to stop (or, with `sleep`, to suspend: then `true`), then closes the
+/// listener and aborts every connection task, which drops their sockets.
 pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: Router,
     app: App,
-    mut stop_rx: oneshot::Receiver<()>,
-) {
+    stop_rx: &mut oneshot::Receiver<()>,
+    sleep: Option<&tokio::sync::Notify>,
+) -> bool {
     let mut connections = JoinSet::new();
-    loop {
+    let slept = loop {
         tokio::select! {
             // Either an explicit stop or the handle being dropped.
-            _ = &mut stop_rx => break,
+            _ = &mut *stop_rx => break false,
+            () = async { match sleep { Some(s) => s.notified().await, None => std::future::pending().await } } => {
+                break true;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     // Reap finished tasks so the set does not grow forever.
@@ -292,9 +312,10 @@ pub(crate) async fn accept_loop(
                 }
             },
         }
-    }
+    };
     drop(listener);
     connections.shutdown().await;
+    slept
 }
 
 /// Serves one TCP connection (HTTP/1.1 or h2c), unless it is refused.

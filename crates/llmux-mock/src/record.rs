@@ -87,6 +87,9 @@ pub struct MockStats {
     /// Wake-on-LAN magic packets received by a mock started asleep ([`MockServer::start_asleep`](crate::MockServer::start_asleep)).
     #[serde(default)]
     pub wake_packets: u64,
+    /// Times a mock started asleep came up after a packet (booted and began answering).
+    #[serde(default)]
+    pub boots: u64,
 }
 
 /// Progress of one request, shared between the handler and its response body.

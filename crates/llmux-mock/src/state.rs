@@ -37,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Mutex<MockStats>>,
     /// The simulated loaded models, when [`MockConfig::residency`] is on.
     pub(crate) residency: Mutex<crate::residency::State>,
+    /// `POST /mock/sleep` on a mock started asleep: suspend again (see [`crate::wol`]).
+    pub(crate) sleep_now: tokio::sync::Notify,
+    /// Whether this mock was started asleep, and so can be put back to sleep.
+    pub(crate) can_sleep: std::sync::atomic::AtomicBool,
 }
 
 /// Handle to the shared state, used as the axum router state.
@@ -50,6 +54,8 @@ impl Shared {
             requests: Mutex::new(VecDeque::new()),
             stats: Arc::new(Mutex::new(MockStats::default())),
             residency: Mutex::new(crate::residency::State::default()),
+            sleep_now: tokio::sync::Notify::new(),
+            can_sleep: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -65,6 +71,12 @@ impl Shared {
 
     /// Restores the start-up knobs and forgets recorded requests and counters
     /// (requests still in flight stay counted as such).
+    /// Suspending: every model leaves memory (a box that sleeps after idling has long unloaded them).
+    pub(crate) fn unload_all(&self) {
+        lock(&self.config).loaded.clear();
+        lock(&self.residency).reset();
+    }
+
     pub(crate) fn reset(&self) {
         *lock(&self.config) = self.initial.clone();
         lock(&self.residency).reset();

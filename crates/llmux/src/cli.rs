@@ -59,6 +59,10 @@ pub struct Args {
     /// general_settings.database_url names a PostgreSQL) [default: the config file's directory].
     #[arg(long, value_name = "DIR", env = "LLMUX_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Warm-up (llmux_settings.warmup) on a simulated clock that starts at this time (unix ms) and moves only
+    /// when `POST /llmux/clock` says: benchmarks and tests replay a week of demand in seconds.
+    #[arg(long, value_name = "UNIX_MS", hide = true, global = true)]
+    pub simulated_clock: Option<u64>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -119,6 +123,8 @@ pub struct ServeOptions {
     pub allow_no_auth: bool,
     /// `--data-dir`, as given.
     pub data_dir: Option<PathBuf>,
+    /// `--simulated-clock`: warm-up's clock starts here (unix ms) and is moved by `POST /llmux/clock`.
+    pub simulated_clock: Option<u64>,
 }
 
 impl Args {
@@ -151,6 +157,7 @@ impl Args {
             },
             allow_no_auth: self.allow_no_auth,
             data_dir: self.data_dir.clone(),
+            simulated_clock: self.simulated_clock,
         })
     }
 }
@@ -446,7 +453,7 @@ pub async fn serve(
     }
     live.set_exposure(exposure);
     if live.executor().config.warmup {
-        crate::warmup::Warmup::start(&live, data_dir.as_deref());
+        crate::warmup::Warmup::start(&live, data_dir.as_deref(), options.simulated_clock);
     }
     if let Some(dir) = data_dir {
         live.set_data_dir(dir);

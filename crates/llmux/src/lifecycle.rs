@@ -46,6 +46,8 @@ pub struct Live {
     data_dir: std::sync::OnceLock<PathBuf>,
     /// `/metrics`: counted from the hub, on when the current config asks for it.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Warm-up ahead of demand, when the config at start-up asked for it.
+    warmup: std::sync::OnceLock<Arc<crate::warmup::Warmup>>,
 }
 
 /// How often a key store that did not answer at start-up is tried again.
@@ -161,6 +163,7 @@ impl Live {
             keys_awaited: AtomicBool::new(false),
             data_dir: std::sync::OnceLock::new(),
             metrics,
+            warmup: std::sync::OnceLock::new(),
         });
         live.hub.register(Arc::new(crate::access_log::AccessLog));
         live.hub.register(live.metrics.clone());
@@ -233,6 +236,16 @@ impl Live {
     /// Whether the configured key store is still being waited for.
     pub fn keys_awaited(&self) -> bool {
         self.keys_awaited.load(Ordering::Relaxed)
+    }
+
+    /// Keeps warm-up's handle (it learns from the hub and is started once).
+    pub fn set_warmup(&self, warmup: Arc<crate::warmup::Warmup>) {
+        let _ = self.warmup.set(warmup);
+    }
+
+    /// Warm-up ahead of demand, when it runs.
+    pub fn warmup(&self) -> Option<&Arc<crate::warmup::Warmup>> {
+        self.warmup.get()
     }
 
     /// Records `--data-dir` (set once).

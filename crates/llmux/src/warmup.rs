@@ -3,6 +3,10 @@
 //! demand in, wakes the sleeping host of the group's preferred deployment and preloads its model there, so the
 //! household's first request of the morning does not wait for a boot and a load. The profile is kept as
 //! `warmup.json` in the data directory (`--data-dir`, else the config file's directory).
+//!
+//! On a simulated clock (`--simulated-clock`, for benchmarks and tests) time stands still until
+//! [`Warmup::advance`] moves it: every minute passed over is looked at as the timer would, and the warm-ups
+//! due are carried out before it returns, so a replayed week takes seconds and behaves as the real one.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -17,6 +21,9 @@ use crate::router::warmup::Profile;
 pub const FILE: &str = "warmup.json";
 /// How often the schedule is looked at.
 const EVERY: Duration = Duration::from_secs(60);
+const MINUTE_MS: u64 = 60_000;
+/// The longest step of a simulated clock (a month of minutes to look at).
+const LONGEST_STEP_MS: u64 = 31 * 24 * 60 * MINUTE_MS;
 /// How long a preloaded model stays loaded (Ollama's `keep_alive`, seconds): past the slot it was loaded for.
 const KEEP_LOADED_SECS: i64 = 20 * 60;
 
@@ -24,6 +31,10 @@ const KEEP_LOADED_SECS: i64 = 20 * 60;
 pub struct Warmup {
     profile: Mutex<Profile>,
     path: Option<PathBuf>,
+    /// On a simulated clock: the time it shows (unix ms); `None` on the system clock.
+    simulated: Option<Mutex<u64>>,
+    /// One [`Warmup::advance`] at a time.
+    advancing: tokio::sync::Mutex<()>,
 }
 
 /// The profile kept in `dir`, if any (an unreadable file counts as none: it is relearned).
@@ -37,18 +48,56 @@ fn now_unix_ms() -> u64 {
 }
 
 impl Warmup {
-    /// Starts learning and warming up for `live`, keeping the profile in `dir`.
-    pub fn start(live: &Arc<Live>, dir: Option<&Path>) {
+    /// Starts learning and warming up for `live`, keeping the profile in `dir`; on the system clock, or on a
+    /// simulated one that starts at `simulated_clock` (unix ms).
+    pub fn start(live: &Arc<Live>, dir: Option<&Path>, simulated_clock: Option<u64>) {
         let warmup = Arc::new(Warmup {
             profile: Mutex::new(dir.and_then(read).unwrap_or_default()),
             path: dir.map(|d| d.join(FILE)),
+            simulated: simulated_clock.map(Mutex::new),
+            advancing: tokio::sync::Mutex::new(()),
         });
         live.hub().register(warmup.clone());
-        tokio::spawn(warmup.run(Arc::downgrade(live)));
+        live.set_warmup(warmup.clone());
+        if warmup.simulated.is_none() {
+            tokio::spawn(warmup.run(Arc::downgrade(live)));
+        }
     }
 
     fn profile(&self) -> std::sync::MutexGuard<'_, Profile> {
         self.profile.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_simulated(&self, clock: &Mutex<u64>, now: u64) {
+        *clock.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    /// Moves a simulated clock forward to `to` (unix ms), looking at every minute on the way as the timer
+    /// would and carrying out the warm-ups due before returning; what was warmed up, when (unix ms).
+    pub async fn advance(&self, live: &Arc<Live>, to: u64) -> Result<Vec<(u64, String)>, String> {
+        let Some(clock) = &self.simulated else {
+            return Err("warm-up runs on the system clock (llmux was not started with --simulated-clock)".into());
+        };
+        let _one = self.advancing.lock().await;
+        let from = *clock.lock().unwrap_or_else(|e| e.into_inner());
+        if to < from || to - from > LONGEST_STEP_MS {
+            return Err(format!("the clock moves forward by at most 31 days at a time (it shows {from}, asked {to})"));
+        }
+        let mut warmed = Vec::new();
+        let mut at = (from / MINUTE_MS + 1) * MINUTE_MS;
+        while at <= to {
+            self.set_simulated(clock, at);
+            let due = self.profile().due(at);
+            for group in due {
+                tracing::info!("warm-up: {group} is usually asked for in the coming hour; waking and preloading");
+                warm(live.executor(), group.clone()).await;
+                warmed.push((at, group));
+            }
+            at += MINUTE_MS;
+        }
+        self.set_simulated(clock, to);
+        self.save();
+        Ok(warmed)
     }
 
     /// Every minute until `live` is gone: warms up the groups due, and keeps the profile.
@@ -78,7 +127,12 @@ impl Warmup {
 impl Sink for Warmup {
     fn finished(&self, record: &Arc<Finished>) {
         if let Some(group) = &record.group {
-            self.profile().request(group, record.started_unix_ms);
+            // A simulated clock stands still while the request runs.
+            let at = match &self.simulated {
+                Some(clock) => *clock.lock().unwrap_or_else(|e| e.into_inner()),
+                None => record.started_unix_ms,
+            };
+            self.profile().request(group, at);
         }
     }
 }

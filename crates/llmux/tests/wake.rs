@@ -141,3 +141,31 @@ llmux_settings:
     let hosts = llmux.get("/health/hosts").await.json();
     assert_eq!(hosts["hosts"][0]["status"], "asleep", "{hosts}");
 }
+
+#[tokio::test]
+async fn a_host_that_went_back_to_sleep_is_woken_again_by_the_next_request_that_needs_it() {
+    let wake_on = free_udp();
+    let p40 = sleeper(&["big"], wake_on, Duration::from_millis(300)).await;
+    let base = p40.base_url();
+    let llmux = Llmux::start(&sleepy_config(&base, wake_on, "")).await;
+    let first = llmux.post("/v1/chat/completions", &chat_body("big", false)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let awake = llmux.post("/v1/chat/completions", &chat_body("big", false)).await;
+    assert!(!awake.header("x-llmux-route").contains("woke"), "{}", awake.header("x-llmux-route"));
+
+    // Its idle timer suspends it while llmux still holds a connection to it and believes it up.
+    assert!(p40.sleep());
+    eventually("the mock stops answering", Duration::from_secs(5), async || {
+        tokio::net::TcpStream::connect(p40.addr()).await.is_err()
+    })
+    .await;
+    let again = llmux.post("/v1/chat/completions", &chat_body("big", false)).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(
+        again.header("x-llmux-route").contains(&format!("woke {base}: answered")),
+        "{}",
+        again.header("x-llmux-route")
+    );
+    assert_eq!(p40.stats().boots, 2, "asleep, woken, asleep again, woken again");
+    assert_eq!(posts(&p40).len(), 3);
+}

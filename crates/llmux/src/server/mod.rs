@@ -5,6 +5,7 @@
 
 mod admit;
 pub mod auth;
+mod clock;
 mod gateway;
 mod health;
 mod inbound;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/health/hosts", get(health::hosts))
         .route("/config/reload", post(reload))
+        .route("/llmux/clock", post(clock::advance))
         .merge(crate::keys::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     let anthropic = Router::new()
