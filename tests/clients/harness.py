@@ -323,11 +323,12 @@ class Llmux:
         return httpx.Client(base_url=self.base_url, timeout=30.0, trust_env=False, **kw)
 
 
-def start_llmux(config: dict, log_dir: Path, name: str = "llmux") -> Llmux:
+def start_llmux(config: dict, log_dir: Path, name: str = "llmux", extra: list[str] | None = None) -> Llmux:
     config_path = log_dir / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
-    proc = Proc(name, [str(LLMUX_BIN), "--config", str(config_path), "--host", LOOPBACK, "--port", str(port)], log_dir)
+    argv = [str(LLMUX_BIN), "--config", str(config_path), "--host", LOOPBACK, "--port", str(port)] + (extra or [])
+    proc = Proc(name, argv, log_dir)
     try:
         wait_http(f"http://{LOOPBACK}:{port}/health/liveliness", proc)
     except Exception:

@@ -175,7 +175,7 @@ pub fn main() -> ExitCode {
     };
     match args.command {
         Some(Command::Check { ref file, probe }) => match file.as_ref().or(args.config.as_ref()) {
-            Some(path) => check(path, probe),
+            Some(path) => check(path, probe, args.data_dir.as_deref()),
             None => {
                 eprintln!("usage: llmux check CONFIG.yaml");
                 ExitCode::from(2)
@@ -289,9 +289,11 @@ fn report(path: &Path, loaded: Result<(Config, Diagnostics), Diagnostics>) -> Op
     }
 }
 
-/// The warm-up schedule learned so far, from the profile beside the config file.
-fn print_warmup_schedule(config_path: &Path) {
-    let dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+/// The warm-up schedule learned so far, from the profile in the data directory (`--data-dir`, else beside the
+/// config file, as `serve` keeps it).
+fn print_warmup_schedule(config_path: &Path, data_dir: Option<&Path>) {
+    let beside = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = data_dir.unwrap_or(beside);
     let now = u64::try_from(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
     )
@@ -309,13 +311,13 @@ fn print_warmup_schedule(config_path: &Path) {
     }
 }
 
-fn check(path: &Path, probe: bool) -> ExitCode {
+fn check(path: &Path, probe: bool, data_dir: Option<&Path>) -> ExitCode {
     match config::load(path) {
         Ok((config, diags)) => {
             print_diagnostics(&diags);
             print!("{}", config::routing_table(&config));
             if config.warmup {
-                print_warmup_schedule(path);
+                print_warmup_schedule(path, data_dir);
             }
             println!();
             let limited = config.hosts.iter().filter(|h| h.limits != Default::default()).count();

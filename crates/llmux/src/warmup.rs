@@ -150,8 +150,15 @@ async fn warm(exec: Arc<Executor>, group: String) {
     if exec.asleep(host) && !exec.wake(host).await {
         return;
     }
-    if !engine.upstream_model.contains('*') {
-        crate::health::preload(&config.hosts[host], &engine.upstream_model, Some(KEEP_LOADED_SECS), exec.client())
-            .await;
+    if engine.upstream_model.contains('*') {
+        return;
+    }
+    let (spec, model) = (&config.hosts[host], &engine.upstream_model);
+    // A box can go to sleep between two probes: one that does not answer is woken, then loaded.
+    if !crate::health::preload(spec, model, Some(KEEP_LOADED_SECS), exec.client()).await
+        && spec.wake.is_some()
+        && exec.wake(host).await
+    {
+        crate::health::preload(spec, model, Some(KEEP_LOADED_SECS), exec.client()).await;
     }
 }

@@ -137,9 +137,9 @@ pub async fn preload_pinned(config: &Config, client: &HttpClient) {
 }
 
 /// Loads `model` on Ollama host `host` without generating (an empty `/api/generate`), with `keep_alive` when
-/// given; nothing to do on other engines.
-pub async fn preload(host: &crate::config::Host, model: &str, keep_alive: Option<i64>, client: &HttpClient) {
-    let Some(base) = &host.ollama_base else { return };
+/// given; nothing to do on other engines. `false` when the host could not be reached (it may sleep).
+pub async fn preload(host: &crate::config::Host, model: &str, keep_alive: Option<i64>, client: &HttpClient) -> bool {
+    let Some(base) = &host.ollama_base else { return true };
     let mut body = json!({"model": model});
     if let Some(keep) = keep_alive {
         body["keep_alive"] = json!(keep);
@@ -150,16 +150,26 @@ pub async fn preload(host: &crate::config::Host, model: &str, keep_alive: Option
     if let (Ok(request), Some(value)) = (request.as_mut(), host.authorization()) {
         request.headers_mut().insert(http::header::AUTHORIZATION, value);
     }
-    let Ok(request) = request else { return };
+    let Ok(request) = request else { return true };
     // A cold load can take minutes; this runs in the background and nothing waits on it.
     let outcome = tokio::time::timeout(Duration::from_secs(600), client.request(request)).await;
     match outcome {
         Ok(Ok(response)) if response.status().is_success() => {
             let _ = response.into_body().collect().await;
             tracing::info!("preloaded model {model} on {}", host.origin);
+            true
         }
-        Ok(Ok(response)) => tracing::warn!("preloading model {model} on {}: HTTP {}", host.origin, response.status()),
-        Ok(Err(e)) => tracing::warn!("preloading model {model} on {}: {e}", host.origin),
-        Err(_) => tracing::warn!("preloading model {model} on {}: no answer in 10 minutes", host.origin),
+        Ok(Ok(response)) => {
+            tracing::warn!("preloading model {model} on {}: HTTP {}", host.origin, response.status());
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("preloading model {model} on {}: {e}", host.origin);
+            false
+        }
+        Err(_) => {
+            tracing::warn!("preloading model {model} on {}: no answer in 10 minutes", host.origin);
+            false
+        }
     }
 }
