@@ -1,9 +1,10 @@
 """Cloud providers behind the home lab, end to end through the official `openai` and `anthropic` SDKs.
 
 The clouds are `llmux-mock` instances speaking each provider's wire format (Anthropic's Messages API on
-`/v1/messages`, the OpenAI-compatible clouds on `/v1/chat/completions`); the config names them as a LiteLLM config
-would (`anthropic/…`, `groq/…`, keys from `os.environ/…` or the provider's own variable) with `api_base` pointing at
-the mock. No test reaches the internet.
+`/v1/messages`, Gemini's on `/v1beta/models/{model}:{method}`, the OpenAI-compatible clouds on
+`/v1/chat/completions`); the config names them as a LiteLLM config would (`anthropic/…`, `gemini/…`, `groq/…`, keys
+from `os.environ/…` or the provider's own variable) with `api_base` pointing at the mock. No test reaches the
+internet.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 
 import anthropic
 import pytest
@@ -24,6 +26,9 @@ LLAMA = "llama-3.3-70b-versatile"
 AZURE_KEY = "azure-key-0123456789abcdef"
 AZURE_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOi-entra-test-token"
 AZURE_DEPLOYMENT = "gpt-4o-prod"
+GEMINI_KEY = "AIzaSy-test-0123456789abcdef"
+FLASH = "gemini-2.5-flash"
+GEMINI_EMBEDDING = "gemini-embedding-001"
 PNG = base64.b64encode(
     bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -47,11 +52,14 @@ class Cloud:
         self.groq = start_mock("groq-cloud", [LLAMA], log_dir)
         self.local = start_mock("local-box", ["qwen3:8b"], log_dir)
         self.azure = start_mock("azure-cloud", [AZURE_DEPLOYMENT], log_dir)
-        self.mocks = [self.claude, self.claude_small, self.groq, self.local, self.azure]
+        self.gemini = start_mock("gemini-cloud", [FLASH, GEMINI_EMBEDDING], log_dir)
+        self.gemini_small = start_mock("gemini-small", [FLASH], log_dir)
+        self.mocks = [self.claude, self.claude_small, self.groq, self.local, self.azure, self.gemini, self.gemini_small]
         # The provider's own variable for groq (no api_key in the config), os.environ/ for Anthropic, as LiteLLM.
         os.environ["GROQ_API_KEY"] = GROQ_KEY
         os.environ["MY_ANTHROPIC_KEY"] = ANTHROPIC_KEY
         os.environ["AZURE_API_KEY"] = AZURE_KEY
+        os.environ["GEMINI_API_KEY"] = GEMINI_KEY
         config = {
             "model_list": [
                 {"model_name": "claude", "litellm_params": {
@@ -77,13 +85,28 @@ class Cloud:
                 {"model_name": "azure-entra", "litellm_params": {
                     "model": f"azure/{AZURE_DEPLOYMENT}", "api_base": self.azure.url, "api_key": "",
                     "azure_ad_token": AZURE_TOKEN}},
+                # Gemini as LiteLLM configs name it; a base that is only a host gets Gemini's /v1beta.
+                {"model_name": "gemini", "litellm_params": {
+                    "model": f"gemini/{FLASH}", "api_base": self.gemini.url, "api_key": "os.environ/GEMINI_API_KEY"}},
+                {"model_name": "gemini-embed", "litellm_params": {
+                    "model": f"gemini/{GEMINI_EMBEDDING}", "api_base": self.gemini.url + "/v1beta",
+                    "api_key": "os.environ/GEMINI_API_KEY"}},
+                {"model_name": "gemini-pair", "litellm_params": {
+                    "model": f"gemini/{FLASH}", "api_base": self.gemini.url,
+                    "api_key": "os.environ/GEMINI_API_KEY", "order": 1}},
+                {"model_name": "gemini-pair", "litellm_params": {
+                    "model": f"gemini/{FLASH}", "api_base": self.gemini_small.url,
+                    "api_key": "os.environ/GEMINI_API_KEY", "order": 2}},
+                {"model_name": "gemini-small", "litellm_params": {
+                    "model": f"gemini/{FLASH}", "api_base": self.gemini_small.url,
+                    "api_key": "os.environ/GEMINI_API_KEY"}},
                 # A small-context Claude whose overflow goes to groq.
                 {"model_name": "small", "litellm_params": {
                     "model": f"anthropic/{CLAUDE}", "api_base": self.claude_small.url,
                     "api_key": "os.environ/MY_ANTHROPIC_KEY"}},
             ],
             "router_settings": {
-                "context_window_fallbacks": [{"small": ["fast"]}],
+                "context_window_fallbacks": [{"small": ["fast"]}, {"gemini-small": ["fast"]}],
                 "fallbacks": [{"claude": ["fast"]}],
                 "content_policy_fallbacks": [{"azure": ["claude"]}],
             },
@@ -316,3 +339,141 @@ def test_azure_content_filter_goes_to_the_content_policy_fallback(cloud):
     answer = cloud.llmux.client().chat.completions.create(model="azure", messages=[{"role": "user", "content": "Hi"}])
     assert answer.choices[0].message.content == f"Hello from claude-cloud ({CLAUDE})."
     assert len(cloud.azure.requests()) == 1, "a content-policy refusal is not retried"
+
+
+GENERATE = f"/v1beta/models/{FLASH}:generateContent"
+STREAM = f"/v1beta/models/{FLASH}:streamGenerateContent"
+
+
+def last_gemini_request(mock, path: str = GENERATE) -> dict:
+    seen = mock.requests(path)
+    assert seen, f"nothing reached the mock's {path}"
+    return seen[-1]
+
+
+def test_gemini_chat_is_translated_with_the_key_as_x_goog_api_key(cloud):
+    answer = cloud.llmux.client().chat.completions.create(
+        model="gemini", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        temperature=0.3, max_tokens=50,
+    )
+    assert answer.choices[0].message.content == f"Hello from gemini-cloud ({FLASH})."
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
+    sent = last_gemini_request(cloud.gemini)
+    headers = {k.lower(): v for k, v in sent["headers"]}
+    assert headers["x-goog-api-key"] == GEMINI_KEY
+    assert "authorization" not in headers, "the key goes as x-goog-api-key only"
+    assert GEMINI_KEY not in (sent.get("query") or ""), "never in the URL"
+    body = sent["body"]
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
+    assert body["generationConfig"] == {"temperature": 0.3, "maxOutputTokens": 50}
+
+
+def test_gemini_stream_becomes_openai_chunks_with_usage(cloud):
+    stream = cloud.llmux.client().chat.completions.create(
+        model="gemini", messages=[{"role": "user", "content": "Hi"}], stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == f"Hello from gemini-cloud ({FLASH})."
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert last_gemini_request(cloud.gemini, STREAM)["query"] == "alt=sse"
+
+
+def test_gemini_tool_call_round_trip(cloud):
+    cloud.gemini.configure(tool_call={"name": "get_weather", "arguments": {"city": "Paris"}},
+                           reply="It is {tool_result}.")
+    client = cloud.llmux.client()
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="gemini", messages=messages, tools=[WEATHER], tool_choice="required")
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.id.startswith("call_")
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    body = last_gemini_request(cloud.gemini)["body"]
+    assert body["tools"][0]["functionDeclarations"][0]["parameters"]["required"] == ["city"]
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    second = client.chat.completions.create(model="gemini", messages=messages, tools=[WEATHER])
+    assert second.choices[0].message.content == "It is sunny."
+    contents = last_gemini_request(cloud.gemini)["body"]["contents"]
+    assert contents[1] == {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]}
+    assert contents[2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"content": "sunny"}}}]}
+
+    stream = client.chat.completions.create(model="gemini", messages=messages[:1], tools=[WEATHER], stream=True)
+    chunks = list(stream)
+    args = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        for c in chunks if c.choices and c.choices[0].delta.tool_calls
+    )
+    assert json.loads(args) == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+def test_gemini_image_is_sent_inline(cloud):
+    cloud.gemini.configure(reply="I see {input}")
+    answer = cloud.llmux.client().chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    ]}])
+    assert answer.choices[0].message.content == "I see What is this? [1 image(s)]"
+    part = last_gemini_request(cloud.gemini)["body"]["contents"][0]["parts"][1]
+    assert part == {"inlineData": {"mimeType": "image/png", "data": PNG}}
+
+
+def test_gemini_reasoning_effort_asks_for_thoughts_and_returns_reasoning_content(cloud):
+    cloud.gemini.configure(thinking="Let me think.")
+    client = cloud.llmux.client()
+    answer = client.chat.completions.create(
+        model="gemini", messages=[{"role": "user", "content": "Hi"}], reasoning_effort="low"
+    )
+    assert answer.choices[0].message.model_extra["reasoning_content"] == "Let me think."
+    assert answer.choices[0].message.content == f"Hello from gemini-cloud ({FLASH})."
+    assert answer.usage.completion_tokens_details.reasoning_tokens > 0
+    body = last_gemini_request(cloud.gemini)["body"]
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024, "includeThoughts": True}
+    stream = client.chat.completions.create(
+        model="gemini", messages=[{"role": "user", "content": "Hi"}], reasoning_effort="low", stream=True
+    )
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in stream if c.choices)
+    assert reasoning == "Let me think."
+
+
+def test_gemini_embeddings_go_through_batch_embed_contents(cloud):
+    answer = cloud.llmux.client().embeddings.create(model="gemini-embed", input=["a cat", "a dog"], dimensions=8)
+    assert [len(d.embedding) for d in answer.data] == [8, 8]
+    assert answer.data[0].embedding != answer.data[1].embedding
+    sent = last_gemini_request(cloud.gemini, f"/v1beta/models/{GEMINI_EMBEDDING}:batchEmbedContents")
+    assert sent["body"]["requests"][1] == {
+        "model": f"models/{GEMINI_EMBEDDING}", "content": {"parts": [{"text": "a dog"}]}, "outputDimensionality": 8}
+    assert {k.lower(): v for k, v in sent["headers"]}["x-goog-api-key"] == GEMINI_KEY
+
+
+def test_gemini_429_cools_the_deployment_down_for_its_retry_delay(cloud):
+    # Gemini says how long to wait only in the body's RetryInfo (the mock sends no Retry-After header): 2 s here,
+    # shorter than the 5 s default cooldown, so the deployment is back exactly when RetryInfo said.
+    cloud.gemini.configure(fault={"status": 429, "retry_after": 2}, fault_times=1)
+    client = cloud.llmux.client()
+    for attempt in range(3):
+        answer = client.chat.completions.create(model="gemini-pair", messages=[{"role": "user", "content": "Hi"}])
+        assert answer.choices[0].message.content == f"Hello from gemini-small ({FLASH}).", attempt
+    # Later requests do not try the rate-limited deployment again while it cools down.
+    assert len(cloud.gemini.requests(GENERATE)) == 1
+    time.sleep(2.5)
+    answer = client.chat.completions.create(model="gemini-pair", messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content == f"Hello from gemini-cloud ({FLASH}).", "cooled down for 2 s only"
+
+
+def test_gemini_prompt_over_the_input_limit_goes_to_the_context_window_fallback(cloud):
+    cloud.gemini_small.configure(context_length=20)
+    long = "word " * 200
+    answer = cloud.llmux.client().chat.completions.create(
+        model="gemini-small", messages=[{"role": "user", "content": long}]
+    )
+    assert answer.choices[0].message.content.startswith("Hello from groq-cloud")
+    assert len(cloud.gemini_small.requests(GENERATE)) == 1, "a context-window error is not retried"

@@ -114,3 +114,91 @@ def test_anthropic_event_streams_have_the_references_order_and_shapes(mock, name
     for event in got:
         diffs = shape_diff(shape(by_kind[kind(event)]), shape(event[1]))
         assert not diffs, f"{kind(event)}: " + "\n".join(diffs)
+
+
+GEMINI = FIXTURES / "gemini"
+GEMINI_HEADERS = {"x-goog-api-key": "AIza-fixture"}
+
+
+@pytest.fixture(scope="module")
+def gemini_mock(log_root: Path):
+    harness.require_binaries()
+    (log_root / "cloud-shapes-gemini").mkdir(parents=True, exist_ok=True)
+    m = harness.start_mock(
+        "cloud-shapes-gemini", ["gemini-2.5-flash", "gemini-embedding-001"], log_root / "cloud-shapes-gemini"
+    )
+    try:
+        yield m
+    finally:
+        engines.finish(m.proc)
+
+
+def gemini_fixture(name: str) -> dict:
+    return json.loads((GEMINI / f"{name}.json").read_text())
+
+
+def ask_gemini(mock, fx: dict, method: str | None = None, headers: dict | None = None) -> httpx.Response:
+    mock.configure(fault="none", tool_call=None, thinking=None, context_length=None, reply=None)
+    if fx.get("mock"):
+        mock.configure(**fx["mock"])
+    body = json.loads(json.dumps(fx["request"]).replace("PROMPT_OVER_CONTEXT", OVER_CONTEXT))
+    method = method or fx["method"]
+    url = f"{mock.url}/v1beta/models/{fx['model']}:{method}"
+    if method == "streamGenerateContent":
+        url += "?alt=sse"
+    return harness.control_http().post(url, json=body, headers=GEMINI_HEADERS if headers is None else headers, timeout=10)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in GEMINI.glob("*.json")))
+def test_gemini_answers_and_errors_have_the_references_shape(gemini_mock, name):
+    fx = gemini_fixture(name)
+    answer = ask_gemini(gemini_mock, fx)
+    assert answer.status_code == fx["status"], answer.text
+    diffs = shape_diff(shape(fx["response"]), shape(answer.json()))
+    assert not diffs, "\n".join(diffs)
+    if fx["status"] == 429:
+        # Gemini says how long to wait in the body, not in a Retry-After header.
+        assert "retry-after" not in answer.headers
+        assert answer.json()["error"]["details"][-1]["retryDelay"] == "20s"
+    if fx["status"] == 200 and "candidates" in fx["response"]:
+        kinds = lambda r: [sorted(k for k in p if k != "text") or ["text"] for p in r["candidates"][0]["content"]["parts"]]
+        assert kinds(answer.json()) == kinds(fx["response"])
+
+
+def test_gemini_refuses_a_request_without_its_key(gemini_mock):
+    answer = ask_gemini(gemini_mock, gemini_fixture("generate_content"), headers={})
+    assert answer.status_code == 403
+    assert answer.json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+def sse_data(text: str) -> list[dict]:
+    """The JSON of each `data:` event (comment lines, which start with ':', skipped); Gemini names no events."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = [line for line in block.strip().splitlines() if not line.startswith(":")]
+        if not lines:
+            continue
+        assert all(line.startswith("data: ") for line in lines), block
+        out.append(json.loads("".join(line[len("data: "):] for line in lines)))
+    return out
+
+
+@pytest.mark.parametrize("request_fixture", ["generate_content", "thinking", "function_call"])
+def test_gemini_sse_stream_has_the_references_shapes(gemini_mock, request_fixture):
+    reference = sse_data((GEMINI / "generate_content_stream.sse").read_text())
+    answer = ask_gemini(gemini_mock, gemini_fixture(request_fixture), method="streamGenerateContent")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert "[DONE]" not in answer.text, "Gemini's stream has no end marker: it ends with the body"
+    got = sse_data(answer.text)
+    assert got
+    # Every event but the last is shaped like the reference's first ones, the last like its last one, with the
+    # part kinds of the whole answer in place of text where the request asked for thoughts or a function call.
+    for event in got[:-1]:
+        part = event["candidates"][0]["content"]["parts"][0]
+        event["candidates"][0]["content"]["parts"] = [{"text": part.get("text", "")}]
+        diffs = shape_diff(shape(reference[0]), shape(event))
+        assert not diffs, "\n".join(diffs)
+    last = got[-1]
+    assert last["candidates"][0]["finishReason"] == "STOP"
+    assert last["usageMetadata"]["totalTokenCount"] > last["usageMetadata"]["promptTokenCount"]

@@ -26,7 +26,7 @@ pub const DEFAULT_REPLY: &str = "Hello from {name} ({model}).";
 /// model listing and the `/mock/*` control endpoints keep working while a
 /// fault is active.
 pub const DEFAULT_FAULT_PATHS: &[&str] =
-    &["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/", "/openai/deployments/"];
+    &["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/", "/v1beta/", "/openai/deployments/"];
 
 /// Every knob of one mock engine.
 ///

@@ -44,7 +44,7 @@ pub enum Fault {
         /// Response body. A JSON string is sent as plain text, anything else
         /// as JSON; absent = an error in the engine's own shape.
         body: Option<Value>,
-        /// Value of a `Retry-After` header, in seconds.
+        /// Value of a `Retry-After` header, in seconds (for Gemini's paths, the body's `RetryInfo` delay instead).
         retry_after: Option<u64>,
     },
     /// Accept the request and never answer (until the client gives up).
@@ -164,6 +164,8 @@ pub(crate) enum Proto {
     OpenAi,
     /// `/v1/messages`: `{"type": "error", "error": {"type", "message"}}` (Anthropic's).
     Anthropic,
+    /// `/v1beta/*`: `{"error": {"code", "message", "status"}}` (Gemini's).
+    Gemini,
 }
 
 impl Proto {
@@ -172,6 +174,8 @@ impl Proto {
         // llama.cpp's own endpoints answer errors in its (OpenAI-like) shape too.
         if path == "/v1/messages" {
             Proto::Anthropic
+        } else if path.starts_with("/v1beta/") {
+            Proto::Gemini
         } else if path.starts_with("/v1/")
             || path.starts_with("/openai/")
             || matches!(path, "/health" | "/slots" | "/props")
@@ -188,6 +192,7 @@ impl Proto {
             Proto::Ollama => crate::ollama::error(status, message),
             Proto::OpenAi => crate::openai::error(status, message),
             Proto::Anthropic => crate::anthropic::error(status, message),
+            Proto::Gemini => crate::gemini::error(status, message),
         }
     }
 }
@@ -254,6 +259,11 @@ fn status_response(proto: Proto, host: &str, status: u16, body: Option<&Value>, 
             r
         }
         Some(value) => axum::Json(value.clone()).into_response(),
+        // Gemini says how long to wait in the body's `RetryInfo`, with no `Retry-After` header.
+        None if proto == Proto::Gemini => {
+            let message = format!("mock {host}: injected fault (HTTP {status})");
+            return crate::gemini::error_with_retry(code, &message, retry_after);
+        }
         None => proto.error(code, &format!("mock {host}: injected fault (HTTP {status})")),
     };
     *resp.status_mut() = code;

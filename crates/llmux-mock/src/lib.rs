@@ -5,7 +5,8 @@
 //! OpenAI-compatible API (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`, shaped like llama.cpp's server, with its `/health`, `/slots` and
 //! `/props`), Anthropic's Messages API (`/v1/messages`, its event stream and
-//! errors) and Azure OpenAI's deployment routes, with deterministic answers, real
+//! errors), Google's Gemini API (`/v1beta/models/{model}:generateContent` and
+//! its siblings) and Azure OpenAI's deployment routes, with deterministic answers, real
 //! token-by-token streaming, and injectable faults (error statuses, hangs,
 //! dropped or refused connections, malformed bodies). It records every
 //! request so tests can check what llmux sent upstream.
@@ -49,6 +50,7 @@ mod config;
 mod control;
 mod engine;
 mod faults;
+mod gemini;
 mod lm_studio;
 mod ollama;
 mod openai;
@@ -253,6 +255,7 @@ fn router(app: App) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1beta/models/{target}", post(gemini::models))
         .route("/openai/deployments/{deployment}/chat/completions", post(azure::chat))
         .route("/openai/deployments/{deployment}/embeddings", post(azure::embeddings))
         .route("/v1/models", get(openai::models))

@@ -289,6 +289,10 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
 /// otherwise, everything else does not).
 fn wants_stream(path: &str, body: &Value) -> bool {
     let default = matches!(path, "/api/chat" | "/api/generate");
+    // Gemini streams by method (`…:streamGenerateContent`), not by a body field.
+    if path.starts_with("/v1beta/") {
+        return path.ends_with(":streamGenerateContent");
+    }
     body.get("stream").and_then(Value::as_bool).unwrap_or(default)
 }
 

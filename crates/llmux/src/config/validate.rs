@@ -837,7 +837,8 @@ fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
             }
             crate::providers::Adapter::OpenAiCompatible
             | crate::providers::Adapter::Anthropic
-            | crate::providers::Adapter::Azure => {}
+            | crate::providers::Adapter::Azure
+            | crate::providers::Adapter::Gemini => {}
         }
         if let Some(t) = d.health_check_timeout {
             host.probe_timeout = if host.deployments.is_empty() { t } else { host.probe_timeout.max(t) };

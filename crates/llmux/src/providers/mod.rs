@@ -7,10 +7,12 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod gemini;
 pub mod ollama;
 pub mod openai;
 pub mod prices;
 pub mod ratelimit;
+pub mod sse;
 
 use std::sync::OnceLock;
 
@@ -165,6 +167,8 @@ pub enum Adapter {
     Anthropic,
     /// Azure OpenAI: OpenAI's API under a deployment path, the key as `api-key`.
     Azure,
+    /// Google's Gemini API (AI Studio): `models/{model}:generateContent`, the key as `x-goog-api-key`.
+    Gemini,
 }
 
 /// One row of the engine table: a LiteLLM model prefix and what it means.
@@ -281,6 +285,14 @@ pub const ENGINES: &[EngineSpec] = &[
         default_api_key: None,
         cloud: true,
     },
+    // LiteLLM's `litellm/llms/gemini/common_utils.py` (`GeminiModelInfo.get_api_base`, `get_api_key_from_env`).
+    cloud(
+        "gemini",
+        Adapter::Gemini,
+        "https://generativelanguage.googleapis.com",
+        &["GEMINI_API_BASE"],
+        &["GOOGLE_API_KEY", "GEMINI_API_KEY"],
+    ),
     cloud(
         "openai",
         Adapter::OpenAiCompatible,
@@ -369,6 +381,7 @@ impl Adapter {
             Adapter::OpenAiCompatible => &openai::OpenAiCompatible,
             Adapter::Anthropic => &anthropic::Anthropic,
             Adapter::Azure => &azure::Azure,
+            Adapter::Gemini => &gemini::Gemini,
         }
     }
 }
@@ -590,6 +603,7 @@ mod tests {
   - {model_name: c, litellm_params: {model: anthropic/claude-sonnet-4-5}}
   - {model_name: d, litellm_params: {model: mistral/mistral-large-latest, api_base: 'http://127.0.0.1:9/v1'}}
   - {model_name: e, litellm_params: {model: fireworks_ai/accounts/fireworks/models/x}}
+  - {model_name: f, litellm_params: {model: gemini/gemini-2.5-flash}}
 ";
         let env = |name: &str| match name {
             "GROQ_API_KEY" => Some("gsk-from-env".to_owned()),
@@ -597,6 +611,7 @@ mod tests {
             "ANTHROPIC_API_KEY" => Some("sk-ant-env".to_owned()),
             "MISTRAL_API_KEY" => Some("mistral-env".to_owned()),
             "FIREWORKS_AI_API_KEY" => Some("fw-second-variable".to_owned()),
+            "GEMINI_API_KEY" => Some("gemini-env".to_owned()),
             _ => None,
         };
         let (config, _) = crate::config::load_str(yaml, &env).unwrap();
@@ -615,8 +630,10 @@ mod tests {
         assert_eq!(engine(3).api_base, "http://127.0.0.1:9/v1");
         assert_eq!(key(3).as_deref(), Some("mistral-env"));
         assert_eq!(key(4).as_deref(), Some("fw-second-variable"), "LiteLLM's later variables are read too");
+        assert_eq!((engine(5).adapter(), key(5).as_deref()), (Adapter::Gemini, Some("gemini-env")));
+        assert_eq!(engine(5).api_base, "https://generativelanguage.googleapis.com");
         let probed = |i: usize| !config.hosts[config.deployments[i].host.unwrap()].probe_disabled;
-        assert!(!probed(0) && !probed(2), "public endpoints are not probed");
+        assert!(!probed(0) && !probed(2) && !probed(5), "public endpoints are not probed");
         assert!(probed(3), "an OpenAI-compatible api_base of one's own is");
         for spec in ENGINES.iter().filter(|e| e.cloud) {
             // Azure has none: every resource has its own endpoint.

@@ -23,7 +23,8 @@ pub struct Failure {
     pub context_window: bool,
 }
 
-/// Substrings engines use to say the prompt exceeds the context window (vLLM, llama.cpp, OpenAI, LM Studio).
+/// Substrings engines use to say the prompt exceeds the context window (vLLM, llama.cpp, OpenAI, LM Studio,
+/// Anthropic; Gemini's "The input token count (…) exceeds the maximum number of tokens allowed (…)").
 const CONTEXT_WINDOW_MARKERS: &[&str] = &[
     "context length",
     "context window",
@@ -33,6 +34,7 @@ const CONTEXT_WINDOW_MARKERS: &[&str] = &[
     "prompt is too long",
     "input is too long",
     "too many tokens",
+    "exceeds the maximum number of tokens allowed",
 ];
 
 /// Substrings of a content-policy refusal.

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::response::{finish_reason, tokens, usage};
 use crate::error::Error;
 use crate::observe::Tokens;
+use crate::providers::sse::{data_of, event_end};
 use crate::providers::{push_sse, StreamConverter, SSE_DONE};
 
 /// Converts one streamed answer.
@@ -185,29 +186,4 @@ impl StreamConverter for Events {
     fn usage(&self) -> Option<Tokens> {
         self.total
     }
-}
-
-/// Where the first complete event in `buf` ends: (its length, the length with the blank line after it).
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|at| (at, at + 2));
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|at| (at, at + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The `data:` lines of one event, joined.
-fn data_of(event: &[u8]) -> Vec<u8> {
-    let mut data = Vec::new();
-    for line in event.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(rest) = line.strip_prefix(b"data:") {
-            if !data.is_empty() {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
-        }
-    }
-    data
 }
