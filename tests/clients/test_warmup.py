@@ -4,8 +4,8 @@ llmux runs on a simulated clock (`--simulated-clock`; `POST /llmux/clock` moves 
 due on the way), so a week of a household's mornings replays in seconds. The big box is an `llmux-mock` started
 asleep: it refuses connections until a magic packet reaches the UDP port it binds on 127.0.0.1 (its wake
 address in the config: never a broadcast), and the test puts it back to sleep when its idle time would have run
-out. After two mornings with `reasoning_slow` first asked at 07:10, llmux wakes the box and preloads the model
-at 06:55 on the next ones, before anyone asks; the 07:10 request finds it awake and the model loaded.
+out. After three mornings with `reasoning_slow` first asked at 07:10, llmux wakes the box and preloads the model
+at 07:05 on the next ones, before anyone asks; the 07:10 request finds it awake and the model loaded.
 """
 
 from __future__ import annotations
@@ -126,10 +126,10 @@ def test_a_replayed_week_of_mornings_wakes_the_box_and_preloads_the_model_before
             base = MONDAY + day * DAY
             warmed = at(http, base + 7 * HOUR + 10 * MINUTE)
             route = ask(http, "reasoning_slow").headers["x-llmux-route"]
-            if day < 2:  # not a pattern yet: the first request wakes the box itself
+            if day < 3:  # not a pattern yet: the first request wakes the box itself
                 assert warmed == [] and "woke" in route, (day, warmed, route)
-            else:  # first requests in the 07:00 hour on two past days: warmed at 06:55
-                assert warmed == [(6 * 60 + 55, "reasoning_slow")] and "woke" not in route, (day, warmed, route)
+            else:  # first requests at 07:10 on three past days: warmed 5 minutes before
+                assert warmed == [(7 * 60 + 5, "reasoning_slow")] and "woke" not in route, (day, warmed, route)
             for minute in (15, 25, 35):
                 at(http, base + 7 * HOUR + minute * MINUTE)
                 ask(http, "reasoning_slow")
@@ -140,11 +140,11 @@ def test_a_replayed_week_of_mornings_wakes_the_box_and_preloads_the_model_before
         boots_before = box.stats()["boots"] if box.up() else None
         assert boots_before is None, "asleep after the week"
 
-        # Saturday: nobody has asked yet at 06:50; at 06:55 llmux wakes the box and preloads `big`.
+        # Saturday: nobody has asked yet at 07:04; at 07:05 llmux wakes the box and preloads `big`.
         saturday = MONDAY + 5 * DAY
-        assert at(http, saturday + 6 * HOUR + 50 * MINUTE) == []
-        assert not box.up(), "not woken before the slot's lead time"
-        assert at(http, saturday + 7 * HOUR) == [(6 * 60 + 55, "reasoning_slow")]
+        assert at(http, saturday + 7 * HOUR + 4 * MINUTE) == []
+        assert not box.up(), "not woken before the lead time"
+        assert at(http, saturday + 7 * HOUR + 6 * MINUTE) == [(7 * 60 + 5, "reasoning_slow")]
         assert box.up(), "woken ahead of the slot"
         assert box.resident() == ["big"], "the model the first request needs is loaded"
         assert box.stats()["boots"] == 6
@@ -152,7 +152,7 @@ def test_a_replayed_week_of_mornings_wakes_the_box_and_preloads_the_model_before
         at(http, saturday + 7 * HOUR + 10 * MINUTE)
         route = ask(http, "reasoning_slow").headers["x-llmux-route"]
         assert "woke" not in route, route
-        # Two mornings loaded by their first request, four by the warm-up; none by this request.
+        # Three mornings loaded by their first request, three by the warm-up; none by this request.
         assert box.stats()["model_loads"] == {"big": 6}, box.stats()
 
         # Once per slot: the rest of the morning does not warm up again.
@@ -161,6 +161,6 @@ def test_a_replayed_week_of_mornings_wakes_the_box_and_preloads_the_model_before
     # `llmux check` prints the learned schedule from the data directory.
     out = subprocess.run([str(LLMUX_BIN), "check", "--config", str(llmux.config_path), "--data-dir", str(data_dir)],
                          capture_output=True, text=True, timeout=30)
-    assert "warm-up: reasoning_slow woken and preloaded 5 min before 07:00 UTC (6 of the last 7 days)" in out.stdout, (
+    assert "warm-up: reasoning_slow woken and preloaded at 07:05 UTC (6 of the last 7 days)" in out.stdout, (
         out.stdout + out.stderr
     )

@@ -302,12 +302,15 @@ fn print_warmup_schedule(config_path: &Path, data_dir: Option<&Path>) {
     if schedule.is_empty() {
         println!("warm-up: nothing learned yet ({} in {})", crate::warmup::FILE, dir.display());
     }
-    for (group, hours) in schedule {
-        let slots: Vec<String> = hours
+    for (group, warm_ups) in schedule {
+        let at: Vec<String> = warm_ups
             .iter()
-            .map(|(h, days)| format!("{h:02}:00 UTC ({days} of the last {} days)", crate::router::warmup::WINDOW_DAYS))
+            .map(|(minute, days)| {
+                let window = crate::router::warmup::WINDOW_DAYS;
+                format!("{:02}:{:02} UTC ({days} of the last {window} days)", minute / 60, minute % 60)
+            })
             .collect();
-        println!("warm-up: {group} woken and preloaded 5 min before {}", slots.join(", "));
+        println!("warm-up: {group} woken and preloaded at {}", at.join(", "));
     }
 }
 

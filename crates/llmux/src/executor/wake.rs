@@ -25,11 +25,7 @@ impl Executor {
         let Some(w) = &spec.wake else { return false };
         let now = self.state.now();
         if self.state.claim_wake(host, now) {
-            tracing::info!(
-                "waking {} (wake-on-LAN to {}) for a request nothing awake can serve",
-                spec.origin,
-                w.address
-            );
+            tracing::info!("waking {} (wake-on-LAN to {})", spec.origin, w.address);
             let (config, state, client) =
                 (self.config.clone(), std::sync::Arc::downgrade(&self.state), self.client.clone());
             tokio::spawn(crate::health::wake::wake(config, state, client, host));

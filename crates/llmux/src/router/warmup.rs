@@ -1,7 +1,8 @@
 //! Warm-up ahead of demand, as decisions on an injected clock (unix ms): per group, which UTC hours of the day
-//! saw a first request after an idle spell on past days, and whether a slot starting in a few minutes is one to
-//! wake the group's host and preload its model for. Bounded: at most one warm-up per group and hour, and only
-//! for an hour with such first requests on at least [`MIN_DAYS`] of the last [`WINDOW_DAYS`] days. The effects
+//! saw a first request after an idle spell on past days, and at which minute the earliest of them came; a
+//! warm-up (wake the group's host, preload its model) starts [`LEAD`] before that minute, so a box that
+//! suspends when idle is not woken long before anyone asks. Bounded: at most one warm-up per group and hour,
+//! and only for an hour with such first requests on at least [`MIN_DAYS`] of the last [`WINDOW_DAYS`] days. The effects
 //! (recording requests, the timer, waking, preloading, the file it is kept in) are in [`crate::warmup`].
 
 use std::collections::BTreeMap;
@@ -12,12 +13,14 @@ const HOUR: u64 = 3_600_000;
 const DAY: u64 = 24 * HOUR;
 /// A request after this long without one for its group is a "first request after idle".
 pub const IDLE: u64 = 30 * 60_000;
-/// How long before a slot the warm-up starts (a boot and a model load).
+/// How long before the earliest first request of a slot the warm-up starts (a boot and a model load).
 pub const LEAD: u64 = 5 * 60_000;
 /// Past days looked at.
 pub const WINDOW_DAYS: u64 = 7;
-/// Days of those with a first request in the hour that make it a slot to warm up for.
-pub const MIN_DAYS: usize = 2;
+/// Days of those with a first request in the hour that make it a slot to warm up for: three, so that a question
+/// that comes at random hours a few times a week does not wake the box every day (two such in one hour of a
+/// week happen often enough; `bench/sleepday`).
+pub const MIN_DAYS: usize = 3;
 
 /// What was learned, per group (kept across restarts as JSON).
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,16 +33,35 @@ struct Group {
     /// The last request (unix ms).
     last: u64,
     /// Per UTC hour of the day, the days (unix day numbers, the last two windows) on which a first request
-    /// after idle came in that hour.
-    starts: BTreeMap<u8, Vec<u64>>,
+    /// after idle came in that hour, with its minute.
+    starts: BTreeMap<u8, Vec<Start>>,
     /// The last slot (unix hour) warmed up for.
     warmed: u64,
 }
 
+/// A first request after idle: its day (unix day number) and its minute in the hour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Start(u64, u8);
+
 impl Group {
+    /// The first requests after idle in `hour` on the days of the window before `day`.
+    fn window(&self, hour: u8, day: u64) -> impl Iterator<Item = &Start> {
+        self.starts.get(&hour).into_iter().flatten().filter(move |s| s.0 < day && s.0 + WINDOW_DAYS >= day)
+    }
+
     /// Days of the window before `day` with a first request after idle in `hour`.
     fn demand(&self, hour: u8, day: u64) -> usize {
-        self.starts.get(&hour).map_or(0, |days| days.iter().filter(|&&d| d < day && d + WINDOW_DAYS >= day).count())
+        self.window(hour, day).count()
+    }
+
+    /// When a warm-up for `hour` of `day` starts (unix ms): [`LEAD`] before the earliest first request the
+    /// window saw in that hour; `None` when the hour is not one to warm up for.
+    fn warm_at(&self, hour: u8, day: u64) -> Option<u64> {
+        if self.demand(hour, day) < MIN_DAYS {
+            return None;
+        }
+        let minute = self.window(hour, day).map(|s| u64::from(s.1)).min()?;
+        Some((day * DAY + u64::from(hour) * HOUR + minute * 60_000).saturating_sub(LEAD))
     }
 }
 
@@ -51,44 +73,57 @@ impl Profile {
         g.last = g.last.max(at);
         if first {
             let (day, hour) = (at / DAY, hour_of(at));
-            let days = g.starts.entry(hour).or_default();
-            if !days.contains(&day) {
-                days.push(day);
+            let minute = u8::try_from((at % HOUR) / 60_000).unwrap_or(0);
+            let starts = g.starts.entry(hour).or_default();
+            if !starts.iter().any(|s| s.0 == day) {
+                starts.push(Start(day, minute));
             }
-            days.retain(|&d| d + 2 * WINDOW_DAYS > day);
+            starts.retain(|s| s.0 + 2 * WINDOW_DAYS > day);
         }
         first
     }
 
-    /// The groups to warm up at `now`: an hour slot starts within [`LEAD`], past days show demand in it, the
-    /// group is idle and was not warmed up for this slot yet (it is then marked warmed).
+    /// The groups to warm up at `now`: a slot's warm-up time ([`LEAD`] before the earliest first request past
+    /// days saw in that hour) has come within the last [`LEAD`], the group is idle and was not warmed up for
+    /// this slot yet (it is then marked warmed).
     pub fn due(&mut self, now: u64) -> Vec<String> {
-        let slot = (now + LEAD) / HOUR;
-        if slot * HOUR <= now {
-            return Vec::new();
-        }
-        let (hour, day) = (hour_of(slot * HOUR), slot * HOUR / DAY);
+        // The slots whose warm-up may fall in (now - LEAD, now]: this hour's and the next one's.
+        let slots = [now / HOUR, now / HOUR + 1];
         let mut due = Vec::new();
         for (name, g) in &mut self.groups {
-            if g.warmed < slot && g.demand(hour, day) >= MIN_DAYS && now.saturating_sub(g.last) >= IDLE {
-                g.warmed = slot;
-                due.push(name.clone());
+            if now.saturating_sub(g.last) < IDLE {
+                continue;
+            }
+            for slot in slots {
+                let (hour, day) = (hour_of(slot * HOUR), slot * HOUR / DAY);
+                let starts = g.warm_at(hour, day);
+                if g.warmed < slot && starts.is_some_and(|at| at <= now && now < at + LEAD) {
+                    g.warmed = slot;
+                    due.push(name.clone());
+                    break;
+                }
             }
         }
         due
     }
 
-    /// The learned schedule for the day of `now`: per group, the UTC hours warmed up for, with the days of the
-    /// window that showed demand in them.
-    pub fn schedule(&self, now: u64) -> Vec<(String, Vec<(u8, usize)>)> {
+    /// The learned schedule for the day of `now`: per group, the warm-ups (minute of the day, UTC) with the
+    /// days of the window that showed demand in their hour.
+    pub fn schedule(&self, now: u64) -> Vec<(String, Vec<(u16, usize)>)> {
         let day = now / DAY;
         self.groups
             .iter()
             .map(|(name, g)| {
-                let hours = (0..24u8).map(|h| (h, g.demand(h, day))).filter(|(_, n)| *n >= MIN_DAYS).collect();
-                (name.clone(), hours)
+                let warm_ups = (0..24u8)
+                    .filter_map(|h| {
+                        let at = g.warm_at(h, day)?;
+                        let minute = u16::try_from((at % DAY) / 60_000).unwrap_or(0);
+                        Some((minute, g.demand(h, day)))
+                    })
+                    .collect();
+                (name.clone(), warm_ups)
             })
-            .filter(|(_, hours): &(String, Vec<(u8, usize)>)| !hours.is_empty())
+            .filter(|(_, warm_ups): &(String, Vec<(u16, usize)>)| !warm_ups.is_empty())
             .collect()
     }
 }
@@ -134,9 +169,32 @@ mod tests {
                 fired.push((group, minute));
             }
         }
-        assert_eq!(fired, [("reasoning_slow".to_owned(), 6 * 60 + 55)], "once, at 06:55 (the 07:00 slot)");
+        assert_eq!(fired, [("reasoning_slow".to_owned(), 7 * 60 + 5)], "once, at 07:05: 5 min before 07:10");
         // coding's single evening is not a pattern.
-        assert_eq!(profile.schedule(next_monday), [("reasoning_slow".to_owned(), vec![(7, 5)])]);
+        assert_eq!(profile.schedule(next_monday), [("reasoning_slow".to_owned(), vec![(7 * 60 + 5, 5)])]);
+    }
+
+    #[test]
+    fn the_warm_up_starts_before_the_earliest_first_request_the_window_saw_in_the_hour() {
+        let mut profile = Profile::default();
+        let monday = 20_000 * DAY;
+        // First asked at 19:40, 19:20, 19:45, and at 08:02 on the same three days.
+        for (day, minute) in [(0, 40), (1, 20), (2, 45)] {
+            profile.request("coding", monday + day * DAY + 19 * HOUR + minute * MINUTE);
+        }
+        for day in [0, 1, 2] {
+            profile.request("vision", monday + day * DAY + 8 * HOUR + 2 * MINUTE);
+        }
+        // Twice at 10:30 is chance, not a pattern.
+        for day in [0, 2] {
+            profile.request("reasoning", monday + day * DAY + 10 * HOUR + 30 * MINUTE);
+        }
+        let next = monday + 3 * DAY;
+        let fired: Vec<(String, u64)> = (0..24 * 60)
+            .flat_map(|minute| profile.due(next + minute * MINUTE).into_iter().map(move |g| (g, minute)))
+            .collect();
+        let expected = [("vision".to_owned(), 7 * 60 + 57), ("coding".to_owned(), 19 * 60 + 15)];
+        assert_eq!(fired, expected, "07:57, in the hour before; 19:15, not 18:55 (the box would sleep by 19:40)");
     }
 
     #[test]
@@ -148,7 +206,7 @@ mod tests {
         let mut profile = replayed_week();
         let next_monday = (20_000 + 7) * DAY;
         profile.request("reasoning_slow", next_monday + 6 * HOUR + 50 * MINUTE);
-        assert!(profile.due(next_monday + 6 * HOUR + 55 * MINUTE).is_empty(), "it is in use: already warm");
+        assert!(profile.due(next_monday + 7 * HOUR + 5 * MINUTE).is_empty(), "it is in use: already warm");
     }
 
     #[test]
