@@ -68,15 +68,13 @@ pub async fn probe_hosts(config: &Config, state: &State, client: &HttpClient, ho
         .map(|(i, host)| async move { (i, probe(config, host, client, state, i).await) });
     for (i, outcome) in futures_util::future::join_all(checks).await {
         let host = &config.hosts[i];
-        match &outcome.failure {
+        if let Some(why) = &outcome.failure {
             // A box that sleeps is expected not to answer: said once when it goes, not at every probe.
-            Some(why) if host.wake.is_some() && outcome.unreachable => {
-                if !state.asleep(i) {
-                    tracing::info!("{} does not answer ({why}): asleep until a request needs it", host.origin);
-                }
+            if !(host.wake.is_some() && outcome.unreachable) {
+                tracing::warn!("health check of {} failed: {why}", host.origin);
+            } else if !state.asleep(i) {
+                tracing::info!("{} does not answer ({why}): asleep until a request needs it", host.origin);
             }
-            Some(why) => tracing::warn!("health check of {} failed: {why}", host.origin),
-            None => {}
         }
         let hold = if outcome.unreachable { unreachable_hold(config) } else { stale_after };
         state.probe_result(i, &host.deployments, outcome, state.now(), hold);
