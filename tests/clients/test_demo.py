@@ -58,6 +58,11 @@ def test_the_sleeping_host_is_shown_asleep_and_woken_by_a_request_that_needs_it(
     star = next(h for h in hosts(url).values() if h["wake"])
     assert star["status"] == "asleep", star
     assert star["wake"]["address"].startswith("127.0.0.1:"), star["wake"]
+    # `coding` prefers star (order 1) but cranberry is awake: no wake-up, and the route says why star was passed.
+    hi = [{"role": "user", "content": "hi"}]
+    coding = httpx.post(f"{url}/v1/chat/completions", json={"model": "coding", "messages": hi}, timeout=30)
+    assert coding.status_code == 200 and "Hello from cranberry" in coding.text, coding.text
+    assert "host asleep" in coding.headers["x-llmux-route"], coding.headers["x-llmux-route"]
     # Ask for star's own deployment (by its id): nothing else can serve it, so llmux wakes the box.
     info = httpx.get(f"{url}/model/info", timeout=5).json()["data"]
     star_id = next(m["model_info"]["id"] for m in info if m["litellm_params"].get("api_base") == star["host"])

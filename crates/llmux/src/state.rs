@@ -29,6 +29,8 @@ pub struct State {
     origins: Vec<Arc<str>>,
     /// What the owner declared about each host's memory, indexed like `hosts`.
     limits: Vec<HostLimits>,
+    /// Per host, whether it can be woken (`wake`): then not answering means asleep, not down.
+    wakes: Vec<bool>,
     /// Host index by origin, for what other replicas report.
     by_origin: HashMap<Arc<str>, usize>,
     /// Woken when a slot-limited deployment finishes a request.
@@ -385,6 +387,7 @@ impl State {
             hosts: config.hosts.iter().map(|_| Mutex::new(HostState::default())).collect(),
             origins,
             limits: config.hosts.iter().map(|h| h.limits.clone()).collect(),
+            wakes: config.hosts.iter().map(|h| h.wake.is_some()).collect(),
             freed: tokio::sync::Notify::new(),
             outbox: OnceLock::new(),
             unreachable_hook: OnceLock::new(),
@@ -782,6 +785,9 @@ impl State {
                     context_window,
                     cooldown_until: if cooldown_until > now { cooldown_until } else { 0 },
                     unhealthy,
+                    asleep: unhealthy
+                        && slot.host.is_some_and(|i| self.wakes.get(i).copied().unwrap_or(false))
+                        && host.as_ref().is_some_and(|h| h.status == HostStatus::Down && !h.http_error),
                     probe_failed,
                     warm,
                     evicts,

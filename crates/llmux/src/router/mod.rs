@@ -25,6 +25,8 @@ pub struct DeploymentView {
     pub cooldown_until: u64,
     /// Its host is down (a failed probe, or a refused connection on a live request).
     pub unhealthy: bool,
+    /// ... because it sleeps: it does not answer and can be woken (`llmux_settings.hosts.<base>.wake`).
+    pub asleep: bool,
     /// Its opt-in generation probe failed recently.
     pub probe_failed: bool,
     /// Its model is loaded on its host now (a probe saw it, or llmux just routed it there).
@@ -106,6 +108,8 @@ pub struct Ask<'a> {
 pub enum Skip {
     /// Its host failed the last health probe.
     Unhealthy,
+    /// Its host sleeps (it is woken only when nothing awake can serve the request).
+    Asleep,
     /// Its opt-in generation probe (`health_check_model`) failed.
     ProbeFailed,
     /// Cooling down for this many more milliseconds.
@@ -136,6 +140,7 @@ impl std::fmt::Display for Skip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Skip::Unhealthy => f.write_str("host down"),
+            Skip::Asleep => f.write_str("host asleep"),
             Skip::ProbeFailed => f.write_str("generation probe failed"),
             Skip::CoolingDown(ms) => write!(f, "cooling down {:.1}s", *ms as f64 / 1000.0),
             Skip::ContextWindow => f.write_str("context window too small"),
@@ -230,7 +235,7 @@ pub fn pick(
     if pool.iter().any(|c| !c.view.unhealthy && !c.view.probe_failed) {
         drop_where(&mut pool, &|c| {
             if c.view.unhealthy {
-                Some(Skip::Unhealthy)
+                Some(if c.view.asleep { Skip::Asleep } else { Skip::Unhealthy })
             } else {
                 c.view.probe_failed.then_some(Skip::ProbeFailed)
             }

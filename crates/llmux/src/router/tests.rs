@@ -80,6 +80,11 @@ fn unhealthy_hosts_are_skipped_unless_every_host_is_unhealthy() {
     assert_eq!(p.deployment, 0);
     assert!(p.skipped.contains(&(1, Skip::Unhealthy)));
     assert_eq!(pick_one(&c, "small", &[down, down, down], 0).unwrap().deployment, 1);
+    // A host that sleeps is passed over the same way, and said to be asleep.
+    let asleep = DeploymentView { asleep: true, ..down };
+    let p = pick_one(&c, "small", &[DeploymentView::default(), asleep, DeploymentView::default()], 0).unwrap();
+    assert!(p.skipped.contains(&(1, Skip::Asleep)));
+    assert_eq!(Skip::Asleep.to_string(), "host asleep");
 }
 
 #[test]
