@@ -723,6 +723,11 @@ impl State {
         self.freed.notified()
     }
 
+    /// Wakes the requests waiting for a slot to look again (one left the queue ahead of them).
+    pub fn queue_moved(&self) {
+        self.freed.notify_waiters();
+    }
+
     /// Milliseconds since this state was created: the clock every method takes.
     pub fn now(&self) -> u64 {
         self.millis(Instant::now())

@@ -328,3 +328,22 @@ llmux_settings:
     let (_, warnings) = llmux::config::load_str(&yaml, &|_| None).expect("loads");
     assert!(warnings.to_string().contains("llmux_settings.groups.nobody"), "{warnings}");
 }
+
+#[test]
+fn a_group_or_alias_priority_is_read_and_a_bad_one_is_a_config_error_with_its_path() {
+    let yaml = r#"
+router_settings:
+  model_group_alias: {assistant: voice}
+model_list:
+  - model_name: voice
+    litellm_params: {model: ollama_chat/a}
+llmux_settings:
+  groups:
+    voice: {priority: 3}
+    assistant: {priority: high}
+"#;
+    let Err(errors) = llmux::config::load_str(yaml, &|_| None) else { panic!("a bad priority was accepted") };
+    assert!(errors.to_string().contains("llmux_settings.groups.assistant.priority"), "{errors}");
+    let (config, _) = llmux::config::load_str(&yaml.replace("high", "-2"), &|_| None).expect("loads");
+    assert_eq!((config.priorities.get("voice"), config.priorities.get("assistant")), (Some(&3), Some(&-2)));
+}

@@ -389,6 +389,50 @@ async fn requests_queue_for_a_slot_and_give_up_after_queue_timeout() {
 }
 
 #[tokio::test]
+async fn a_freed_slot_goes_to_the_lowest_priority_waiting_then_the_earliest() {
+    let a = mock_with(slow("alpha", 300)).await;
+    let yaml = format!(
+        r#"
+router_settings:
+  model_group_alias: {{voice: g}}
+model_list:
+  - model_name: g
+    litellm_params: {{model: ollama_chat/m, api_base: "{}", max_parallel_requests: 1}}
+llmux_settings:
+  groups:
+    voice: {{priority: -1}}
+"#,
+        a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let ask = |model: &'static str, text: &'static str, priority: Option<i64>, after_ms: u64| {
+        let llmux = &llmux;
+        async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
+            if let Some(p) = priority {
+                body["priority"] = p.into();
+            }
+            llmux.post("/v1/chat/completions", &body.to_string()).await
+        }
+    };
+    // One request holds the only slot; two batch requests queue, then a voice command (its alias's default).
+    let replies = tokio::join!(
+        ask("g", "first", None, 0),
+        ask("g", "batch 1", Some(5), 60),
+        ask("g", "batch 2", Some(5), 120),
+        ask("voice", "voice", None, 180),
+    );
+    for reply in [&replies.0, &replies.1, &replies.2, &replies.3] {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let order: Vec<String> =
+        posts(&a).iter().map(|r| r.body["messages"][0]["content"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(order, ["first", "voice", "batch 1", "batch 2"]);
+    assert!(posts(&a).iter().all(|r| r.body.get("priority").is_none()), "priority is llmux's, not the engine's");
+}
+
+#[tokio::test]
 async fn a_slow_first_token_gets_keep_alive_comments_and_still_fails_over() {
     let mut cold = MockConfig::new("alpha", &["m"]);
     cold.latency_ms = 900;

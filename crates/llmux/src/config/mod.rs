@@ -85,6 +85,9 @@ pub struct Config {
     /// `llmux_settings.warmup`: learn each group's daily pattern and wake and preload ahead of it (read at
     /// start-up).
     pub warmup: bool,
+    /// `llmux_settings.groups.<name>.priority`, by group or alias name: the default `priority` of a request for
+    /// it in the queue for a free slot (lower first).
+    pub priorities: HashMap<String, i64>,
 }
 
 /// What a client connection or an engine answer may cost llmux (`llmux_settings.server`, see the README's

@@ -186,7 +186,8 @@ pub(super) fn validate(
 
     let mut hosts = hosts(&mut deployments);
     host_limits(tree.get("llmux_settings"), &mut hosts, &deployments, &is_name, diags);
-    let group_keep_alive = group_keep_alive(tree.get("llmux_settings"), &|g| groups.contains_key(g), diags);
+    let GroupSettings { keep_alive: group_keep_alive, priority: priorities } =
+        group_settings(tree.get("llmux_settings"), &|g| groups.contains_key(g), &|a| aliases.contains_key(a), diags);
     let images = image_fetch(tree.get("llmux_settings"), diags);
     let ollama_requires_key = ollama_requires_key(tree.get("llmux_settings"), diags);
     let limits = server_limits(tree.get("llmux_settings"), general_map, diags);
@@ -244,6 +245,7 @@ pub(super) fn validate(
         limits,
         telemetry,
         warmup,
+        priorities,
     })
 }
 
@@ -983,16 +985,23 @@ fn host_limits(
     }
 }
 
-/// `llmux_settings.groups.<model_name>.keep_alive`: how long the group's Ollama deployments keep their model
-/// loaded after a request (Ollama's `keep_alive`: `30m`, `-1` for ever, `0` to unload at once), unless a
-/// deployment sets its own or pins it.
-fn group_keep_alive(
+/// `llmux_settings.groups.<name>`: per model group, `keep_alive` (how long its Ollama deployments keep their
+/// model loaded after a request: Ollama's `30m`, `-1` for ever, `0` to unload at once, unless a deployment sets
+/// its own or pins it); per group or alias, `priority` (the default place of its requests in the queue for a
+/// free slot, lower first, as LiteLLM's request `priority`).
+struct GroupSettings {
+    keep_alive: HashMap<String, Value>,
+    priority: HashMap<String, i64>,
+}
+
+fn group_settings(
     settings: Option<&Value>,
-    known: &dyn Fn(&str) -> bool,
+    is_group: &dyn Fn(&str) -> bool,
+    is_alias: &dyn Fn(&str) -> bool,
     diags: &mut Diagnostics,
-) -> HashMap<String, Value> {
+) -> GroupSettings {
     const S: &str = "llmux_settings.groups";
-    let mut out = HashMap::new();
+    let mut out = GroupSettings { keep_alive: HashMap::new(), priority: HashMap::new() };
     let Some(groups) = settings.and_then(|s| s.get("groups")).filter(|g| !g.is_null()) else { return out };
     let Value::Object(groups) = groups else {
         diags.error(S, format!("must be a mapping of model_name: settings, found {}", type_name(groups)));
@@ -1000,26 +1009,40 @@ fn group_keep_alive(
     };
     for (group, value) in groups {
         let at = format!("{S}.{group}");
-        if !known(group) {
-            diags.warn(&at, "no model_list entry has this model_name; ignored");
+        if !is_group(group) && !is_alias(group) {
+            diags.warn(&at, "no model_list entry has this model_name and no alias has this name; ignored");
             continue;
         }
         let Value::Object(entry) = value else {
             diags.error(&at, format!("must be a mapping, found {}", type_name(value)));
             continue;
         };
-        for key in entry.keys().filter(|k| *k != "keep_alive") {
+        for key in entry.keys().filter(|k| !["keep_alive", "priority"].contains(&k.as_str())) {
             diags.warn(format!("{at}.{key}"), "unknown group setting; ignored");
         }
         match entry.get("keep_alive") {
             None | Some(Value::Null) => {}
+            Some(_) if !is_group(group) => {
+                diags.warn(format!("{at}.keep_alive"), "keep_alive is set per model_name, not per alias; ignored");
+            }
             Some(v) if is_keep_alive(v) => {
-                out.insert(group.clone(), v.clone());
+                out.keep_alive.insert(group.clone(), v.clone());
             }
             Some(v) => diags.error(
                 format!("{at}.keep_alive"),
                 format!("must be a duration like 30m, 1h, -1 (for ever) or 0 (unload at once), found {v}"),
             ),
+        }
+        match entry.get("priority") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_i64() {
+                Some(p) => {
+                    out.priority.insert(group.clone(), p);
+                }
+                None => {
+                    diags.error(format!("{at}.priority"), format!("must be a whole number (lower first), found {v}"))
+                }
+            },
         }
     }
     out

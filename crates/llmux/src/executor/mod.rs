@@ -11,6 +11,7 @@
 
 mod attempt;
 mod labels;
+mod queue;
 mod semantic;
 mod stream;
 mod wake;
@@ -53,8 +54,8 @@ pub struct Executor {
     /// Bytes of engine answers that may be held in memory at once, across requests
     /// (`llmux_settings.server.max_buffered_mb`).
     buffered: Arc<tokio::sync::Semaphore>,
-    /// Requests waiting for a free slot (every candidate at its `max_parallel_requests`), by group.
-    queued: std::collections::HashMap<String, std::sync::atomic::AtomicU32>,
+    /// Requests waiting for a free slot (every candidate at its `max_parallel_requests`), by group, in order.
+    queues: queue::Queues,
 }
 
 /// One client request on its way through retries, order escalation and fallbacks.
@@ -116,8 +117,8 @@ impl Executor {
         let max_retries = HeaderValue::from(config.router.num_retries);
         let budget = config.limits.max_buffered_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
-        let queued = config.groups.keys().map(|g| (g.clone(), Default::default())).collect();
-        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered, queued }
+        let queues = queue::Queues::default();
+        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered, queues }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -127,7 +128,7 @@ impl Executor {
 
     /// Requests of `group` waiting now for a deployment to free a slot.
     pub fn queued(&self, group: &str) -> u32 {
-        self.queued.get(group).map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+        self.queues.waiting(group)
     }
 
     /// Starts the background health checks when the config asks for them (the handle stops them: a reload
@@ -285,6 +286,9 @@ impl Run<'_> {
         let mut hop: Option<Hop<'c>> = None;
         let mut queue_deadline: Option<Instant> = None;
         let mut freed = None;
+        // The request's place in the group's queue while every candidate is busy.
+        let on_leave = || exec.state.queue_moved();
+        let mut place: Option<queue::Place<'_>> = None;
         loop {
             match action {
                 Action::Fail(err) => return Err(err),
@@ -329,7 +333,7 @@ impl Run<'_> {
                         let tier = next.order.map(|o| format!(" order {o}")).unwrap_or_default();
                         self.steps.push(format!("fallback {}{tier}", next.name));
                     }
-                    (queue_deadline, freed) = (None, None);
+                    (queue_deadline, freed, place) = (None, None, None);
                     self.tries_in_hop = 0;
                     hop = Some(next);
                 }
@@ -345,7 +349,24 @@ impl Run<'_> {
                 exec.mark_host_loading(target.members, &mut views);
                 let ask =
                     router::Ask { prompt_tokens: self.prompt_tokens, target_order: hop.order, avoid: plan.avoid() };
-                let pick = match router::pick(config, target, &ask, &views, now, &mut self.rng) {
+                // The request's `priority`, else its name's or its group's default: lower waits less.
+                let controls = &self.head.controls;
+                let priority = controls
+                    .priority
+                    .or_else(|| config.priorities.get(self.head.model.as_ref()).copied())
+                    .or_else(|| config.priorities.get(target.group).copied())
+                    .unwrap_or(0);
+                let my_turn = match &place {
+                    Some(place) => place.first(),
+                    None => exec.queues.may_enter(target.group, priority),
+                };
+                // Not its turn: as if every candidate were busy, it waits in the queue.
+                let picked = if my_turn {
+                    router::pick(config, target, &ask, &views, now, &mut self.rng)
+                } else {
+                    Err(NoCandidate::AllBusy)
+                };
+                let pick = match picked {
                     Ok(p) => p,
                     Err(NoCandidate::AllBusy) => {
                         // Every candidate is at its max_parallel_requests: queue, bounded, for a free slot. The
@@ -358,9 +379,8 @@ impl Run<'_> {
                         };
                         let deadline = *queue_deadline.get_or_insert_with(|| Instant::now() + router.queue_timeout);
                         let queued = Instant::now();
-                        let waiting = Waiting::new(exec.queued.get(target.group));
+                        place.get_or_insert_with(|| exec.queues.join(target.group, priority, &on_leave));
                         let waited = tokio::time::timeout_at(deadline.into(), armed.as_mut()).await;
-                        drop(waiting);
                         self.queue_wait += queued.elapsed();
                         if waited.is_err() {
                             break plan.no_candidate(NoCandidate::AllBusy);
@@ -369,11 +389,15 @@ impl Run<'_> {
                     }
                     Err(none) => break plan.no_candidate(none),
                 };
+                // Out of the queue before the attempt: those behind may try for the next slot.
+                drop(place.take());
                 match self.call(plan, hop, &pick, views).await {
                     Ok(done) => return Ok(done),
                     Err(next) => break next,
                 }
             };
+            // Whatever comes next (a back-off, a fallback, a failure), it does not hold up those behind.
+            place = None;
         }
     }
 
@@ -664,24 +688,4 @@ fn short(err: &Error) -> String {
         s.push('…');
     }
     format!("{} {}", err.status().as_u16(), s.replace(['\r', '\n'], " "))
-}
-
-/// One request counted as waiting in its group's queue while this lives.
-struct Waiting<'a>(Option<&'a std::sync::atomic::AtomicU32>);
-
-impl<'a> Waiting<'a> {
-    fn new(counter: Option<&'a std::sync::atomic::AtomicU32>) -> Self {
-        if let Some(n) = counter {
-            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        Waiting(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if let Some(n) = self.0 {
-            n.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
 }

@@ -66,12 +66,14 @@ pub struct RouterControls {
     pub timeout: Option<f64>,
     /// `stream_timeout` seconds for this request.
     pub stream_timeout: Option<f64>,
+    /// `priority`: its place in the queue for a free slot, lower first (LiteLLM's scheduler).
+    pub priority: Option<i64>,
 }
 
 impl RouterControls {
     /// The body fields these come from: stripped before a request reaches an engine.
     pub const FIELDS: &'static [&'static str] =
-        &["num_retries", "disable_fallbacks", "fallbacks", "timeout", "stream_timeout"];
+        &["num_retries", "disable_fallbacks", "fallbacks", "timeout", "stream_timeout", "priority"];
 
     /// Whether the client sent any of them.
     pub fn any(&self) -> bool {
@@ -101,6 +103,7 @@ struct HeadFields<'a> {
     fallbacks: Option<Vec<String>>,
     timeout: Option<f64>,
     stream_timeout: Option<f64>,
+    priority: Option<i64>,
 }
 
 /// What a request's payload field (`messages`, `prompt`, `input`) is, read without keeping it: the payload is
@@ -231,6 +234,7 @@ impl<'a> RequestHead<'a> {
                 fallbacks: fields.fallbacks,
                 timeout: fields.timeout.filter(|t| t.is_finite() && *t > 0.0),
                 stream_timeout: fields.stream_timeout.filter(|t| t.is_finite() && *t > 0.0),
+                priority: fields.priority,
             },
         })
     }
