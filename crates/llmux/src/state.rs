@@ -370,7 +370,12 @@ impl State {
             .iter()
             .map(|d| Slot {
                 id: Arc::from(d.id.as_str()),
-                limited: d.max_parallel_requests.is_some(),
+                // Requests also wait for a model on a host with declared limits to go idle (it is never evicted
+                // while serving): its end wakes them too.
+                limited: d.max_parallel_requests.is_some()
+                    || d.host
+                        .and_then(|h| config.hosts.get(h))
+                        .is_some_and(|h| h.limits.memory_budget.is_some() || h.limits.max_loaded_models.is_some()),
                 host: d.host,
                 upstream_model: d.engine().map(|e| e.upstream_model.clone()).unwrap_or_default(),
                 ..Slot::default()
@@ -723,6 +728,16 @@ impl State {
         self.freed.notified()
     }
 
+    /// Whether `model` is serving requests on `host` now (through any deployment, here or on a replica).
+    fn serving(&self, host: Option<usize>, model: &str) -> bool {
+        host.is_some()
+            && self.slots.iter().any(|s| {
+                s.host == host
+                    && same_model(&s.upstream_model, model)
+                    && s.in_flight.load(Ordering::Relaxed) + s.peer_in_flight.load(Ordering::Relaxed) > 0
+            })
+    }
+
     /// Wakes the requests waiting for a slot to look again (one left the queue ahead of them).
     pub fn queue_moved(&self) {
         self.freed.notify_waiters();
@@ -767,12 +782,17 @@ impl State {
                     .as_ref()
                     .is_some_and(|h| h.resident.iter().any(|r| same_model(&r.model, &slot.upstream_model)));
                 let limits = slot.host.and_then(|i| self.limits.get(i));
-                let (evicts, evicts_pinned) = match (&host, limits) {
+                let (evicts, evicts_pinned, evicts_busy) = match (&host, limits) {
                     (Some(h), Some(limits)) if !warm => {
                         let evicts = would_evict(h, limits, &slot.upstream_model);
-                        (evicts, evicts && would_evict_pinned(h, limits, &slot.upstream_model))
+                        let serving = |model: &str| self.serving(slot.host, model);
+                        (
+                            evicts,
+                            evicts && would_evict_pinned(h, limits, &slot.upstream_model),
+                            evicts && would_evict_busy(h, limits, &slot.upstream_model, &serving),
+                        )
                     }
-                    _ => (false, false),
+                    _ => (false, false, false),
                 };
                 let context_window = host.as_ref().and_then(|h| {
                     h.models
@@ -797,6 +817,7 @@ impl State {
                     warm,
                     evicts,
                     evicts_pinned,
+                    evicts_busy,
                     // A probe saw the engine loading (llama.cpp's 503); loads llmux set off are added by the executor.
                     host_loading: host.as_ref().is_some_and(|h| h.status == HostStatus::Loading),
                     in_flight: slot.in_flight.load(Ordering::Relaxed) + slot.peer_in_flight.load(Ordering::Relaxed),
@@ -1057,6 +1078,20 @@ fn would_evict(h: &HostState, limits: &HostLimits, model: &str) -> bool {
     full || over
 }
 
+/// Whether loading `model` on host `h` must evict a model that is serving requests (`serving`): it does not fit
+/// even with every idle model gone.
+fn would_evict_busy(h: &HostState, limits: &HostLimits, model: &str, serving: &dyn Fn(&str) -> bool) -> bool {
+    let size_of = |name: &str| h.sizes.iter().find(|(m, _)| same_model(m, name)).map(|(_, s)| *s);
+    let kept: Vec<_> = h.resident.iter().filter(|r| !same_model(&r.model, model) && serving(&r.model)).collect();
+    if kept.is_empty() {
+        return false;
+    }
+    let full = limits.max_loaded_models.is_some_and(|max| kept.len() >= max as usize);
+    let loaded: u64 = kept.iter().filter_map(|r| r.size.or_else(|| size_of(&r.model))).sum();
+    let over = matches!((limits.memory_budget, size_of(model)), (Some(budget), Some(size)) if loaded + size > budget);
+    full || over
+}
+
 /// Whether loading `model` on host `h` must evict something while a pinned model is loaded (so the pinned one
 /// may be the victim).
 fn would_evict_pinned(h: &HostState, limits: &HostLimits, model: &str) -> bool {
@@ -1181,6 +1216,24 @@ model_list:
         assert!(!would_evict_pinned(&loaded(&[("other", 5_000)]), &limits, "big"), "nothing pinned is loaded");
         let full = loaded(&[("keep", 1), ("a", 1), ("b", 1)]);
         assert!(would_evict_pinned(&full, &limits, "small"), "at max_loaded_models");
+    }
+
+    #[test]
+    fn a_load_evicts_a_busy_model_only_when_it_does_not_fit_with_every_idle_one_gone() {
+        let limits = HostLimits { memory_budget: Some(10_000), max_loaded_models: Some(2), pinned: Vec::new() };
+        let resident =
+            |m: &str, size| Resident { model: m.into(), size: Some(size), probed: true, ..Resident::default() };
+        let h = HostState {
+            resident: vec![resident("a", 6_000), resident("c", 3_000)],
+            sizes: [("b".to_owned(), 6_000), ("d".to_owned(), 1_000)].into_iter().collect(),
+            ..HostState::default()
+        };
+        let serving_a = |m: &str| m == "a";
+        assert!(would_evict_busy(&h, &limits, "b", &serving_a), "6,000 serving + 6,000 > 10,000");
+        assert!(!would_evict_busy(&h, &limits, "d", &serving_a), "c is idle: it goes, a stays");
+        assert!(!would_evict_busy(&h, &limits, "b", &|_| false), "nothing serving: any may go");
+        let both = |m: &str| m == "a" || m == "c";
+        assert!(would_evict_busy(&h, &limits, "d", &both), "two serving at max_loaded_models 2");
     }
 
     #[test]

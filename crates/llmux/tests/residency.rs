@@ -366,3 +366,51 @@ async fn the_load_time_ollama_reports_is_learned_from_a_plain_request() {
     assert_eq!(learned().await, Some(cold));
     assert_eq!(mock.stats().loads, 1);
 }
+
+#[tokio::test]
+async fn a_load_that_would_evict_a_model_serving_a_request_waits_until_it_is_idle() {
+    let mut config = MockConfig::new("a", &["m1", "m2"]);
+    config.latency_ms = 1_200;
+    config.residency = Some(ResidencyConfig {
+        memory_budget: Some(10_000_000_000),
+        default_size: Some(6_000_000_000),
+        default_load_ms: 50,
+        ..ResidencyConfig::default()
+    });
+    let a = mock_with(config).await;
+    let yaml = format!(
+        r#"
+model_list:
+  - model_name: g1
+    litellm_params: {{model: ollama_chat/m1, api_base: "{a}"}}
+  - model_name: g2
+    litellm_params: {{model: ollama_chat/m2, api_base: "{a}"}}
+general_settings:
+  background_health_checks: true
+  health_check_interval: 1
+llmux_settings:
+  hosts:
+    "{a}": {{memory_budget: 10GB}}
+"#,
+        a = a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    eventually("a probed", Duration::from_secs(10), async || {
+        llmux.get("/health/hosts").await.json()["hosts"][0]["status"] == "up"
+    })
+    .await;
+    let chats = || posts(&a).iter().filter(|r| r.path == "/api/chat").count();
+    let (body1, body2) = (chat_body("g1", false), chat_body("g2", false));
+    let (first, second) = tokio::join!(llmux.post("/v1/chat/completions", &body1), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = llmux.post("/v1/chat/completions", &body2);
+        tokio::pin!(second);
+        // While m1 serves the first request, m2 (6 + 6 GB > 10 GB) is not sent to the host at all.
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut second).await;
+        assert!(early.is_err(), "the second request did not wait");
+        assert_eq!(chats(), 1, "m2 was sent to the host while m1 was serving");
+        second.await
+    });
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200), "{}", second.text());
+    assert_eq!(chats(), 2);
+}

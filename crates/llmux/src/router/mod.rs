@@ -36,6 +36,8 @@ pub struct DeploymentView {
     pub evicts: bool,
     /// ... and a pinned model may be the one pushed out.
     pub evicts_pinned: bool,
+    /// ... and even with every idle model gone it would push out one that is serving requests now.
+    pub evicts_busy: bool,
     /// Its host is busy loading another model (a probe saw it loading, or llmux set off a load there that is
     /// still awaited): a request for this model would queue behind that load and then evict it.
     pub host_loading: bool,
@@ -124,6 +126,8 @@ pub enum Skip {
     Cold,
     /// Loading its model would evict a pinned model, and another candidate would not.
     EvictsPinned,
+    /// Loading its model would evict a model serving requests.
+    EvictsBusy,
     /// Its host would have to evict a model to load this one, and another cold host has room.
     NoRoom,
     /// It has the model loaded but is so busy that loading it elsewhere is quicker.
@@ -148,6 +152,7 @@ impl std::fmt::Display for Skip {
             Skip::Busy => f.write_str("at max_parallel_requests"),
             Skip::Cold => f.write_str("model not loaded"),
             Skip::EvictsPinned => f.write_str("would evict a pinned model"),
+            Skip::EvictsBusy => f.write_str("would evict a model serving requests"),
             Skip::NoRoom => f.write_str("no room to load the model"),
             Skip::BusyWarm => f.write_str("warm but busier than a load elsewhere"),
             Skip::HostLoading => f.write_str("host busy loading another model"),
@@ -281,6 +286,16 @@ pub fn pick(
         return Err(NoCandidate::AllBusy);
     }
     drop_where(&mut pool, &|c| busy(c).then_some(Skip::Busy));
+
+    // A model serving requests is never evicted: a host where loading this one would push it out is passed over
+    // like a busy one (any tier takes over); when every candidate is one, the request waits in the queue until a
+    // model goes idle.
+    if config.router.residency_routing {
+        if pool.iter().all(|c| c.view.evicts_busy) {
+            return Err(NoCandidate::AllBusy);
+        }
+        drop_where(&mut pool, &|c| c.view.evicts_busy.then_some(Skip::EvictsBusy));
+    }
 
     // Order: the requested tier, else the lowest surviving one; unordered deployments only when no ordered
     // deployment survives.

@@ -80,6 +80,11 @@ fn unhealthy_hosts_are_skipped_unless_every_host_is_unhealthy() {
     assert_eq!(p.deployment, 0);
     assert!(p.skipped.contains(&(1, Skip::Unhealthy)));
     assert_eq!(pick_one(&c, "small", &[down, down, down], 0).unwrap().deployment, 1);
+    // A host where the load would push out a model serving requests is passed over; all such: the request queues.
+    let evicts_busy = DeploymentView { evicts: true, evicts_busy: true, ..DeploymentView::default() };
+    let p = pick_one(&c, "small", &[DeploymentView::default(), evicts_busy, DeploymentView::default()], 0).unwrap();
+    assert_eq!((p.deployment, p.skipped.contains(&(1, Skip::EvictsBusy))), (0, true), "order 2 takes over");
+    assert!(matches!(pick_one(&c, "small", &[evicts_busy; 3], 0), Err(NoCandidate::AllBusy)));
     // A host that sleeps is passed over the same way, and said to be asleep.
     let asleep = DeploymentView { asleep: true, ..down };
     let p = pick_one(&c, "small", &[DeploymentView::default(), asleep, DeploymentView::default()], 0).unwrap();
