@@ -12,7 +12,7 @@ use common::*;
 use llmux_mock::{Fault, MockConfig, MockHandle, ResidencyConfig};
 
 /// A simulated Ollama host with a 10 GB budget and 6 GB models: two cannot be loaded together.
-async fn host(name: &str, models: &[&str]) -> MockHandle {
+fn sized(name: &str, models: &[&str]) -> MockConfig {
     let mut config = MockConfig::new(name, models);
     config.residency = Some(ResidencyConfig {
         memory_budget: Some(10_000_000_000),
@@ -20,7 +20,11 @@ async fn host(name: &str, models: &[&str]) -> MockHandle {
         default_load_ms: 50,
         ..ResidencyConfig::default()
     });
-    mock_with(config).await
+    config
+}
+
+async fn host(name: &str, models: &[&str]) -> MockHandle {
+    mock_with(sized(name, models)).await
 }
 
 fn loaded(mock: &MockHandle) -> Vec<String> {
@@ -369,14 +373,8 @@ async fn the_load_time_ollama_reports_is_learned_from_a_plain_request() {
 
 #[tokio::test]
 async fn a_load_that_would_evict_a_model_serving_a_request_waits_until_it_is_idle() {
-    let mut config = MockConfig::new("a", &["m1", "m2"]);
+    let mut config = sized("a", &["m1", "m2"]);
     config.latency_ms = 1_200;
-    config.residency = Some(ResidencyConfig {
-        memory_budget: Some(10_000_000_000),
-        default_size: Some(6_000_000_000),
-        default_load_ms: 50,
-        ..ResidencyConfig::default()
-    });
     let a = mock_with(config).await;
     let yaml = format!(
         r#"
