@@ -5,7 +5,7 @@
 //! lower priority wait joins the queue instead of taking the slot they wait for.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// A waiting request's place: its priority, then its arrival.
@@ -22,6 +22,9 @@ fn may_take(waiting: &BTreeSet<Key>, me: Key) -> bool {
 pub struct Queues {
     groups: Mutex<HashMap<String, BTreeSet<Key>>>,
     arrivals: AtomicU64,
+    /// Requests waiting in all groups: every request asks [`Queues::may_enter`], and with nobody waiting the
+    /// answer needs no lock.
+    waiting: AtomicUsize,
 }
 
 impl Queues {
@@ -36,7 +39,8 @@ impl Queues {
 
     /// Whether a request of `priority` not in the queue may try for a slot of `group` now.
     pub fn may_enter(&self, group: &str, priority: i64) -> bool {
-        self.groups().get(group).is_none_or(|q| may_take(q, (priority, u64::MAX)))
+        self.waiting.load(Ordering::Acquire) == 0
+            || self.groups().get(group).is_none_or(|q| may_take(q, (priority, u64::MAX)))
     }
 
     /// Takes a place in `group`'s queue; it is left when the place is dropped, and `left` is called then so
@@ -44,6 +48,7 @@ impl Queues {
     pub fn join<'a>(&'a self, group: &str, priority: i64, left: &'a (dyn Fn() + Sync)) -> Place<'a> {
         let key = (priority, self.arrivals.fetch_add(1, Ordering::Relaxed));
         self.groups().entry(group.to_owned()).or_default().insert(key);
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         Place { queues: self, group: group.to_owned(), key, left }
     }
 }
@@ -68,7 +73,9 @@ impl Drop for Place<'_> {
         {
             let mut groups = self.queues.groups();
             if let Some(q) = groups.get_mut(&self.group) {
-                q.remove(&self.key);
+                if q.remove(&self.key) {
+                    self.queues.waiting.fetch_sub(1, Ordering::AcqRel);
+                }
                 if q.is_empty() {
                     groups.remove(&self.group);
                 }

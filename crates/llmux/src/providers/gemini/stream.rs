@@ -52,13 +52,7 @@ impl Events {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        })
+        super::super::sse::chat_chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     fn event(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), Error> {
