@@ -5,7 +5,8 @@
 //! attempt, retry, `order` escalation and fallback (a pure state machine; [`router::pick`] chooses the
 //! deployment), the [`executor::Executor`] carries the plan out through [`providers`] (one adapter per engine family),
 //! and the answer streams back. [`config`] turns the YAML into an immutable snapshot; [`state`] holds what
-//! traffic taught the router.
+//! traffic and probes taught the router (per deployment and per host), and [`shared`] copies it between replicas
+//! through Redis.
 
 pub mod access_log;
 pub mod body;

@@ -34,7 +34,7 @@ use crate::router::complexity::Classification;
 use crate::router::plan::{Action, Failed, Hop, Plan};
 use crate::router::policy::Cooldown;
 use crate::router::{self, NoCandidate};
-use crate::state::State;
+use crate::state::{HostIx, Millis, State};
 use crate::upstream::HttpClient;
 use labels::*;
 
@@ -109,7 +109,8 @@ impl Executor {
         let (weak, hook_config, hook_client) = (Arc::downgrade(&state), config.clone(), client.clone());
         state.on_unreachable(crate::state::UnreachableHook(Box::new(move |host| {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
-            let task = crate::health::recheck_unreachable(hook_config.clone(), weak.clone(), hook_client.clone(), host);
+            let task =
+                crate::health::recheck_unreachable(hook_config.clone(), weak.clone(), hook_client.clone(), host.0);
             runtime.spawn(task);
             true
         })));
@@ -362,7 +363,7 @@ impl Run<'_> {
                 };
                 // Not its turn: as if every candidate were busy, it waits in the queue.
                 let picked = if my_turn {
-                    router::pick(config, target, &ask, &views, now, &mut self.rng)
+                    router::pick(config, target, &ask, &views, now.0, &mut self.rng)
                 } else {
                     Err(NoCandidate::AllBusy)
                 };
@@ -414,7 +415,8 @@ impl Run<'_> {
         let config: &Config = &exec.config;
         let router = &config.router;
         let (name, target) = (&hop.name, &hop.target);
-        let index = pick.deployment;
+        let ix = pick.deployment;
+        let index = ix.0;
         let d = &config.deployments[index];
         let step = describe(name, target.group, pick, &exec.labels[index].step);
         let view = target.members.iter().position(|&m| m == index).map(|p| views[p]).unwrap_or_default();
@@ -439,8 +441,8 @@ impl Run<'_> {
             }
         };
         let now = exec.state.now();
-        let guard = exec.state.start(index, self.prompt_tokens, now);
-        let marked = exec.state.model_routed(index, &model, now);
+        let guard = exec.state.start(ix, self.prompt_tokens, now);
+        let marked = exec.state.model_routed(ix, &model, now);
         // A host that must load the model first gets the time loading took it before, and some, to answer.
         let load_cost = target.members.iter().position(|&m| m == index).and_then(|p| views[p].load_cost);
         let patience = load_cost.filter(|_| marked).and_then(|s| Duration::try_from_secs_f64(s * 1.5).ok());
@@ -463,15 +465,15 @@ impl Run<'_> {
                 };
                 let now = exec.state.now();
                 if self.head.stream && joined.is_none() {
-                    exec.state.record_first_byte(index, started.elapsed(), marked);
+                    exec.state.record_first_byte(ix, started.elapsed(), marked);
                 }
                 if marked {
                     // The engine may have evicted another model to load this one: look now rather than at
                     // the next probe (the seed probes every 15 minutes).
                     exec.reprobe(d.host, now);
                 }
-                exec.state.record_success(index, started.elapsed(), max_samples, now);
-                exec.state.host_answered(index, &model, now);
+                exec.state.record_success(ix, started.elapsed(), max_samples, now);
+                exec.state.host_answered(ix, &model, now);
                 self.answered_at = Some(Instant::now());
                 self.attempted(Tried { index, group: target.group, reason, cold: marked }, None, started.elapsed());
                 self.steps.push(step);
@@ -486,28 +488,27 @@ impl Run<'_> {
         self.steps.push(format!("{step} failed: {why}"));
         let now = exec.state.now();
         if marked {
-            exec.state.load_failed(index, &model, now);
+            exec.state.load_failed(ix, &model, now);
         }
         let failure = match plan.failed(err, pick.tier) {
             Failed::Count(failure) => failure,
             Failed::Next(next) => return Err(next),
         };
-        let counts = exec.state.record_failure(index, now);
+        let counts = exec.state.record_failure(ix, now);
         let consequence = plan.cooldown(d, &failure, counts);
         if let Some((host, window)) = consequence.host_down {
-            let until = now.saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
-            exec.state.host_unreachable(host, &why, now, until);
+            exec.state.host_unreachable(host, &why, now, now.after(window));
         }
         let cooled = match consequence.cooldown {
             Cooldown::No => false,
             Cooldown::Now(t) => {
-                exec.state.cool_down(index, t, consequence.tag, now);
+                exec.state.cool_down(ix, t, consequence.cause, now);
                 true
             }
             Cooldown::IfCountExceeds { key, allowed, duration } => {
-                let over = exec.state.count_allowed_fail(index, key, duration, now) > allowed;
+                let over = exec.state.count_allowed_fail(ix, key, duration, now) > allowed;
                 if over {
-                    exec.state.cool_down(index, duration, consequence.tag, now);
+                    exec.state.cool_down(ix, duration, consequence.cause, now);
                 }
                 over
             }
@@ -518,7 +519,7 @@ impl Run<'_> {
         let views = exec.state.snapshot(target.members, now, latency_ttl(config));
         let avoid = plan.avoid();
         let available =
-            target.members.iter().zip(&views).filter(|(i, v)| !avoid.contains(i) && v.cooldown_until <= now).count();
+            target.members.iter().zip(&views).filter(|(i, v)| !avoid.contains(i) && v.cooldown_until <= now.0).count();
         Err(plan.after_failure(d, &failure, available, self.rng.f64()))
     }
 }
@@ -667,12 +668,12 @@ impl Executor {
 
     /// Probes `host` in the background if it is an Ollama or LM Studio host (which tell what is loaded, and so
     /// what a load evicted) and was not re-probed in the last two seconds.
-    fn reprobe(&self, host: Option<usize>, now: u64) {
+    fn reprobe(&self, host: Option<usize>, now: Millis) {
         let tells = |h: &crate::config::Host| h.ollama_base.is_some() || h.lm_studio;
         let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(tells)) else {
             return;
         };
-        if !self.state.claim_reprobe(host, now, 2_000) {
+        if !self.state.claim_reprobe(HostIx(host), now, 2_000) {
             return;
         }
         let (config, state, client) = (self.config.clone(), self.state.clone(), self.client.clone());
