@@ -135,7 +135,7 @@ impl Executor {
     /// Starts the background health checks when the config asks for them (the handle stops them: a reload
     /// replaces them with the new config's), and preloads pinned models.
     pub fn spawn_health_checks(&self) -> Option<tokio::task::AbortHandle> {
-        if self.config.hosts.iter().any(|h| h.ollama_base.is_some() && !h.limits.pinned.is_empty()) {
+        if self.config.hosts.iter().any(|h| h.profile.preloads && !h.limits.pinned.is_empty()) {
             let (config, client) = (self.config.clone(), self.client.clone());
             tokio::spawn(async move { crate::health::preload_pinned(&config, &client).await });
         }
@@ -666,10 +666,10 @@ impl Executor {
         loading.get(&index).map(|until| until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
     }
 
-    /// Probes `host` in the background if it is an Ollama or LM Studio host (which tell what is loaded, and so
-    /// what a load evicted) and was not re-probed in the last two seconds.
+    /// Probes `host` in the background if its engine tells what is loaded (and so what a load evicted) and it
+    /// was not re-probed in the last two seconds.
     fn reprobe(&self, host: Option<usize>, now: Millis) {
-        let tells = |h: &crate::config::Host| h.ollama_base.is_some() || h.lm_studio;
+        let tells = |h: &crate::config::Host| h.profile.reports_residency;
         let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(tells)) else {
             return;
         };

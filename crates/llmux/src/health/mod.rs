@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
 use crate::config::{Config, Host};
+use crate::providers::profile::ProbeKind;
 use crate::state::{same_model, HostIx, ProbeOutcome, State};
 use crate::upstream::HttpClient;
 
@@ -170,14 +171,16 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient, state: &St
         timeout: host.probe_timeout,
         transient_ok: config.general.health_check_ignore_transient_errors,
     };
-    let found = match (&host.ollama_base, &host.openai_base) {
-        (Some(base), _) => ollama::probe(&probe, config, host, base, state.model_facts(HostIx(at))).await,
-        (None, Some(base)) if host.lm_studio => match lm_studio::probe(&probe, host).await {
+    let found = match (&host.probe_base, host.profile.probe) {
+        (Some(base), ProbeKind::Ollama) => {
+            ollama::probe(&probe, config, host, base, state.model_facts(HostIx(at))).await
+        }
+        (Some(base), ProbeKind::LmStudio) => match lm_studio::probe(&probe, host).await {
             Some(found) => found,
             None => openai::probe(&probe, config, host, base).await,
         },
-        (None, Some(base)) => openai::probe(&probe, config, host, base).await,
-        (None, None) => Err(NO_ENDPOINT.to_owned()),
+        (Some(base), ProbeKind::OpenAiModels) => openai::probe(&probe, config, host, base).await,
+        (None, _) => Err(NO_ENDPOINT.to_owned()),
     };
     let latency = started.elapsed();
     match found {

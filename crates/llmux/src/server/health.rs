@@ -100,13 +100,7 @@ pub fn host_list(exec: &crate::executor::Executor) -> Vec<Value> {
         .iter()
         .zip(exec.state.hosts())
         .map(|(spec, h)| {
-            let engine = h.engine.unwrap_or(if spec.ollama_base.is_some() {
-                "ollama"
-            } else if spec.lm_studio {
-                "lm studio"
-            } else {
-                "openai-compatible"
-            });
+            let engine = h.engine.unwrap_or(spec.profile).name;
             let learned = exec.state.snapshot(&spec.deployments, now, None);
             let deployments: Vec<Value> = spec
                 .deployments

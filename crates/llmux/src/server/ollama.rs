@@ -111,8 +111,8 @@ fn known(listed: &Listed<'_>, hosts: &[HostState]) -> Known {
     let mut capabilities: Option<&[String]> = None;
     for (d, model) in &listed.members {
         let (Some(host), Some(model)) = (host(hosts, d), model.as_deref()) else { continue };
-        if matches!(host.engine, Some("ollama" | "llama.cpp")) {
-            out.format = "gguf";
+        if let Some(format) = host.engine.and_then(|e| e.model_format) {
+            out.format = format;
         }
         if out.size.is_none() {
             out.size = host.sizes.iter().find(|(m, _)| same_model(m, model)).map(|(_, s)| *s);

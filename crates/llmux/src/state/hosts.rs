@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::clock::{smooth, Millis};
 use super::deployments::DeploymentIx;
 use super::State;
+pub use crate::providers::profile::same_model;
+use crate::providers::profile::EngineProfile;
 
 index_type! {
     /// A host's index in `Config::hosts` (and in the state's host table).
@@ -133,7 +135,7 @@ pub struct HostState {
     pub resident: Vec<Resident>,
     /// The engine, when a probe recognised it (`ollama`, `llama.cpp`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub engine: Option<&'static str>,
+    pub engine: Option<&'static EngineProfile>,
     /// llama.cpp's slots at the last probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotUse>,
@@ -184,16 +186,11 @@ pub struct ProbeOutcome {
     /// The engine answered "not ready yet" (503 while it loads a model).
     pub loading: bool,
     /// The engine, when recognised.
-    pub engine: Option<&'static str>,
+    pub engine: Option<&'static EngineProfile>,
     /// llama.cpp's slots.
     pub slots: Option<SlotUse>,
     /// Context length and capabilities of listed models, where the engine says.
     pub models: HashMap<String, ModelFacts>,
-}
-
-/// Ollama names `qwen3:8b` and `qwen3:8b` are one model, and so are `llama3` and `llama3:latest`.
-pub fn same_model(a: &str, b: &str) -> bool {
-    a == b || a.strip_suffix(":latest").unwrap_or(a) == b.strip_suffix(":latest").unwrap_or(b)
 }
 
 impl State {
