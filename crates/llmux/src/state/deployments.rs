@@ -12,6 +12,7 @@ use super::clock::{millis, smooth, Millis};
 use super::hosts::{same_model, HostIx};
 use super::State;
 use crate::config::ErrorClass;
+use crate::router::speed::{Speeds, Timings};
 
 index_type! {
     /// A deployment's index in `Config::deployments` (and in the state's per-deployment table).
@@ -94,6 +95,8 @@ pub(super) struct Inner {
     pub(super) service: Option<f64>,
     /// Smoothed seconds the engine said it spent loading the model, when it had to (Ollama's `load_duration`).
     engine_load: Option<f64>,
+    /// Prefill and decode rates learned from the timings the engine reports.
+    pub(super) speeds: Speeds,
     /// The opt-in generation probe (`health_check_model`) failed: why, and until when that keeps the deployment
     /// out of routing.
     probe_failure: Option<(String, Millis)>,
@@ -168,6 +171,19 @@ pub struct OwnedInFlight {
     /// The tokens this attempt put in the usage of minute `minute` (the prompt estimate, until the engine says).
     counted: u64,
     minute: u64,
+    /// Held until the attempt ends (a prompt-cache slot's lease).
+    attached: Option<Attached>,
+}
+
+/// Something an attempt holds until it ends.
+pub struct Attached {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attached")
+    }
 }
 
 impl OwnedInFlight {
@@ -179,9 +195,20 @@ impl OwnedInFlight {
         }
     }
 
+    /// Holds `held` until the attempt ends (its answer's last byte, or its failure).
+    pub fn attach(&mut self, held: Box<dyn Send + Sync>) {
+        self.attached = Some(Attached { _held: held });
+    }
+
     /// The engine said loading the model for this answer took `load` (see [`State::record_load`]).
     pub fn loaded(&self, load: Duration) {
         self.state.record_load(self.index, load);
+    }
+
+    /// The engine reported how long reading the prompt and writing the answer took (see
+    /// [`State::record_timings`]).
+    pub fn timed(&self, timings: &Timings) {
+        self.state.record_timings(self.index, timings);
     }
 
     /// The engine reported `total` tokens (prompt and completion) for this answer: the minute's usage counts
@@ -243,6 +270,7 @@ impl State {
                 warm_first_byte: inner.warm_first_byte,
                 cold_first_byte: inner.cold_first_byte,
                 engine_load: inner.engine_load,
+                speeds: inner.speeds,
                 service: inner.service,
                 probe_failure: inner.probe_failure.take(),
                 probe_failure_gates: inner.probe_failure_gates,
@@ -265,7 +293,14 @@ impl State {
         if let Some(sink) = self.sink() {
             sink.usage(&slot.id, PeerUsage { minute, requests: 1, tokens, ..PeerUsage::default() });
         }
-        Some(OwnedInFlight { state: self.clone(), index, started: Instant::now(), counted: tokens, minute })
+        Some(OwnedInFlight {
+            state: self.clone(),
+            index,
+            started: Instant::now(),
+            counted: tokens,
+            minute,
+            attached: None,
+        })
     }
 
     /// Deployment `index`'s answer used `total` tokens, where `counted` were put in the usage of minute
@@ -320,6 +355,18 @@ impl State {
         if let Some(mut inner) = self.inner(index) {
             inner.engine_load = Some(smooth(inner.engine_load, load));
         }
+    }
+
+    /// The engine behind deployment `index` reported `timings` for an answer: its prefill and decode rates.
+    pub fn record_timings(&self, index: DeploymentIx, timings: &Timings) {
+        if let Some(mut inner) = self.inner(index) {
+            inner.speeds.learn(timings);
+        }
+    }
+
+    /// The rates learned for deployment `index`.
+    pub fn speeds(&self, index: DeploymentIx) -> Speeds {
+        self.inner(index).map(|inner| inner.speeds).unwrap_or_default()
     }
 
     /// Deployment `index` failed: counts the failure and returns this minute's counts.

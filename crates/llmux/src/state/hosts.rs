@@ -325,6 +325,13 @@ impl State {
         true
     }
 
+    /// The slots of deployment `deployment`'s engine when it is a llama.cpp server a probe counted them on (it
+    /// then takes `id_slot`).
+    pub fn llama_slots(&self, deployment: DeploymentIx) -> Option<usize> {
+        let (_, h) = self.host_of(deployment)?;
+        h.slots.map(|s| s.total).filter(|&n| n > 0)
+    }
+
     /// Whether an extra probe of `host` may start now: none started in the last `gap_ms` (it is then recorded).
     pub fn claim_reprobe(&self, host: HostIx, now: Millis, gap_ms: u64) -> bool {
         let Some(mut h) = self.host(host) else { return false };

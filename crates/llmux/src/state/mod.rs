@@ -215,6 +215,9 @@ impl State {
                     latency: (fresh > 0).then(|| sum / fresh as f64),
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
                     tokens_this_minute: if same_minute { inner.tokens } else { 0 } + peer.tokens,
+                    cached: 0,
+                    prefill_rate: inner.speeds.prefill,
+                    decode_rate: inner.speeds.decode,
                 }
             })
             .collect()
