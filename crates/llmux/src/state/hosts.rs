@@ -332,6 +332,11 @@ impl State {
         h.slots.map(|s| s.total).filter(|&n| n > 0)
     }
 
+    /// Whether a probe has looked at `host` (and so, on engines that tell, at what it has loaded).
+    pub fn probed(&self, host: Option<HostIx>) -> bool {
+        host.and_then(|h| self.host(h)).is_some_and(|h| h.last_probe.is_some())
+    }
+
     /// Whether an extra probe of `host` may start now: none started in the last `gap_ms` (it is then recorded).
     pub fn claim_reprobe(&self, host: HostIx, now: Millis, gap_ms: u64) -> bool {
         let Some(mut h) = self.host(host) else { return false };

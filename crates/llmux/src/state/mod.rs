@@ -216,6 +216,7 @@ impl State {
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
                     tokens_this_minute: if same_minute { inner.tokens } else { 0 } + peer.tokens,
                     cached: 0,
+                    cache_room: false,
                     prefill_rate: inner.speeds.prefill,
                     decode_rate: inner.speeds.decode,
                 }
