@@ -26,7 +26,8 @@ use redis::aio::ConnectionManager;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::config::RedisSettings;
-use crate::state::{ChangeSink, CooldownCause, Millis, PeerUsage, Remote, SharedHost, State};
+use crate::router::affinity::Link;
+use crate::state::{ChangeSink, CooldownCause, Millis, PeerUsage, Remote, SharedHost, SharedPrefix, State};
 
 /// How often changes are sent.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -38,6 +39,8 @@ const REPLICA_TTL: Duration = Duration::from_secs(5);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How long one Redis round trip may take before the replica counts Redis as unreachable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The shared prompt index expires this long after its last write (the engines' caches have long moved on).
+const PROMPTS_TTL_SECONDS: i64 = 86_400;
 /// Usage buckets outlive their minute by this much.
 const USAGE_TTL_SECONDS: i64 = 120;
 
@@ -60,9 +63,15 @@ struct Pending {
     lifted: HashSet<Arc<str>>,
     /// Hosts whose view changed.
     hosts: HashSet<Arc<str>>,
+    /// Prompts sent to cache slots: (deployment id, slot) → (message boundaries, unix ms).
+    prompts: HashMap<(Arc<str>, usize), (Vec<Link>, u64)>,
 }
 
 impl ChangeSink for Outbox {
+    fn prefix(&self, id: &Arc<str>, slot: usize, links: &[Link], at: u64) {
+        self.pending().prompts.insert((id.clone(), slot), (links.to_vec(), at));
+    }
+
     fn usage(&self, id: &Arc<str>, delta: PeerUsage) {
         let mut pending = self.pending();
         let entry = pending.usage.entry((delta.minute, id.clone())).or_default();
@@ -158,13 +167,29 @@ struct Sync {
     last_poll: Option<Instant>,
     /// Expired cooldown fields seen by the last poll, deleted by the next flush.
     expired: Vec<String>,
+    /// The version of the shared prompts last read.
+    prompts_seen: Option<i64>,
 }
 
 struct Keys {
     cooldown: String,
     host: String,
     replicas: String,
+    /// Prompts in cache slots: `id|slot` → JSON ([`SharedPrompt`]).
+    prompts: String,
+    /// Bumped with every write to `prompts`, so a replica reads them only when they changed.
+    prompts_version: String,
     prefix: String,
+}
+
+/// One cache slot's prompt as stored in Redis.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedPrompt {
+    /// The replica that sent it.
+    r: String,
+    /// When (unix ms).
+    at: u64,
+    links: Vec<Link>,
 }
 
 impl Keys {
@@ -208,6 +233,8 @@ impl Sync {
                 cooldown: format!("{prefix}:cooldown"),
                 host: format!("{prefix}:host"),
                 replicas: format!("{prefix}:replicas"),
+                prompts: format!("{prefix}:prompts"),
+                prompts_version: format!("{prefix}:prompts:version"),
                 prefix,
             },
             replica,
@@ -222,6 +249,7 @@ impl Sync {
             last_heartbeat: None,
             last_poll: None,
             expired: Vec::new(),
+            prompts_seen: None,
         }
     }
 
@@ -318,6 +346,16 @@ impl Sync {
             pipe.hdel(&self.keys.cooldown, field).ignore();
             commands += 1;
         }
+        if !pending.prompts.is_empty() {
+            for ((id, slot), (links, at)) in pending.prompts {
+                let shared = SharedPrompt { r: self.replica.clone(), at, links };
+                let json = serde_json::to_string(&shared).map_err(|e| e.to_string())?;
+                pipe.hset(&self.keys.prompts, format!("{id}|{slot}"), json).ignore();
+            }
+            pipe.expire(&self.keys.prompts, PROMPTS_TTL_SECONDS).ignore();
+            pipe.incr(&self.keys.prompts_version, 1).ignore();
+            commands += 1;
+        }
         for origin in &hosts {
             if let Some(view) = state.shared_host(origin).filter(|v| v.updated > state.to_unix(Millis(0))) {
                 let json = serde_json::to_string(&view).map_err(|e| e.to_string())?;
@@ -396,16 +434,31 @@ impl Sync {
     async fn poll(&mut self, conn: &mut ConnectionManager, minute: u64) -> Result<Remote, String> {
         let unix = unix_now();
         let alive_since = unix.saturating_sub(u64::try_from(REPLICA_TTL.as_millis()).unwrap_or(5000));
-        type Read = (HashMap<String, String>, HashMap<String, String>, HashMap<String, i64>, Vec<String>);
-        let (cooldowns, hosts, usage, replicas): Read = redis::pipe()
+        type Read = (HashMap<String, String>, HashMap<String, String>, HashMap<String, i64>, Vec<String>, Option<i64>);
+        let (cooldowns, hosts, usage, replicas, prompts_version): Read = redis::pipe()
             .hgetall(&self.keys.cooldown)
             .hgetall(&self.keys.host)
             .hgetall(self.keys.usage(minute))
             .zrangebyscore(&self.keys.replicas, alive_since, "+inf")
+            .get(&self.keys.prompts_version)
             .query_async(conn)
             .await
             .map_err(|e| e.to_string())?;
         let mut remote = Remote::default();
+        if prompts_version.is_some() && prompts_version != self.prompts_seen {
+            let prompts: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(&self.keys.prompts).query_async(conn).await.map_err(|e| e.to_string())?;
+            self.prompts_seen = prompts_version;
+            for (field, json) in prompts {
+                let Some((id, slot)) = field.rsplit_once('|') else { continue };
+                let (Ok(slot), Ok(shared)) = (slot.parse(), serde_json::from_str::<SharedPrompt>(&json)) else {
+                    continue;
+                };
+                if shared.r != self.replica {
+                    remote.prefixes.push(SharedPrefix { id: id.to_owned(), slot, at: shared.at, links: shared.links });
+                }
+            }
+        }
         for (id, value) in cooldowns {
             let until = value.split_once(':').and_then(|(u, _)| u.parse::<u64>().ok()).unwrap_or(0);
             if until > unix {

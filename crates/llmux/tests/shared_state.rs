@@ -212,6 +212,62 @@ general_settings:
 }
 
 /// A `redis-server` of the test's own on `port`, keeping nothing on disk.
+#[tokio::test]
+async fn an_agent_session_stays_where_its_prompt_is_cached_whichever_replica_it_reaches() {
+    let redis = OwnRedis::start().await;
+    let prefix = "llmux-test-prompts";
+    let engine = |name: &str| {
+        let mut config = MockConfig::new(name, &["q"]);
+        config.prefill_tokens_per_sec = 50_000.0;
+        config
+    };
+    let (x, y) = (mock_with(engine("x")).await, mock_with(engine("y")).await);
+    let yaml = format!(
+        r#"model_list:
+  - model_name: coding
+    litellm_params: {{model: openai/q, api_base: "{x}/v1"}}
+  - model_name: coding
+    litellm_params: {{model: openai/q, api_base: "{y}/v1"}}
+router_settings:
+  redis_host: 127.0.0.1
+  redis_port: REDIS_PORT
+general_settings:
+  master_key: sk-replicas
+"#,
+        x = x.base_url(),
+        y = y.base_url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = replicas(dir.path(), &yaml, redis.port, prefix);
+    a.ready().await;
+    b.ready().await;
+    let system = serde_json::json!({"role": "system", "content": "rules ".repeat(2_000)});
+    let turn = |n: usize| {
+        let mut messages = vec![system.clone()];
+        for t in 0..n {
+            messages.push(serde_json::json!({"role": "user", "content": format!("step {t}")}));
+            messages.push(serde_json::json!({"role": "assistant", "content": format!("did {t}")}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": format!("step {n}")}));
+        serde_json::json!({"model": "coding", "messages": messages}).to_string()
+    };
+    // The session's turns alternate between the replicas (a load balancer in front of them).
+    let first = a.client().post_key("/v1/chat/completions", &turn(0), KEY).await;
+    assert_eq!(first.status, 200);
+    let home = first.header("x-litellm-model-id");
+    shared(redis.port, &format!("{prefix}:prompts"), 1).await;
+    for (n, replica) in [(1, &b), (2, &a), (3, &b)] {
+        let reply = replica.client().post_key("/v1/chat/completions", &turn(n), KEY).await;
+        assert_eq!(reply.status, 200);
+        let route = reply.header("x-llmux-route");
+        assert_eq!(reply.header("x-litellm-model-id"), home, "turn {n}: {route}");
+        assert!(route.contains("prompt tokens cached"), "turn {n}: {route}");
+        shared(redis.port, &format!("{prefix}:prompts"), 1).await;
+    }
+    let cached: u64 = [&x, &y].iter().map(|e| e.stats().prompt_cached).sum();
+    assert!(cached > 3 * 2_000, "every later turn found the prompt in the engine's cache: {cached}");
+}
+
 fn redis_server(port: u16) -> Child {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

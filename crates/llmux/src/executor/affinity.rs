@@ -8,11 +8,7 @@ use crate::config::{Config, Deployment};
 use crate::protocol::openai::Operation;
 use crate::router::affinity::{ChatPrompt, Prefix, PrefixCache, DEFAULT_SLOTS};
 use crate::router::DeploymentView;
-use crate::state::{DeploymentIx, State};
-
-/// The prefix index, shared by the executors of successive configs.
-#[derive(Debug, Default, Clone)]
-pub(super) struct Prefixes(Arc<Mutex<PrefixCache>>);
+use crate::state::{DeploymentIx, Millis};
 
 /// A prompt in flight on one slot: the slot counts as busy until the attempt's answer ends.
 struct Lease {
@@ -40,25 +36,13 @@ pub(super) fn prompt_of(config: &Config, op: Operation, body: &[u8]) -> Option<(
     Some((chat.prefix()?, chat.output_cap()))
 }
 
-impl Prefixes {
-    /// The index for a reloaded `config`: deployments that are gone are forgotten.
-    pub(super) fn successor(&self, config: &Config) -> Prefixes {
-        lock(&self.0).retain(|id| config.ids.contains_key(id));
-        self.clone()
-    }
-
+impl super::Executor {
     /// Tells the views of `members` how much of `prefix` each most likely holds and whether its cache has
     /// room for a new conversation (when there is a choice).
-    pub(super) fn mark_cached(
-        &self,
-        config: &Config,
-        state: &State,
-        members: &[usize],
-        prefix: Option<&Prefix>,
-        views: &mut [DeploymentView],
-    ) {
+    pub(super) fn mark_cached(&self, members: &[usize], prefix: Option<&Prefix>, views: &mut [DeploymentView]) {
         let Some(prefix) = prefix.filter(|_| members.len() > 1) else { return };
-        let cache = lock(&self.0);
+        let (config, state) = (&self.config, &self.state);
+        let cache = state.prefix_cache();
         for (&i, view) in members.iter().zip(views.iter_mut()) {
             if let Some(d) = config.deployments.get(i) {
                 view.cached = cache.lookup(&d.id, prefix).map_or(0, |hit| hit.tokens);
@@ -68,24 +52,26 @@ impl Prefixes {
     }
 
     /// `prefix` is sent to deployment `d` at `now`: the slot it will most likely occupy is recorded (busy
-    /// until the returned lease drops), and returned when the engine takes `id_slot` (a llama.cpp server whose
-    /// slots a probe counted). `None` when every slot is busy with llmux's requests: the engine queues it and
-    /// chooses.
-    pub(super) fn place(
+    /// until the returned lease drops; other replicas are told), and returned when the engine takes `id_slot`
+    /// (a llama.cpp server whose slots a probe counted). `None` when every slot is busy with llmux's requests:
+    /// the engine queues it and chooses.
+    pub(super) fn place_prompt(
         &self,
-        state: &State,
         d: &Deployment,
         prefix: &Prefix,
-        now: u64,
+        now: Millis,
     ) -> Option<(Box<dyn Send + Sync>, Option<usize>)> {
+        let state = &self.state;
         let speaks_openai = d.engine().is_some_and(|e| e.adapter() == crate::providers::Adapter::OpenAiCompatible);
         let llama_slots = state.llama_slots(DeploymentIx(d.index)).filter(|_| speaks_openai);
         let slots = llama_slots.unwrap_or(DEFAULT_SLOTS);
         let id: Arc<str> = Arc::from(d.id.as_str());
-        let mut cache = lock(&self.0);
+        let mut cache = state.prefix_cache();
         let slot = cache.place(&id, prefix, slots)?;
-        cache.record(&id, slots, slot, prefix, now, true);
-        let lease = Lease { cache: self.0.clone(), id, slot };
+        cache.record(&id, slots, slot, prefix, now.0, true);
+        drop(cache);
+        state.share_prefix(&id, slot, prefix, now);
+        let lease = Lease { cache: state.prefix_index().clone(), id, slot };
         Some((Box::new(lease), llama_slots.map(|_| slot)))
     }
 }

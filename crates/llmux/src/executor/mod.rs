@@ -60,8 +60,6 @@ pub struct Executor {
     buffered: Arc<tokio::sync::Semaphore>,
     /// Requests waiting for a free slot (every candidate at its `max_parallel_requests`), by group, in order.
     queues: queue::Queues,
-    /// Which deployment and slot most likely holds which prompt prefix; kept across reloads.
-    prefixes: affinity::Prefixes,
     /// Model loads llmux set off on Ollama hosts and that requests wait for.
     loads: load::Loads,
 }
@@ -106,18 +104,17 @@ impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
         let state = Arc::new(State::new(&config));
-        Executor::with_state(config, state, client, affinity::Prefixes::default())
+        Executor::with_state(config, state, client)
     }
 
     /// An executor over a reloaded `config` that keeps what `old` learned (see [`State::successor`]) and its
     /// engine connection pool.
     pub fn successor(old: &Executor, config: Arc<Config>) -> Self {
         let state = Arc::new(State::successor(&old.state, &old.config, &config));
-        let prefixes = old.prefixes.successor(&config);
-        Executor::with_state(config, state, old.client.clone(), prefixes)
+        Executor::with_state(config, state, old.client.clone())
     }
 
-    fn with_state(config: Arc<Config>, state: Arc<State>, client: HttpClient, prefixes: affinity::Prefixes) -> Self {
+    fn with_state(config: Arc<Config>, state: Arc<State>, client: HttpClient) -> Self {
         // A host found unreachable (by a request or a probe) is re-probed in the background until it answers.
         let (weak, hook_config, hook_client) = (Arc::downgrade(&state), config.clone(), client.clone());
         state.on_unreachable(crate::state::UnreachableHook(Box::new(move |host| {
@@ -134,7 +131,7 @@ impl Executor {
         let queues = queue::Queues::default();
         let loads = load::Loads::default();
         let loading = Default::default();
-        Executor { config, state, client, loading, labels, max_retries, buffered, queues, prefixes, loads }
+        Executor { config, state, client, loading, labels, max_retries, buffered, queues, loads }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -374,7 +371,7 @@ impl Run<'_> {
                 let now = exec.state.now();
                 let mut views = exec.state.snapshot(target.members, now, latency_ttl);
                 exec.mark_host_loading(target.members, &mut views);
-                exec.prefixes.mark_cached(config, &exec.state, target.members, self.prefix.as_ref(), &mut views);
+                exec.mark_cached(target.members, self.prefix.as_ref(), &mut views);
                 let ask = router::Ask {
                     prompt_tokens: self.prompt_tokens,
                     output_tokens: self.output_tokens,
@@ -475,7 +472,7 @@ impl Run<'_> {
         let mut guard = exec.state.start(ix, self.prompt_tokens, now);
         // Where the prompt goes is where its prefix will be cached; on llama.cpp it is pinned to that slot.
         let pinned = self.prefix.as_ref().and_then(|prefix| {
-            let (lease, slot) = exec.prefixes.place(&exec.state, d, prefix, now.0)?;
+            let (lease, slot) = exec.place_prompt(d, prefix, now)?;
             if let Some(guard) = guard.as_mut() {
                 guard.attach(lease);
             }

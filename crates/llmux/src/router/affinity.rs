@@ -184,6 +184,23 @@ impl PrefixCache {
         }
     }
 
+    /// Another replica sent `prefix` to `slot` of deployment `id` at `at`: the slot holds it now, unless this
+    /// replica sent it something later.
+    pub fn learn(&mut self, id: &Arc<str>, slot: usize, prefix: &Prefix, at: u64) {
+        if slot >= MAX_SLOTS {
+            return;
+        }
+        let memory = self.deployments.entry(id.clone()).or_default();
+        if memory.len() <= slot {
+            memory.resize_with(slot + 1, Memory::default);
+        }
+        if let Some(m) = memory.get_mut(slot).filter(|m| m.used < at) {
+            m.links.clear();
+            m.links.extend_from_slice(&prefix.links);
+            m.used = at;
+        }
+    }
+
     /// A request recorded as busy on `slot` of deployment `id` ended.
     pub fn release(&mut self, id: &str, slot: usize) {
         if let Some(m) = self.deployments.get_mut(id).and_then(|slots| slots.get_mut(slot)) {
@@ -259,6 +276,20 @@ mod tests {
         cache.release("d", 0);
         assert_eq!(cache.place("d", &a, 3), Some(0), "free again, and it holds the prefix");
         assert_eq!(cache.place("fresh", &a, 3), Some(0));
+    }
+
+    #[test]
+    fn what_another_replica_sent_is_learned_unless_this_one_sent_something_later() {
+        let id: Arc<str> = Arc::from("d");
+        let mut cache = PrefixCache::default();
+        let (mine, theirs) = (chat(&["mine"]), chat(&["theirs"]));
+        cache.record(&id, 2, 0, &mine, 50, false);
+        cache.learn(&id, 0, &theirs, 40);
+        assert!(cache.lookup("d", &mine).is_some(), "an older report changes nothing");
+        cache.learn(&id, 0, &theirs, 60);
+        cache.learn(&id, 3, &theirs, 60);
+        assert_eq!(cache.lookup("d", &theirs).map(|h| h.slot), Some(0));
+        assert!(cache.lookup("d", &mine).is_none());
     }
 
     #[test]

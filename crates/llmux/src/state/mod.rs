@@ -43,12 +43,13 @@ pub use deployments::{CooldownCause, DeploymentIx, MinuteCounts, OwnedInFlight, 
 pub use hosts::{
     same_model, HostIx, HostState, HostStatus, ModelFacts, ProbeOutcome, Resident, SlotUse, UnreachableHook,
 };
-pub use replica::{ChangeSink, Remote, SharedHost};
+pub use replica::{ChangeSink, Remote, SharedHost, SharedPrefix};
 
 use clock::{millis, Clock};
 use deployments::Slot;
 
 use crate::config::{Config, HostLimits};
+use crate::router::affinity::PrefixCache;
 use crate::router::residency;
 use crate::router::DeploymentView;
 
@@ -74,6 +75,9 @@ pub struct State {
     unreachable_hook: OnceLock<UnreachableHook>,
     /// Woken when a wake-up of a sleeping host ends (it answered, or its patience ran out).
     wake_ended: tokio::sync::Notify,
+    /// Which deployment and slot most likely holds which prompt prefix (kept across reloads, shared with other
+    /// replicas).
+    prefixes: Arc<Mutex<PrefixCache>>,
 }
 
 impl State {
@@ -108,6 +112,7 @@ impl State {
             sink: OnceLock::new(),
             unreachable_hook: OnceLock::new(),
             wake_ended: tokio::sync::Notify::new(),
+            prefixes: Arc::default(),
         }
     }
 
@@ -120,6 +125,8 @@ impl State {
         if let Some(sink) = old.sink.get() {
             state.attach(sink.clone());
         }
+        old.prefix_cache().retain(|id| config.ids.contains_key(id));
+        state.prefixes = old.prefixes.clone();
         for (slot, d) in state.slots.iter_mut().zip(&config.deployments) {
             if let Some(inner) = old_config.ids.get(&d.id).and_then(|&i| old.inner(DeploymentIx(i))) {
                 *slot.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = inner.clone();
@@ -136,6 +143,16 @@ impl State {
             }
         }
         state
+    }
+
+    /// The prompt-prefix index ([`crate::router::affinity`]).
+    pub fn prefix_cache(&self) -> std::sync::MutexGuard<'_, PrefixCache> {
+        self.prefixes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index itself, for what must release its slot later.
+    pub fn prefix_index(&self) -> &Arc<Mutex<PrefixCache>> {
+        &self.prefixes
     }
 
     /// The time now on the state clock: what every method takes.

@@ -13,6 +13,7 @@ use super::clock::Millis;
 use super::deployments::{CooldownCause, PeerUsage};
 use super::hosts::{HostState, HostStatus, Resident};
 use super::State;
+use crate::router::affinity::{Link, Prefix};
 
 /// Where this replica's changes go for the others. Called on the request path, so an implementation only
 /// records (one short lock) and sends later.
@@ -28,6 +29,21 @@ pub trait ChangeSink: Send + Sync + std::fmt::Debug {
     fn lift(&self, id: &Arc<str>);
     /// Host `origin`'s view changed (read back with [`State::shared_host`]).
     fn host(&self, origin: &Arc<str>);
+    /// A prompt with these message-boundary `links` was sent to `slot` of deployment `id` at `at` (unix ms).
+    fn prefix(&self, id: &Arc<str>, slot: usize, links: &[Link], at: u64);
+}
+
+/// A prompt another replica sent to one cache slot of a deployment (see [`crate::router::affinity`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedPrefix {
+    /// The deployment's id.
+    pub id: String,
+    /// The slot.
+    pub slot: usize,
+    /// When it was sent (unix ms).
+    pub at: u64,
+    /// Its message boundaries.
+    pub links: Vec<Link>,
 }
 
 /// A host's state as replicas share it: times are unix ms.
@@ -58,6 +74,8 @@ pub struct Remote {
     pub usage: HashMap<String, PeerUsage>,
     /// Other replicas' in-flight requests.
     pub in_flight: HashMap<String, u32>,
+    /// Prompts other replicas sent to cache slots (empty when none changed since the last read).
+    pub prefixes: Vec<SharedPrefix>,
 }
 
 impl State {
@@ -126,6 +144,21 @@ impl State {
         for (origin, shared) in &remote.hosts {
             let Some(mut h) = self.by_origin.get(origin.as_str()).and_then(|&i| self.host(i)) else { continue };
             apply_shared(&mut h, shared, |unix| self.from_unix(unix));
+        }
+        if !remote.prefixes.is_empty() {
+            let mut cache = self.prefix_cache();
+            for shared in &remote.prefixes {
+                let Some(slot) = self.slots.iter().find(|s| *s.id == *shared.id) else { continue };
+                let prefix = Prefix::from_links(shared.links.clone());
+                cache.learn(&slot.id, shared.slot, &prefix, self.from_unix(shared.at).0);
+            }
+        }
+    }
+
+    /// Tells other replicas that `prefix` was sent to `slot` of deployment `id` at `at`.
+    pub fn share_prefix(&self, id: &Arc<str>, slot: usize, prefix: &Prefix, at: Millis) {
+        if let Some(sink) = self.sink() {
+            sink.prefix(id, slot, prefix.links(), self.to_unix(at));
         }
     }
 
