@@ -8,11 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::config::{Config, Deployment};
 use crate::providers::Adapter;
+use crate::router;
+use crate::state::{HostIx, Millis};
 use crate::upstream::HttpClient;
 
 /// The loads under way, by deployment index: each resolves when its preload answered (or failed).
@@ -48,5 +51,59 @@ impl Loads {
             let _ = done.send(true);
         });
         Some(receiver)
+    }
+}
+
+impl super::Executor {
+    /// Deployment `index` was sent a request that loads its model, allowed to take until `until`.
+    pub(super) fn load_started(&self, index: usize, until: Instant) -> Instant {
+        self.loading.lock().unwrap_or_else(|e| e.into_inner()).insert(index, until);
+        until
+    }
+
+    /// The request that set off the load on deployment `index` (allowed until `until`) got its answer or failed.
+    pub(super) fn load_awaited(&self, index: usize, until: Instant) {
+        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if loading.get(&index) == Some(&until) {
+            loading.remove(&index);
+        }
+    }
+
+    /// Marks the views of `members` whose host is busy with a load llmux set off for another model (still
+    /// awaited), so routing keeps other models off it meanwhile.
+    pub(super) fn mark_host_loading(&self, members: &[usize], views: &mut [router::DeploymentView]) {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if loading.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let deployments = &self.config.deployments;
+        let model = |i: usize| deployments.get(i).and_then(|d| d.engine()).map(|e| e.upstream_model.as_str());
+        for (&i, view) in members.iter().zip(views.iter_mut()) {
+            let Some(host) = deployments.get(i).and_then(|d| d.host) else { continue };
+            view.host_loading |= loading.iter().any(|(&j, until)| {
+                *until > now && deployments.get(j).and_then(|d| d.host) == Some(host) && model(j) != model(i)
+            });
+        }
+    }
+
+    /// How much longer the load llmux set off on deployment `index` may take, while one is awaited.
+    pub(super) fn load_in_progress(&self, index: usize) -> Option<Duration> {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        loading.get(&index).map(|until| until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+
+    /// Probes `host` in the background if its engine tells what is loaded (and so what a load evicted) and it
+    /// was not re-probed in the last two seconds.
+    pub(super) fn reprobe(&self, host: Option<usize>, now: Millis) {
+        let tells = |h: &crate::config::Host| h.profile.reports_residency;
+        let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(tells)) else {
+            return;
+        };
+        if !self.state.claim_reprobe(HostIx(host), now, 2_000) {
+            return;
+        }
+        let (config, state, client) = (self.config.clone(), self.state.clone(), self.client.clone());
+        tokio::spawn(async move { crate::health::probe_hosts(&config, &state, &client, std::iter::once(host)).await });
     }
 }

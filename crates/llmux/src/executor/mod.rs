@@ -6,6 +6,7 @@
 //! - `attempt`: one call to one deployment (transport, timeouts, answer and error-body reading);
 //! - `stream`: the client's stream (SSE/NDJSON forwarding and conversion, keep-alive comments);
 //! - `labels`: the response headers and route explanation;
+//! - `record`: what the request's record keeps of routing (the route, every attempt);
 //! - `semantic`: a semantic router's embeddings;
 //! - `wake`: holding a request while the sleeping host it needs wakes up;
 //! - `load`: loads of cold models set off by llmux itself, so a client hanging up does not abort them;
@@ -16,6 +17,7 @@ mod attempt;
 mod labels;
 mod load;
 mod queue;
+mod record;
 mod semantic;
 mod stream;
 mod wake;
@@ -38,9 +40,10 @@ use crate::router::complexity::Classification;
 use crate::router::plan::{Action, Failed, Hop, Plan};
 use crate::router::policy::Cooldown;
 use crate::router::{self, NoCandidate};
-use crate::state::{HostIx, Millis, State};
+use crate::state::{HostIx, State};
 use crate::upstream::HttpClient;
 use labels::*;
+use record::Tried;
 
 /// The request executor: config, routing state and the engine client.
 pub struct Executor {
@@ -258,38 +261,6 @@ impl Executor {
 }
 
 impl Run<'_> {
-    /// Tells the request's record what routing did: the route, every attempt, the deployment that answered
-    /// (`deployment`, with the outcome's `status`), and what its tokens are estimated from if the engine
-    /// reports none.
-    fn record(&mut self, route: &str, deployment: Option<usize>, status: u16) {
-        let config = &self.exec.config;
-        let d = deployment.and_then(|i| config.deployments.get(i));
-        let attempts = std::mem::take(&mut self.attempts);
-        let prompt = if self.prompt_tokens > 0 { self.prompt_tokens } else { self.body.len() as u64 / 4 };
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.trace.update(|draft| {
-            let r = &mut draft.record;
-            // The server names it first (the client's name, before a key's alias renamed it).
-            if r.requested.is_empty() {
-                r.requested.push_str(&self.head.model);
-            }
-            r.group = attempts.last().map(|a| a.group.clone());
-            r.deployment = deployment;
-            r.host = d.and_then(|d| d.engine()).map(|e| e.host().to_owned());
-            r.route.push_str(route);
-            r.attempts = attempts;
-            r.stream = self.head.stream;
-            r.queue_wait_ms = ms(self.queue_wait);
-            r.retries = self.retries;
-            r.fallbacks = self.fallbacks;
-            r.complexity_tier = self.classification.as_ref().map(|c| c.tier.as_str());
-            draft.outcome = Some(status);
-            draft.first_byte = self.answered_at;
-            draft.estimate.input = prompt;
-            draft.price = d.and_then(|d| d.cost_per_token);
-        });
-    }
-
     /// Carries out the request's [`Plan`]: routes through strategy routers, picks and calls deployments, records
     /// what happened into the state, and sleeps for back-off or a free slot. Every decision is the plan's.
     async fn walk(&mut self) -> Result<(Response, usize), Error> {
@@ -566,43 +537,6 @@ impl Run<'_> {
     }
 }
 
-/// An attempt, as the record keeps it.
-struct Tried<'t> {
-    index: usize,
-    group: &'t str,
-    reason: &'static str,
-    cold: bool,
-}
-
-impl Run<'_> {
-    /// Keeps an attempt for the record: `failed` with why and the status, or answered after `took`.
-    fn attempted(&mut self, tried: Tried<'_>, failed: Option<(String, u16)>, took: Duration) {
-        if !self.trace.is_on() {
-            return;
-        }
-        let Tried { index, group, reason, cold } = tried;
-        let (error, status) = match failed {
-            Some((why, status)) => (Some(why), status),
-            None => (None, 200),
-        };
-        let began = Instant::now().checked_sub(took).unwrap_or_else(Instant::now);
-        let started_ms = self.trace.offset_ms(began);
-        self.attempts.push(Attempt {
-            deployment: index,
-            label: self.exec.labels[index].step.clone(),
-            facts: self.exec.labels[index].facts.clone(),
-            group: group.to_owned(),
-            error,
-            status: Some(status),
-            started_ms,
-            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-            reason,
-            cold,
-            cooled_down: false,
-        });
-    }
-}
-
 /// How long latency samples count, under the latency-based strategy.
 fn latency_ttl(config: &Config) -> Option<Duration> {
     match config.router.routing_strategy {
@@ -667,60 +601,6 @@ fn estimate_prompt_tokens(body: &[u8]) -> u64 {
     let Ok(texts) = serde_json::from_slice::<Texts>(body) else { return 0 };
     let total = texts.messages.iter().map(chars).sum::<usize>() + chars(&texts.prompt) + chars(&texts.input);
     (total as u64).div_ceil(4)
-}
-
-impl Executor {
-    /// Deployment `index` was sent a request that loads its model, allowed to take until `until`.
-    fn load_started(&self, index: usize, until: Instant) -> Instant {
-        self.loading.lock().unwrap_or_else(|e| e.into_inner()).insert(index, until);
-        until
-    }
-
-    /// The request that set off the load on deployment `index` (allowed until `until`) got its answer or failed.
-    fn load_awaited(&self, index: usize, until: Instant) {
-        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
-        if loading.get(&index) == Some(&until) {
-            loading.remove(&index);
-        }
-    }
-
-    /// Marks the views of `members` whose host is busy with a load llmux set off for another model (still
-    /// awaited), so routing keeps other models off it meanwhile.
-    fn mark_host_loading(&self, members: &[usize], views: &mut [router::DeploymentView]) {
-        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
-        if loading.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let deployments = &self.config.deployments;
-        let model = |i: usize| deployments.get(i).and_then(|d| d.engine()).map(|e| e.upstream_model.as_str());
-        for (&i, view) in members.iter().zip(views.iter_mut()) {
-            let Some(host) = deployments.get(i).and_then(|d| d.host) else { continue };
-            view.host_loading |= loading.iter().any(|(&j, until)| {
-                *until > now && deployments.get(j).and_then(|d| d.host) == Some(host) && model(j) != model(i)
-            });
-        }
-    }
-
-    /// How much longer the load llmux set off on deployment `index` may take, while one is awaited.
-    fn load_in_progress(&self, index: usize) -> Option<Duration> {
-        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
-        loading.get(&index).map(|until| until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
-    }
-
-    /// Probes `host` in the background if its engine tells what is loaded (and so what a load evicted) and it
-    /// was not re-probed in the last two seconds.
-    fn reprobe(&self, host: Option<usize>, now: Millis) {
-        let tells = |h: &crate::config::Host| h.profile.reports_residency;
-        let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(tells)) else {
-            return;
-        };
-        if !self.state.claim_reprobe(HostIx(host), now, 2_000) {
-            return;
-        }
-        let (config, state, client) = (self.config.clone(), self.state.clone(), self.client.clone());
-        tokio::spawn(async move { crate::health::probe_hosts(&config, &state, &client, std::iter::once(host)).await });
-    }
 }
 
 /// An error in one line for a route step: its status and the first 120 characters.
