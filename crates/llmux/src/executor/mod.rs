@@ -56,6 +56,8 @@ pub struct Executor {
     buffered: Arc<tokio::sync::Semaphore>,
     /// Requests waiting for a free slot (every candidate at its `max_parallel_requests`), by group, in order.
     queues: queue::Queues,
+    /// Starts this config's background health rounds early, on request.
+    rounds: Arc<crate::health::Rounds>,
 }
 
 /// One client request on its way through retries, order escalation and fallbacks.
@@ -118,12 +120,18 @@ impl Executor {
         let budget = config.limits.max_buffered_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
         let queues = queue::Queues::default();
-        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered, queues }
+        let rounds = Arc::default();
+        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered, queues, rounds }
     }
 
     /// The engine client, shared with on-demand health probes.
     pub fn client(&self) -> &HttpClient {
         &self.client
+    }
+
+    /// The timing seam of this config's background health loop (see [`crate::health::Rounds`]).
+    pub fn health_rounds(&self) -> &crate::health::Rounds {
+        &self.rounds
     }
 
     /// Requests of `group` waiting now for a deployment to free a slot.
@@ -141,7 +149,9 @@ impl Executor {
         let general = &self.config.general;
         general.background_health_checks.then(|| {
             let interval = Duration::from_secs(general.health_check_interval.max(1));
-            let task = crate::health::run(self.config.clone(), self.state.clone(), self.client.clone(), interval);
+            let (config, state, client, rounds) =
+                (self.config.clone(), self.state.clone(), self.client.clone(), self.rounds.clone());
+            let task = crate::health::run(config, state, client, interval, rounds);
             tokio::spawn(task).abort_handle()
         })
     }
