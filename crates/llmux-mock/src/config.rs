@@ -57,7 +57,7 @@ pub struct MockConfig {
     /// by llama.cpp's `/slots`, `/props` and `/v1/models`.
     pub context_length: u64,
     /// Parallel slots reported by llama.cpp's `/slots` and `/props` (`total_slots`); requests in flight show
-    /// as busy slots. Reporting only: the mock never queues.
+    /// as busy slots, and each slot keeps a KV cache of its last prompt. The mock never queues.
     pub slots: u32,
     /// Length of the embedding vectors returned when the request does not ask
     /// for a specific `dimensions`.
@@ -69,6 +69,9 @@ pub struct MockConfig {
     /// Generation speed; spacing between streamed chunks is `1/tokens_per_sec`.
     /// 0 = as fast as possible.
     pub tokens_per_sec: f64,
+    /// Prompt reading speed: the prompt tokens a slot's KV cache does not hold take `n / prefill_tokens_per_sec`
+    /// before the first token (see the KV-cache model in `kv.rs`). 0 = read whole and instantly, no cache model.
+    pub prefill_tokens_per_sec: f64,
     /// The fault to inject; see [`Fault`].
     pub fault: Fault,
     /// Apply `fault` to the next N matching requests only, then revert to
@@ -104,6 +107,7 @@ impl Default for MockConfig {
             latency_ms: 0,
             ttft_ms: 0,
             tokens_per_sec: 0.0,
+            prefill_tokens_per_sec: 0.0,
             fault: Fault::None,
             fault_times: None,
             fault_paths: Vec::new(),

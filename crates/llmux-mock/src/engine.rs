@@ -78,6 +78,8 @@ pub(crate) struct Plan {
     pub finish: Finish,
     /// Prompt token estimate.
     pub prompt_tokens: u64,
+    /// ... of which the slot's KV cache held this many (not read again).
+    pub cached_tokens: u64,
 }
 
 impl Plan {
@@ -89,6 +91,11 @@ impl Plan {
     /// The reasoning text, if any.
     pub(crate) fn thinking_text(&self) -> Option<String> {
         (!self.thinking.is_empty()).then(|| self.thinking.concat())
+    }
+
+    /// Prompt tokens the engine read (those its cache did not hold).
+    pub(crate) fn evaluated_tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_sub(self.cached_tokens).max(1)
     }
 
     /// Tokens "generated": reasoning, content and the tool call's JSON.
@@ -116,6 +123,7 @@ pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
             tool_call: Some(call.clone()),
             finish: Finish::ToolCalls,
             prompt_tokens,
+            cached_tokens: 0,
         };
     }
     let mut content = match cfg.reply_tokens {
@@ -134,7 +142,7 @@ pub(crate) fn plan(cfg: &MockConfig, input: &GenInput) -> Plan {
             finish = Finish::Length;
         }
     }
-    Plan { thinking, content, tool_call: None, finish, prompt_tokens }
+    Plan { thinking, content, tool_call: None, finish, prompt_tokens, cached_tokens: 0 }
 }
 
 /// Fills the reply placeholders.
@@ -287,7 +295,7 @@ impl Ctx {
             .unwrap_or(Duration::ZERO);
         Timing {
             latency: Duration::from_millis(self.cfg.latency_ms),
-            ttft: Duration::from_millis(self.cfg.ttft_ms),
+            ttft: Duration::from_millis(self.cfg.ttft_ms).saturating_add(self.prefill),
             interval,
         }
     }

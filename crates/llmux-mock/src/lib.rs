@@ -51,6 +51,7 @@ mod control;
 mod engine;
 mod faults;
 mod gemini;
+mod kv;
 mod lm_studio;
 mod ollama;
 mod openai;

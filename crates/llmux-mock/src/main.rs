@@ -42,6 +42,9 @@ struct Cli {
     /// Streaming speed (0 = as fast as possible).
     #[arg(long)]
     tokens_per_sec: Option<f64>,
+    /// Prompt reading speed for what the slots' KV caches do not hold (0 = instant).
+    #[arg(long)]
+    prefill_tokens_per_sec: Option<f64>,
     /// Reply template; {name}, {model} and {input} are filled in.
     #[arg(long)]
     reply: Option<String>,
@@ -98,7 +101,7 @@ impl Cli {
                 }
             )*};
         }
-        set!(name, models, loaded, latency_ms, ttft_ms, tokens_per_sec, reply);
+        set!(name, models, loaded, latency_ms, ttft_ms, tokens_per_sec, prefill_tokens_per_sec, reply);
         set!(context_length, slots, embedding_dims);
         if let Some(n) = self.reply_tokens {
             cfg.reply_tokens = Some(n);

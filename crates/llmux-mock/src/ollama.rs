@@ -187,7 +187,7 @@ pub(crate) async fn show(ctx: Ctx, body: Bytes) -> ApiResult {
 }
 
 /// `POST /api/chat`.
-pub(crate) async fn chat(ctx: Ctx, body: Bytes) -> ApiResult {
+pub(crate) async fn chat(mut ctx: Ctx, body: Bytes) -> ApiResult {
     let req = parse(&body)?;
     let model = served_model(&ctx, &req)?;
     let messages = req.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -217,7 +217,8 @@ pub(crate) async fn chat(ctx: Ctx, body: Bytes) -> ApiResult {
         model,
         ..options(&req)
     };
-    let plan = plan(&ctx.cfg, &req, &input);
+    let mut plan = plan(&ctx.cfg, &req, &input);
+    ctx.take_slot(&input.model, req.get("tools"), &messages, None, &mut plan);
     if wants_stream(&req) {
         Ok(stream::respond(&ctx, Framing::Ndjson, chat_frames(&ctx, &input.model, &plan)))
     } else {
@@ -456,12 +457,12 @@ fn add_stats(out: &mut Value, plan: &Plan, ctx: &Ctx) {
     let timing = ctx.timing();
     let eval_count = plan.completion_tokens();
     let load = nanos(timing.latency.saturating_add(ctx.load));
-    let prompt_eval = nanos(timing.ttft).max(plan.prompt_tokens.saturating_mul(1_000));
+    let prompt_eval = nanos(timing.ttft).max(plan.evaluated_tokens().saturating_mul(1_000));
     let eval = nanos(timing.generation(plan.steps())).max(eval_count.max(1).saturating_mul(1_000));
     let total = load.saturating_add(prompt_eval).saturating_add(eval).max(nanos(ctx.started.elapsed()));
     out["total_duration"] = json!(total);
     out["load_duration"] = json!(load);
-    out["prompt_eval_count"] = json!(plan.prompt_tokens);
+    out["prompt_eval_count"] = json!(plan.evaluated_tokens());
     out["prompt_eval_duration"] = json!(prompt_eval);
     out["eval_count"] = json!(eval_count);
     out["eval_duration"] = json!(eval);

@@ -114,7 +114,7 @@ fn usage(plan: &Plan) -> Value {
         "completion_tokens": completion,
         "prompt_tokens": plan.prompt_tokens,
         "total_tokens": plan.prompt_tokens + completion,
-        "prompt_tokens_details": { "cached_tokens": 0 },
+        "prompt_tokens_details": { "cached_tokens": plan.cached_tokens },
     })
 }
 
@@ -127,12 +127,13 @@ fn timings(ctx: &Ctx, plan: &Plan) -> Value {
     let predicted_ms = t.generation(plan.steps()).as_secs_f64() * 1e3;
     let per = |ms: f64, n: u64| if n == 0 { 0.0 } else { ms / n as f64 };
     let rate = |ms: f64, n: u64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+    let prompt_n = plan.evaluated_tokens();
     json!({
-        "cache_n": 0,
-        "prompt_n": plan.prompt_tokens,
+        "cache_n": plan.cached_tokens,
+        "prompt_n": prompt_n,
         "prompt_ms": prompt_ms,
-        "prompt_per_token_ms": per(prompt_ms, plan.prompt_tokens),
-        "prompt_per_second": rate(prompt_ms, plan.prompt_tokens),
+        "prompt_per_token_ms": per(prompt_ms, prompt_n),
+        "prompt_per_second": rate(prompt_ms, prompt_n),
         "predicted_n": predicted_n,
         "predicted_ms": predicted_ms,
         "predicted_per_token_ms": per(predicted_ms, predicted_n),
@@ -141,7 +142,7 @@ fn timings(ctx: &Ctx, plan: &Plan) -> Value {
 }
 
 /// `POST /v1/chat/completions`.
-pub(crate) async fn chat_completions(ctx: Ctx, body: Bytes) -> ApiResult {
+pub(crate) async fn chat_completions(mut ctx: Ctx, body: Bytes) -> ApiResult {
     let req = parse(&body)?;
     let model = served_model(&ctx, &req)?;
     // llama.cpp accepts an empty list, not a missing one.
@@ -165,7 +166,9 @@ pub(crate) async fn chat_completions(ctx: Ctx, body: Bytes) -> ApiResult {
         tool_result: engine::tool_result(&messages),
         model,
     };
-    let plan = engine::plan(&ctx.cfg, &input);
+    let mut plan = engine::plan(&ctx.cfg, &input);
+    let id_slot = req.get("id_slot").and_then(Value::as_u64);
+    ctx.take_slot(&input.model, req.get("tools"), &messages, id_slot, &mut plan);
     let (stream, include_usage) = stream_flags(&req);
     let head = Head { id: random_id("chatcmpl-"), created: unix_secs(), model: input.model };
     if stream {

@@ -90,6 +90,12 @@ pub struct MockStats {
     /// Times a mock started asleep came up after a packet (booted and began answering).
     #[serde(default)]
     pub boots: u64,
+    /// Prompt tokens read by chat requests (those the slots' KV caches did not hold).
+    #[serde(default)]
+    pub prompt_evaluated: u64,
+    /// Prompt tokens chat requests found in a slot's KV cache.
+    #[serde(default)]
+    pub prompt_cached: u64,
 }
 
 /// Progress of one request, shared between the handler and its response body.

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) sleep_now: tokio::sync::Notify,
     /// Whether this mock was started asleep, and so can be put back to sleep.
     pub(crate) can_sleep: std::sync::atomic::AtomicBool,
+    /// What each slot's KV cache holds (see [`crate::kv`]).
+    pub(crate) kv: Arc<Mutex<crate::kv::Slots>>,
 }
 
 /// Handle to the shared state, used as the axum router state.
@@ -56,6 +58,7 @@ impl Shared {
             residency: Mutex::new(crate::residency::State::default()),
             sleep_now: tokio::sync::Notify::new(),
             can_sleep: std::sync::atomic::AtomicBool::new(false),
+            kv: Arc::default(),
         }
     }
 
@@ -75,11 +78,13 @@ impl Shared {
     pub(crate) fn unload_all(&self) {
         lock(&self.config).loaded.clear();
         lock(&self.residency).reset();
+        lock(&self.kv).clear();
     }
 
     pub(crate) fn reset(&self) {
         *lock(&self.config) = self.initial.clone();
         lock(&self.residency).reset();
+        lock(&self.kv).clear();
         self.clear_requests();
         let mut stats = lock(&self.stats);
         *stats = MockStats { in_flight: stats.in_flight, ..MockStats::default() };
@@ -225,6 +230,10 @@ pub(crate) struct Ctx {
     pub(crate) started: Instant,
     /// How long the request waited for its model to load (residency simulation), for `load_duration`.
     pub(crate) load: std::time::Duration,
+    /// How long reading the part of the prompt its slot did not hold takes (see [`crate::kv`]).
+    pub(crate) prefill: std::time::Duration,
+    /// The slot the request occupies, busy while any clone of the context lives (its stream included).
+    pub(crate) slot: Option<Arc<crate::kv::Lease>>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
@@ -267,6 +276,8 @@ pub(crate) async fn engine_middleware(State(app): State<App>, req: Request, next
         track: guard.track(),
         started,
         load: std::time::Duration::ZERO,
+        prefill: std::time::Duration::ZERO,
+        slot: None,
     };
     // Faults are applied here rather than in each handler so that every
     // endpoint listed in `fault_paths` honours them the same way.

@@ -170,7 +170,8 @@ pub struct Attempt {
     pub duration_ms: u64,
     /// Why routing chose this deployment, in one word: `strategy` (the routing strategy among equals), `warm`
     /// (its host has the model loaded, others not), `fits` (it loads without evicting), `spill` (the warm host
-    /// was busier than a load here), `escalation` (a lower `order` tier), `fallback` (a fallback group's first
+    /// was busier than a load here), `fastest` (expected to finish first by its learned speeds), `cached` (it most
+    /// likely holds the prompt's prefix in its cache), `escalation` (a lower `order` tier), `fallback` (a fallback group's first
     /// try), `retry` (another try in the same group).
     pub reason: &'static str,
     /// The attempt loaded its model (it was not known to be resident on the host).

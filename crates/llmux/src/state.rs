@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ErrorClass, HostLimits};
+use crate::router::speed::{Speeds, Timings};
 use crate::router::DeploymentView;
 use crate::shared::Outbox;
 
@@ -261,6 +262,8 @@ struct Inner {
     service: Option<f64>,
     /// Smoothed seconds the engine said it spent loading the model, when it had to (Ollama's `load_duration`).
     engine_load: Option<f64>,
+    /// Prefill and decode rates learned from the timings the engine reports.
+    speeds: Speeds,
     /// The opt-in generation probe (`health_check_model`) failed: why, and until when that keeps the deployment
     /// out of routing (ms on the state clock).
     probe_failure: Option<(String, u64)>,
@@ -324,6 +327,19 @@ pub struct OwnedInFlight {
     /// The tokens this attempt put in the usage of minute `minute` (the prompt estimate, until the engine says).
     counted: u64,
     minute: u64,
+    /// Held until the attempt ends (a prompt-cache slot's lease).
+    attached: Option<Attached>,
+}
+
+/// Something an attempt holds until it ends.
+pub struct Attached {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attached")
+    }
 }
 
 impl OwnedInFlight {
@@ -335,9 +351,20 @@ impl OwnedInFlight {
         }
     }
 
+    /// Holds `held` until the attempt ends (its answer's last byte, or its failure).
+    pub fn attach(&mut self, held: Box<dyn Send + Sync>) {
+        self.attached = Some(Attached { _held: held });
+    }
+
     /// The engine said loading the model for this answer took `load` (see [`State::record_load`]).
     pub fn loaded(&self, load: Duration) {
         self.state.record_load(self.index, load);
+    }
+
+    /// The engine reported how long reading the prompt and writing the answer took (see
+    /// [`State::record_timings`]).
+    pub fn timed(&self, timings: &Timings) {
+        self.state.record_timings(self.index, timings);
     }
 
     /// The engine reported `total` tokens (prompt and completion) for this answer: the minute's usage counts
@@ -824,6 +851,9 @@ impl State {
                     latency: (fresh > 0).then(|| sum / fresh as f64),
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
                     tokens_this_minute: if same_minute { inner.tokens } else { 0 } + peer.tokens,
+                    cached: 0,
+                    prefill_rate: inner.speeds.prefill,
+                    decode_rate: inner.speeds.decode,
                 }
             })
             .collect()
@@ -844,6 +874,7 @@ impl State {
                 warm_first_byte: inner.warm_first_byte,
                 cold_first_byte: inner.cold_first_byte,
                 engine_load: inner.engine_load,
+                speeds: inner.speeds,
                 service: inner.service,
                 probe_failure: inner.probe_failure.take(),
                 probe_failure_gates: inner.probe_failure_gates,
@@ -867,7 +898,14 @@ impl State {
             let usage = PeerUsage { minute, requests: 1, tokens, ..PeerUsage::default() };
             outbox.usage(&slot.id, usage);
         }
-        Some(OwnedInFlight { state: self.clone(), index, started: Instant::now(), counted: tokens, minute })
+        Some(OwnedInFlight {
+            state: self.clone(),
+            index,
+            started: Instant::now(),
+            counted: tokens,
+            minute,
+            attached: None,
+        })
     }
 
     /// Deployment `index`'s answer used `total` tokens, where `counted` were put in the usage of minute
@@ -922,6 +960,25 @@ impl State {
         if let Some(mut inner) = self.inner(index) {
             inner.engine_load = Some(smooth(inner.engine_load, load));
         }
+    }
+
+    /// The engine behind deployment `index` reported `timings` for an answer: its prefill and decode rates.
+    pub fn record_timings(&self, index: usize, timings: &Timings) {
+        if let Some(mut inner) = self.inner(index) {
+            inner.speeds.learn(timings);
+        }
+    }
+
+    /// The slots of deployment `index`'s engine when it is a llama.cpp server a probe counted them on (it then
+    /// takes `id_slot`).
+    pub fn llama_slots(&self, index: usize) -> Option<usize> {
+        let host = self.slots.get(index)?.host?;
+        self.host(host)?.slots.map(|s| s.total).filter(|&n| n > 0)
+    }
+
+    /// The rates learned for deployment `index`.
+    pub fn speeds(&self, index: usize) -> Speeds {
+        self.inner(index).map(|inner| inner.speeds).unwrap_or_default()
     }
 
     /// Deployment `index` failed: counts the failure and returns this minute's counts.

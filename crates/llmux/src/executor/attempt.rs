@@ -138,7 +138,8 @@ impl Executor {
         let (bytes, permit) = collect(incoming, deadline, engine, limit, &self.buffered).await?;
         let converted = provider.convert_response(&call, bytes)?;
         drop(permit);
-        Served { guard, trace: trace.clone() }.delivered(converted.load_duration, converted.usage, 0);
+        let facts = Facts { load: converted.load_duration, usage: converted.usage, timings: converted.timings };
+        Served { guard, trace: trace.clone() }.delivered(facts, 0);
         // The converted answer stays counted until it has been sent.
         let held = self.hold(converted.body.len())?;
         let body = Held { body: http_body_util::Full::new(converted.body), _permit: held };
@@ -159,20 +160,34 @@ pub(super) struct Served {
 }
 
 impl Served {
-    /// The answer was delivered whole: `load` and `usage` as the engine reported them, `chunks` events (what
-    /// the tokens are estimated from when it reported none). Releases the in-flight count.
-    pub(super) fn delivered(&mut self, load: Option<Duration>, usage: Option<Tokens>, chunks: u64) {
+    /// The answer was delivered whole: `facts` as the engine reported them, `chunks` events (what the tokens
+    /// are estimated from when it reported none). Releases the in-flight count.
+    pub(super) fn delivered(&mut self, facts: Facts, chunks: u64) {
         if let Some(mut guard) = self.guard.take() {
             guard.served();
-            if let Some(load) = load {
+            if let Some(load) = facts.load {
                 guard.loaded(load);
             }
-            if let Some(usage) = usage {
+            if let Some(usage) = facts.usage {
                 guard.used(usage.total());
             }
+            if let Some(timings) = &facts.timings {
+                guard.timed(timings);
+            }
         }
-        self.trace.answer_ended(usage, chunks);
+        self.trace.answer_ended(facts.usage, chunks);
     }
+}
+
+/// What an engine reported about one answer, each when it says.
+#[derive(Debug, Default)]
+pub(super) struct Facts {
+    /// How long loading the model took.
+    pub(super) load: Option<Duration>,
+    /// The tokens it used.
+    pub(super) usage: Option<Tokens>,
+    /// How long reading the prompt and writing the answer took.
+    pub(super) timings: Option<crate::router::speed::Timings>,
 }
 
 /// An engine's answer for the client, its header map made big enough for what [`Executor::execute`] adds
@@ -385,8 +400,8 @@ impl PassBody {
 
     fn finished(&mut self) {
         self.done = true;
-        let usage = self.tail.tokens();
-        self.served.delivered(None, usage, 0);
+        let facts = Facts { load: None, usage: self.tail.tokens(), timings: self.tail.timings() };
+        self.served.delivered(facts, 0);
     }
 }
 

@@ -64,6 +64,12 @@ pub(super) fn describe(name: &str, group: &str, pick: &router::Pick, label: &str
         let skipped: Vec<String> = pick.skipped.iter().map(|(i, why)| format!("model_list[{i}] {why}")).collect();
         step.push_str(&format!(" (skipped {})", skipped.join(", ")));
     }
+    match (pick.expected, pick.cached >= router::MIN_CACHED_TOKENS) {
+        (Some(s), true) => step.push_str(&format!(" [expected {s:.1}s, ~{} prompt tokens cached]", pick.cached)),
+        (Some(s), false) => step.push_str(&format!(" [expected {s:.1}s]")),
+        (None, true) => step.push_str(&format!(" [~{} prompt tokens cached]", pick.cached)),
+        (None, false) => {}
+    }
     step
 }
 
@@ -102,6 +108,10 @@ pub(super) fn decision(pick: &router::Pick, view: &router::DeploymentView, hop: 
         "escalation"
     } else if skipped(&[Skip::BusyWarm]) {
         "spill"
+    } else if pick.skipped.iter().any(|(_, why)| matches!(why, Skip::Slower(_))) {
+        "fastest"
+    } else if skipped(&[Skip::PrefixElsewhere]) {
+        "cached"
     } else if view.warm && skipped(&[Skip::Cold]) {
         "warm"
     } else if skipped(&[Skip::NoRoom, Skip::EvictsPinned, Skip::HostLoading]) {
@@ -140,7 +150,7 @@ mod tests {
     }
 
     fn pick(skipped: Vec<(usize, Skip)>) -> Pick {
-        Pick { deployment: 0, tier: Some(1), skipped, available: 2 }
+        Pick { deployment: 0, tier: Some(1), skipped, available: 2, expected: None, cached: 0 }
     }
 
     #[test]
@@ -151,6 +161,8 @@ mod tests {
         assert_eq!(decision(&pick(vec![(1, Skip::Cold)]), &warm, &plain, false), "warm");
         assert_eq!(decision(&pick(vec![(1, Skip::NoRoom)]), &cold, &plain, false), "fits");
         assert_eq!(decision(&pick(vec![(1, Skip::BusyWarm)]), &cold, &plain, false), "spill");
+        assert_eq!(decision(&pick(vec![(1, Skip::Slower(4_000))]), &warm, &plain, false), "fastest");
+        assert_eq!(decision(&pick(vec![(1, Skip::PrefixElsewhere)]), &warm, &plain, false), "cached");
         assert_eq!(decision(&pick(vec![]), &cold, &hop(Some(2), 0), false), "escalation");
         assert_eq!(decision(&pick(vec![]), &warm, &hop(None, 1), false), "fallback");
         assert_eq!(decision(&pick(vec![(1, Skip::Cold)]), &warm, &hop(None, 1), true), "retry");

@@ -7,8 +7,10 @@
 //! - `stream`: the client's stream (SSE/NDJSON forwarding and conversion, keep-alive comments);
 //! - `labels`: the response headers and route explanation;
 //! - `semantic`: a semantic router's embeddings;
-//! - `wake`: holding a request while the sleeping host it needs wakes up.
+//! - `wake`: holding a request while the sleeping host it needs wakes up;
+//! - `affinity`: the prompt-prefix index consulted before each pick and told where each prompt went.
 
+mod affinity;
 mod attempt;
 mod labels;
 mod queue;
@@ -56,6 +58,8 @@ pub struct Executor {
     buffered: Arc<tokio::sync::Semaphore>,
     /// Requests waiting for a free slot (every candidate at its `max_parallel_requests`), by group, in order.
     queues: queue::Queues,
+    /// Which deployment and slot most likely holds which prompt prefix; kept across reloads.
+    prefixes: affinity::Prefixes,
     /// Starts this config's background health rounds early, on request.
     rounds: Arc<crate::health::Rounds>,
 }
@@ -90,23 +94,28 @@ struct Run<'a> {
     answered_at: Option<Instant>,
     /// Attempts made in the current group (a later one is a retry).
     tries_in_hop: u32,
+    /// The prompt's message-boundary chain, for prompt-cache affinity (chat requests under residency routing).
+    prefix: Option<crate::router::affinity::Prefix>,
+    /// The answer's token cap, when the request sets one.
+    output_tokens: u64,
 }
 
 impl Executor {
     /// An executor over `config`.
     pub fn new(config: Arc<Config>, client: HttpClient) -> Self {
         let state = Arc::new(State::new(&config));
-        Executor::with_state(config, state, client)
+        Executor::with_state(config, state, client, affinity::Prefixes::default())
     }
 
     /// An executor over a reloaded `config` that keeps what `old` learned (see [`State::successor`]) and its
     /// engine connection pool.
     pub fn successor(old: &Executor, config: Arc<Config>) -> Self {
         let state = Arc::new(State::successor(&old.state, &old.config, &config));
-        Executor::with_state(config, state, old.client.clone())
+        let prefixes = old.prefixes.successor(&config);
+        Executor::with_state(config, state, old.client.clone(), prefixes)
     }
 
-    fn with_state(config: Arc<Config>, state: Arc<State>, client: HttpClient) -> Self {
+    fn with_state(config: Arc<Config>, state: Arc<State>, client: HttpClient, prefixes: affinity::Prefixes) -> Self {
         // A host found unreachable (by a request or a probe) is re-probed in the background until it answers.
         let (weak, hook_config, hook_client) = (Arc::downgrade(&state), config.clone(), client.clone());
         state.on_unreachable(crate::state::UnreachableHook(Box::new(move |host| {
@@ -121,7 +130,8 @@ impl Executor {
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
         let queues = queue::Queues::default();
         let rounds = Arc::default();
-        Executor { config, state, client, loading: Default::default(), labels, max_retries, buffered, queues, rounds }
+        let loading = Default::default();
+        Executor { config, state, client, loading, labels, max_retries, buffered, queues, prefixes, rounds }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -174,12 +184,21 @@ impl Executor {
     ) -> Response {
         let needs_tokens = self.config.router.enable_pre_call_checks
             || matches!(self.config.router.routing_strategy, Strategy::UsageBased | Strategy::LatencyBased { .. });
+        let (prefix, output_tokens) = match affinity::prompt_of(&self.config, op, body) {
+            Some((prefix, cap)) => (Some(prefix), cap),
+            None => (None, 0),
+        };
+        let prompt_tokens = match &prefix {
+            _ if needs_tokens => estimate_prompt_tokens(body),
+            Some(prefix) => prefix.tokens(),
+            None => 0,
+        };
         let mut run = Run {
             exec: self,
             op,
             body,
             head,
-            prompt_tokens: if needs_tokens { estimate_prompt_tokens(body) } else { 0 },
+            prompt_tokens,
             retries: 0,
             fallbacks: 0,
             classification: None,
@@ -192,6 +211,8 @@ impl Executor {
             queue_wait: Duration::ZERO,
             answered_at: None,
             tries_in_hop: 0,
+            output_tokens,
+            prefix,
         };
         let result = run.walk().await;
         let (mut response, deployment) = match result {
@@ -357,8 +378,13 @@ impl Run<'_> {
                 let now = exec.state.now();
                 let mut views = exec.state.snapshot(target.members, now, latency_ttl);
                 exec.mark_host_loading(target.members, &mut views);
-                let ask =
-                    router::Ask { prompt_tokens: self.prompt_tokens, target_order: hop.order, avoid: plan.avoid() };
+                exec.prefixes.mark_cached(config, target.members, self.prefix.as_ref(), &mut views);
+                let ask = router::Ask {
+                    prompt_tokens: self.prompt_tokens,
+                    output_tokens: self.output_tokens,
+                    target_order: hop.order,
+                    avoid: plan.avoid(),
+                };
                 // The request's `priority`, else its name's or its group's default: lower waits less.
                 let controls = &self.head.controls;
                 let priority = controls
@@ -449,7 +475,15 @@ impl Run<'_> {
             }
         };
         let now = exec.state.now();
-        let guard = exec.state.start(index, self.prompt_tokens, now);
+        let mut guard = exec.state.start(index, self.prompt_tokens, now);
+        // Where the prompt goes is where its prefix will be cached; on llama.cpp it is pinned to that slot.
+        let pinned = self.prefix.as_ref().and_then(|prefix| {
+            let (lease, slot) = exec.prefixes.place(&exec.state, d, prefix, now)?;
+            if let Some(guard) = guard.as_mut() {
+                guard.attach(lease);
+            }
+            slot.map(|slot| crate::providers::openai::with_slot(inlined.as_deref().unwrap_or(self.body), slot))
+        });
         let marked = exec.state.model_routed(index, &model, now);
         // A host that must load the model first gets the time loading took it before, and some, to answer.
         let load_cost = target.members.iter().position(|&m| m == index).and_then(|p| views[p].load_cost);
@@ -459,7 +493,7 @@ impl Run<'_> {
         let joined = if marked { None } else { exec.load_in_progress(index) };
         let started = Instant::now();
         let until = patience.map(|p| exec.load_started(index, started + p));
-        let body = inlined.as_deref().unwrap_or(self.body);
+        let body = pinned.as_deref().or(inlined.as_deref()).unwrap_or(self.body);
         let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head, native: self.native };
         let result = exec.attempt(call, guard, patience.or(joined), self.trace).await;
         if let Some(until) = until {

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::attempt::Served;
+use super::attempt::{Facts, Served};
 use super::labels::{X_LLMUX_DEPLOYMENT, X_LLMUX_ROUTE};
 use super::Executor;
 use crate::error::Error;
@@ -211,11 +211,13 @@ pub(super) fn sse_stream(
                     s.done = true;
                     // Finished first: a last line without its newline is only read then.
                     let finished = s.converter.as_mut().map(|conv| conv.finish(&mut s.out));
-                    let (load, usage) = match &s.converter {
-                        Some(conv) => (conv.load_duration(), conv.usage()),
-                        None => (None, s.tail.tokens()),
+                    let facts = match &s.converter {
+                        Some(conv) => {
+                            Facts { load: conv.load_duration(), usage: conv.usage(), timings: conv.timings() }
+                        }
+                        None => Facts { load: None, usage: s.tail.tokens(), timings: s.tail.timings() },
                     };
-                    s.served.delivered(load, usage, s.chunks);
+                    s.served.delivered(facts, s.chunks);
                     match finished? {
                         Ok(()) => return (!s.out.is_empty()).then(|| (Ok(s.out.split().freeze()), s)),
                         Err(e) => Err(e),

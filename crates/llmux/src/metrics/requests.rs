@@ -292,7 +292,7 @@ impl RequestMetrics {
         r.register("llmux_requests", "Requests by client protocol, operation and status", m.by_protocol.clone());
         r.register(
             "llmux_routing_decisions",
-            "Attempts by why routing chose their deployment (strategy, warm, fits, spill, escalation, fallback, retry) and requests by complexity tier (complexity_SIMPLE, ...)",
+            "Attempts by why routing chose their deployment (strategy, warm, fits, spill, fastest, cached, escalation, fallback, retry) and requests by complexity tier (complexity_SIMPLE, ...)",
             m.decisions.clone(),
         );
         r.register("llmux_model_loads", "Answers that had to load their model on the host first", m.loads.clone());

@@ -126,11 +126,14 @@ pub struct Converted {
     /// The tokens (prompt and completion) the engine reported using for this answer, when it says: what the
     /// minute's `tpm` usage counts instead of the prompt estimate, and the request's record keeps.
     pub usage: Option<crate::observe::Tokens>,
+    /// How long reading the prompt and writing the answer took the engine, when it says (what speeds are learned
+    /// from).
+    pub timings: Option<crate::router::speed::Timings>,
 }
 
 impl From<Bytes> for Converted {
     fn from(body: Bytes) -> Self {
-        Converted { body, load_duration: None, usage: None }
+        Converted { body, load_duration: None, usage: None, timings: None }
     }
 }
 
@@ -148,6 +151,11 @@ pub trait StreamConverter: Send {
     /// The tokens (prompt and completion) the engine reported for this answer, once its last event was fed;
     /// `None` when it does not say.
     fn usage(&self) -> Option<crate::observe::Tokens> {
+        None
+    }
+    /// How long reading the prompt and writing the answer took the engine, once its last event was fed; `None`
+    /// when it does not say.
+    fn timings(&self) -> Option<crate::router::speed::Timings> {
         None
     }
 }

@@ -6,10 +6,12 @@
 //! The candidate pipeline follows LiteLLM's order: health filter → cooldown filter → context-window pre-call
 //! check → `order` (lowest surviving tier only) → strategy.
 
+pub mod affinity;
 pub mod complexity;
 pub mod plan;
 pub mod policy;
 pub mod semantic;
+pub mod speed;
 mod strategy;
 pub mod wake;
 pub mod warmup;
@@ -56,6 +58,13 @@ pub struct DeploymentView {
     pub requests_this_minute: u64,
     /// Prompt tokens sent this minute (estimated).
     pub tokens_this_minute: u64,
+    /// Estimated tokens of this request's prompt its engine most likely still holds in its KV cache
+    /// ([`affinity`]).
+    pub cached: u64,
+    /// Prompt tokens its engine reads per second, learned from the timings it reports ([`speed`]).
+    pub prefill_rate: Option<f64>,
+    /// Tokens its engine writes per second, likewise.
+    pub decode_rate: Option<f64>,
 }
 
 /// A requested name resolved to its model group.
@@ -99,6 +108,8 @@ pub fn resolve<'a>(config: &'a Config, op: Operation, requested: &str) -> Result
 pub struct Ask<'a> {
     /// Estimated prompt tokens (0 = unknown).
     pub prompt_tokens: u64,
+    /// The answer's token cap, when the request sets one (0 = none: a typical answer is assumed).
+    pub output_tokens: u64,
     /// Restrict to this `order` tier (an order-escalation hop).
     pub target_order: Option<u32>,
     /// Deployments this request must not try again (they refused it in a way a retry cannot fix).
@@ -134,6 +145,10 @@ pub enum Skip {
     BusyWarm,
     /// Its host is busy loading another model, and another candidate's is not.
     HostLoading,
+    /// Another candidate most likely holds more of the prompt in its cache, and is not much busier.
+    PrefixElsewhere,
+    /// Expected to take this many milliseconds, longer than another candidate by more than the margin.
+    Slower(u64),
     /// A better `order` tier has a candidate.
     LowerPriority,
     /// Already refused this request.
@@ -156,6 +171,8 @@ impl std::fmt::Display for Skip {
             Skip::NoRoom => f.write_str("no room to load the model"),
             Skip::BusyWarm => f.write_str("warm but busier than a load elsewhere"),
             Skip::HostLoading => f.write_str("host busy loading another model"),
+            Skip::PrefixElsewhere => f.write_str("prompt cached elsewhere"),
+            Skip::Slower(ms) => write!(f, "slower: expected {:.1}s", *ms as f64 / 1000.0),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
         }
@@ -173,6 +190,10 @@ pub struct Pick {
     pub skipped: Vec<(usize, Skip)>,
     /// Members neither cooling down nor refused: whether a retry may go elsewhere at once.
     pub available: usize,
+    /// Seconds the chosen deployment is expected to take, when its speeds are known ([`speed`]).
+    pub expected: Option<f64>,
+    /// Estimated prompt tokens the chosen deployment most likely holds in its cache.
+    pub cached: u64,
 }
 
 /// Why no deployment can be tried.
@@ -356,9 +377,39 @@ pub fn pick(
         }
     }
 
+    // Prompt cache and speed, within what residency left: the candidate expected to finish first when every
+    // candidate's speeds are known (its cached prefix counts as prompt it need not read); else the one holding
+    // the longest prefix of the prompt unless it is much busier than the least busy (SGLang's load guard).
+    if config.router.residency_routing && pool.len() > 1 {
+        let expected = |c: &Candidate<'_>| speed::expected_seconds(&c.view, ask);
+        if pool.iter().all(|c| expected(c).is_some()) {
+            let best = pool.iter().filter_map(expected).fold(f64::INFINITY, f64::min);
+            drop_where(&mut pool, &|c| {
+                let e = expected(c).unwrap_or(f64::INFINITY);
+                (e > best * speed::SPEED_MARGIN).then(|| Skip::Slower((e * 1000.0).round() as u64))
+            });
+        } else {
+            let most = pool.iter().map(|c| c.view.cached).max().unwrap_or(0);
+            let least_busy = pool.iter().map(|c| c.view.in_flight).min().unwrap_or(0);
+            let holder_busy = pool.iter().filter(|c| c.view.cached == most).map(|c| c.view.in_flight).min();
+            if most >= MIN_CACHED_TOKENS && holder_busy.is_some_and(|b| b <= least_busy + BALANCE_THRESHOLD) {
+                drop_where(&mut pool, &|c| (c.view.cached < most).then_some(Skip::PrefixElsewhere));
+            }
+        }
+    }
+
     let chosen = strategy::choose(&config.router.routing_strategy, &pool, rng);
-    Ok(Pick { deployment: chosen, tier, skipped, available })
+    let view = pool.iter().find(|c| c.d.index == chosen).map(|c| c.view).unwrap_or_default();
+    let expected = speed::expected_seconds(&view, ask);
+    Ok(Pick { deployment: chosen, tier, skipped, available, expected, cached: view.cached })
 }
+
+/// A cached prefix shorter than this (estimated tokens) is not worth concentrating load for: it is read again
+/// in well under a second anywhere.
+pub const MIN_CACHED_TOKENS: u64 = 256;
+/// Requests in flight by which the deployment holding a prompt's prefix may exceed the least busy candidate and
+/// still be preferred (SGLang's `balance_abs_threshold`, sized for a home lab's handful of parallel slots).
+pub const BALANCE_THRESHOLD: u32 = 2;
 
 /// A deployment still in the running, with its state.
 #[derive(Debug, Clone, Copy)]

@@ -90,7 +90,7 @@ fn drive_with(
             .iter()
             .map(|&i| DeploymentView { cooldown_until: if sim.cooled[i] { u64::MAX } else { 0 }, ..Default::default() })
             .collect();
-        let ask = Ask { prompt_tokens: 0, target_order: h.order, avoid: plan.avoid() };
+        let ask = Ask { prompt_tokens: 0, output_tokens: 0, target_order: h.order, avoid: plan.avoid() };
         let p = match pick(c, &h.target, &ask, &views, 1, &mut rng) {
             Ok(p) => p,
             Err(none) => {

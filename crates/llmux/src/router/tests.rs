@@ -552,3 +552,68 @@ fn weights_do_not_override_eviction_pinning_or_a_host_busy_loading() {
     let loading = DeploymentView { host_loading: true, warm: true, ..DeploymentView::default() };
     assert_eq!(shares(&c, "g", &[loading, DeploymentView::default()])[1], 1.0);
 }
+
+/// Three equal deployments of one group on three hosts.
+const TRIO: &str = r#"
+model_list:
+  - model_name: coding
+    litellm_params: {model: openai/q, api_base: "http://a:1/v1"}
+  - model_name: coding
+    litellm_params: {model: openai/q, api_base: "http://b:1/v1"}
+  - model_name: coding
+    litellm_params: {model: openai/q, api_base: "http://c:1/v1"}
+"#;
+
+fn picks(c: &Config, ask: &Ask<'_>, views: &[DeploymentView]) -> Vec<usize> {
+    let t = target(c, "coding");
+    let mut rng = fastrand::Rng::with_seed(1);
+    let mut seen: Vec<usize> = (0..60).map(|_| pick(c, &t, ask, views, 0, &mut rng).unwrap().deployment).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen
+}
+
+#[test]
+fn the_deployment_holding_the_prompt_prefix_wins_unless_it_is_much_busier() {
+    let c = config(TRIO);
+    let ask = Ask { prompt_tokens: 12_000, ..Ask::default() };
+    let cached = DeploymentView { cached: 11_000, ..DeploymentView::default() };
+    let fresh = DeploymentView::default();
+    assert_eq!(picks(&c, &ask, &[fresh, cached, fresh]), vec![1]);
+    let p = pick(&c, &target(&c, "coding"), &ask, &[fresh, cached, fresh], 0, &mut fastrand::Rng::new()).unwrap();
+    assert!(p.skipped.contains(&(0, Skip::PrefixElsewhere)) && p.skipped.contains(&(2, Skip::PrefixElsewhere)));
+    assert_eq!(p.cached, 11_000);
+    // Busier by the threshold: still preferred; busier beyond it: the load is shared again.
+    let busy = |n| DeploymentView { in_flight: n, ..cached };
+    assert_eq!(picks(&c, &ask, &[fresh, busy(BALANCE_THRESHOLD), fresh]), vec![1]);
+    assert_eq!(picks(&c, &ask, &[fresh, busy(BALANCE_THRESHOLD + 1), fresh]), vec![0, 1, 2]);
+    // A short shared prefix is not worth concentrating load for.
+    let little = DeploymentView { cached: MIN_CACHED_TOKENS - 1, ..fresh };
+    assert_eq!(picks(&c, &ask, &[fresh, little, fresh]), vec![0, 1, 2]);
+    // Residency comes first: a cold host holding an old prefix does not beat a warm one.
+    let mut residency = config(TRIO);
+    residency.router.residency_routing = false;
+    assert_eq!(picks(&residency, &ask, &[fresh, cached, fresh]), vec![0, 1, 2], "off with residency routing");
+}
+
+#[test]
+fn with_speeds_known_the_candidate_expected_to_finish_first_wins() {
+    let c = config(TRIO);
+    let ask = Ask { prompt_tokens: 20_000, output_tokens: 500, ..Ask::default() };
+    // A P40 and two quick GPUs: the P40 holds the prompt but reads 20k tokens anyway slower than they do.
+    let quick = DeploymentView { prefill_rate: Some(4_000.0), decode_rate: Some(60.0), ..DeploymentView::default() };
+    let p40 = DeploymentView { prefill_rate: Some(300.0), decode_rate: Some(15.0), cached: 0, ..quick };
+    assert_eq!(picks(&c, &ask, &[quick, p40, quick]), vec![0, 2], "similar estimates share the load");
+    let p = pick(&c, &target(&c, "coding"), &ask, &[quick, p40, quick], 0, &mut fastrand::Rng::new()).unwrap();
+    let expected = 20_000.0 / 300.0 + 500.0 / 15.0;
+    assert!(p.skipped.contains(&(1, Skip::Slower((expected * 1000.0_f64).round() as u64))), "{:?}", p.skipped);
+    assert!((p.expected.unwrap() - (5.0 + 500.0 / 60.0)).abs() < 1e-9);
+    // The cache counts as prompt it need not read: a quick GPU holding the prefix beats the other quick one.
+    let holder = DeploymentView { cached: 19_000, ..quick };
+    assert_eq!(picks(&c, &ask, &[quick, p40, holder]), vec![2]);
+    // Queued work counts: the holder busy with two long requests loses to an idle quick GPU.
+    let queued = DeploymentView { in_flight: 2, service: Some(30.0), ..holder };
+    assert_eq!(picks(&c, &ask, &[quick, p40, queued]), vec![0]);
+    // One candidate with unknown speeds: no estimate is compared (the cache rule decides).
+    assert_eq!(picks(&c, &ask, &[quick, DeploymentView::default(), holder]), vec![2]);
+}

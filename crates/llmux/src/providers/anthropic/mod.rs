@@ -141,10 +141,10 @@ impl Provider for Anthropic {
             let usage = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| Some(response::tokens(&response::usage(v.get("usage")?))));
-            return Ok(Converted { body, load_duration: None, usage });
+            return Ok(Converted { body, load_duration: None, usage, timings: None });
         }
         let (out, total) = response::to_openai(&body, now())?;
-        Ok(Converted { body: to_bytes(&out)?, load_duration: None, usage: Some(total) })
+        Ok(Converted { body: to_bytes(&out)?, load_duration: None, usage: Some(total), timings: None })
     }
 
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {

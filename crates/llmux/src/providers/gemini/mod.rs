@@ -136,7 +136,7 @@ impl Provider for Gemini {
             return Ok(Converted::from(to_bytes(&out)?));
         }
         let (out, total) = response::to_openai(&body, model_name(call.model), now())?;
-        Ok(Converted { body: to_bytes(&out)?, load_duration: None, usage: Some(total) })
+        Ok(Converted { body: to_bytes(&out)?, load_duration: None, usage: Some(total), timings: None })
     }
 
     fn stream_converter(&self, call: &Call<'_>) -> Option<Box<dyn StreamConverter>> {

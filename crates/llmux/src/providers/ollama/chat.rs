@@ -181,7 +181,7 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error>
     let mut reply = parse_reply(&body)?;
     let message = reply.message.take().unwrap_or_default();
     let out = chat_completion(call, message.content, message.thinking, message.tool_calls.unwrap_or_default(), &reply)?;
-    Ok(Converted { body: out, load_duration: reply.load_duration(), usage: reply.tokens() })
+    Ok(Converted { body: out, load_duration: reply.load_duration(), usage: reply.tokens(), timings: reply.timings() })
 }
 
 /// Builds a `chat.completion` from an answer's parts (shared with `/api/generate` answering a chat request).

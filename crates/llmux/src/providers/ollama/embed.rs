@@ -134,6 +134,7 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error>
         body,
         load_duration,
         usage: reply.prompt_eval_count.map(|input| crate::observe::Tokens { input, output: 0 }),
+        timings: None,
     })
 }
 

@@ -230,11 +230,11 @@ fn flush(prompt: &mut String, block: Option<Block>, text: &mut String) {
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
     let body = super::valid_utf8(body);
     let mut reply = parse_reply(&body)?;
-    let (load_duration, usage) = (reply.load_duration(), reply.tokens());
+    let (load_duration, usage, timings) = (reply.load_duration(), reply.tokens(), reply.timings());
     if call.op != Operation::Completion {
         let (text, thinking) = (reply.response.take(), reply.thinking.take());
         let body = chat_completion(call, text, thinking, Vec::new(), &reply)?;
-        return Ok(Converted { body, load_duration, usage });
+        return Ok(Converted { body, load_duration, usage, timings });
     }
     let completion = TextCompletion {
         id: new_id("cmpl"),
@@ -249,5 +249,5 @@ pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error>
         }],
         usage: Some(Usage::new(reply.prompt_eval_count.unwrap_or(0), reply.eval_count.unwrap_or(0))),
     };
-    Ok(Converted { body: to_response(&completion)?, load_duration, usage })
+    Ok(Converted { body: to_response(&completion)?, load_duration, usage, timings })
 }

@@ -31,6 +31,7 @@ use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::observe::Tokens;
 use crate::protocol::openai::{ContentPart, MessageContent, Operation, Stop};
+use crate::router::speed::Timings;
 
 /// The Ollama adapter. `chat: true` is LiteLLM's `ollama_chat/` prefix (`/api/chat`); `chat: false` is `ollama/`
 /// (`/api/generate`, with chat messages flattened into one prompt).
@@ -505,8 +506,12 @@ struct Reply<'a> {
     done_reason: Option<Cow<'a, str>>,
     /// Prompt tokens.
     prompt_eval_count: Option<u64>,
+    /// Nanoseconds spent reading them.
+    prompt_eval_duration: Option<u64>,
     /// Generated tokens.
     eval_count: Option<u64>,
+    /// Nanoseconds spent generating them.
+    eval_duration: Option<u64>,
     /// Nanoseconds spent loading the model for this answer (on the last object).
     load_duration: Option<u64>,
     /// Set instead of everything else when the engine fails mid-answer.
@@ -524,6 +529,22 @@ impl Reply<'_> {
     fn tokens(&self) -> Option<Tokens> {
         tokens(self.prompt_eval_count, self.eval_count)
     }
+
+    /// The counts with the time each took, when the engine gave them.
+    fn timings(&self) -> Option<Timings> {
+        timings([self.prompt_eval_count, self.prompt_eval_duration, self.eval_count, self.eval_duration])
+    }
+}
+
+/// Ollama's `prompt_eval_count`, `prompt_eval_duration`, `eval_count` and `eval_duration` (ns) as timings;
+/// `None` when it gave neither duration.
+fn timings([prompt, prompt_ns, generated, generated_ns]: [Option<u64>; 4]) -> Option<Timings> {
+    (prompt_ns.is_some() || generated_ns.is_some()).then(|| Timings {
+        prompt_n: prompt.unwrap_or(0),
+        prompt_ms: prompt_ns.unwrap_or(0) as f64 / 1e6,
+        predicted_n: generated.unwrap_or(0),
+        predicted_ms: generated_ns.unwrap_or(0) as f64 / 1e6,
+    })
 }
 
 /// Prompt and generated tokens, when Ollama gave either count (it leaves `prompt_eval_count` out when the

@@ -15,6 +15,7 @@ use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::observe::Tokens;
 use crate::providers::{Converted, StreamConverter};
+use crate::router::speed::Timings;
 
 /// Deployment parameters that are Ollama request fields of their own rather than options.
 const TOP_LEVEL: &[&str] = &["think", "format", "keep_alive"];
@@ -60,12 +61,20 @@ struct Done {
     #[serde(default)]
     prompt_eval_count: Option<u64>,
     #[serde(default)]
+    prompt_eval_duration: Option<u64>,
+    #[serde(default)]
     eval_count: Option<u64>,
+    #[serde(default)]
+    eval_duration: Option<u64>,
 }
 
 impl Done {
     fn tokens(&self) -> Option<Tokens> {
         super::tokens(self.prompt_eval_count, self.eval_count)
+    }
+
+    fn timings(&self) -> Option<Timings> {
+        super::timings([self.prompt_eval_count, self.prompt_eval_duration, self.eval_count, self.eval_duration])
     }
 }
 
@@ -74,9 +83,10 @@ pub(super) fn response(body: Bytes, rename: &Rename) -> Converted {
     let done = serde_json::from_slice::<Done>(&body).ok();
     let load_duration = done.as_ref().and_then(|d| d.load_duration).map(Duration::from_nanos);
     let usage = done.as_ref().and_then(Done::tokens);
+    let timings = done.as_ref().and_then(Done::timings);
     let mut out = BytesMut::with_capacity(body.len() + 16);
     rename.apply(&body, &mut out);
-    Converted { body: out.freeze(), load_duration, usage }
+    Converted { body: out.freeze(), load_duration, usage, timings }
 }
 
 /// Puts the client's model name back in an answer line: the first `"model":"<engine's name>"` becomes
@@ -119,6 +129,7 @@ pub(super) struct Tap {
     partial: Vec<u8>,
     load: Option<Duration>,
     usage: Option<Tokens>,
+    timings: Option<Timings>,
     rename: Rename,
 }
 
@@ -137,6 +148,7 @@ impl Tap {
             if done.done {
                 self.load = done.load_duration.map(Duration::from_nanos);
                 self.usage = done.tokens();
+                self.timings = done.timings();
             }
         }
     }
@@ -173,6 +185,10 @@ impl StreamConverter for Tap {
 
     fn usage(&self) -> Option<Tokens> {
         self.usage
+    }
+
+    fn timings(&self) -> Option<Timings> {
+        self.timings
     }
 }
 

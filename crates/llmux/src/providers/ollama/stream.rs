@@ -48,6 +48,8 @@ pub(super) struct NdjsonConverter {
     load_duration: Option<std::time::Duration>,
     /// What the `done` line said the answer used, in tokens (prompt and generated).
     usage: Option<crate::observe::Tokens>,
+    /// ... and how long reading the prompt and writing the answer took.
+    timings: Option<crate::router::speed::Timings>,
     think: ThinkSplitter,
     /// This line's reasoning and answer text, reused from line to line.
     reasoning: String,
@@ -69,6 +71,7 @@ impl NdjsonConverter {
             done: false,
             load_duration: None,
             usage: None,
+            timings: None,
             think: ThinkSplitter::default(),
             reasoning: String::new(),
             content: String::new(),
@@ -91,6 +94,7 @@ impl NdjsonConverter {
         if reply.done {
             self.load_duration = reply.load_duration();
             self.usage = reply.tokens();
+            self.timings = reply.timings();
         }
         match self.kind {
             Kind::Text => self.text_line(reply, out),
@@ -228,6 +232,10 @@ impl StreamConverter for NdjsonConverter {
 
     fn usage(&self) -> Option<crate::observe::Tokens> {
         self.usage
+    }
+
+    fn timings(&self) -> Option<crate::router::speed::Timings> {
+        self.timings
     }
 
     fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), Error> {

@@ -9,6 +9,7 @@ use super::{Call, Converted, Endpoint, Provider, StreamConverter, UpstreamReques
 use crate::error::Error;
 use crate::observe::Tokens;
 use crate::protocol::openai::RouterControls;
+use crate::router::speed::Timings;
 
 /// The OpenAI-compatible passthrough adapter.
 pub struct OpenAiCompatible;
@@ -28,7 +29,9 @@ impl Provider for OpenAiCompatible {
     }
 
     fn convert_response(&self, _call: &Call<'_>, body: Bytes) -> Result<Converted, Error> {
-        Ok(body.into())
+        let mut tail = UsageTail::default();
+        tail.feed(&body);
+        Ok(Converted { timings: tail.timings(), ..body.into() })
     }
 
     fn answer_unchanged(&self, _call: &Call<'_>) -> bool {
@@ -53,6 +56,22 @@ fn with_defaults(body: &[u8], model: &str, defaults: &Map<String, Value>) -> Res
         map.entry(k.clone()).or_insert_with(|| v.clone());
     }
     serde_json::to_vec(&map).map(Bytes::from).map_err(|e| Error::Internal(format!("serialising a request: {e}")))
+}
+
+/// The request pinned to llama.cpp's slot `slot` (`id_slot`, with `cache_prompt` so the slot keeps the prompt):
+/// the fields go first in the object, so nothing is re-serialised. A body that sets `id_slot` itself is left
+/// as the client wrote it.
+pub fn with_slot(body: &[u8], slot: usize) -> Bytes {
+    let open = body.iter().position(|&b| !b.is_ascii_whitespace());
+    match open.filter(|&i| body[i] == b'{' && memchr::memmem::find(body, b"\"id_slot\"").is_none()) {
+        Some(i) => {
+            let fields = format!("\"id_slot\":{slot},\"cache_prompt\":true");
+            let rest = &body[i + 1..];
+            let comma = if rest.trim_ascii_start().starts_with(b"}") { "" } else { "," };
+            Bytes::from([&body[..=i], fields.as_bytes(), comma.as_bytes(), rest].concat())
+        }
+        None => Bytes::copy_from_slice(body),
+    }
 }
 
 /// How many of an answer's last bytes [`UsageTail`] keeps: an OpenAI-style `usage` object (with its details),
@@ -92,6 +111,27 @@ impl UsageTail {
         let output = count_after(&self.bytes, b"\"completion_tokens\"").unwrap_or(total.saturating_sub(input));
         Some(Tokens { input, output })
     }
+
+    /// llama.cpp's `timings` in what was fed (on the last event of a stream, at the end of a whole answer);
+    /// `None` when the tail holds none.
+    pub fn timings(&self) -> Option<Timings> {
+        let at = memchr::memmem::rfind(&self.bytes, b"\"timings\"")?;
+        let rest = &self.bytes[at..];
+        Some(Timings {
+            prompt_n: number_after(rest, b"\"prompt_n\"")? as u64,
+            prompt_ms: number_after(rest, b"\"prompt_ms\"")?,
+            predicted_n: number_after(rest, b"\"predicted_n\"")? as u64,
+            predicted_ms: number_after(rest, b"\"predicted_ms\"")?,
+        })
+    }
+}
+
+/// The JSON number after the first `key` (with its quotes) in `bytes`.
+fn number_after(bytes: &[u8], key: &[u8]) -> Option<f64> {
+    let at = memchr::memmem::find(bytes, key)?;
+    let rest = bytes[at + key.len()..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    let len = rest.iter().take_while(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')).count();
+    std::str::from_utf8(&rest[..len]).ok()?.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
 }
 
 /// The number after the last `key` (with its quotes) in `bytes`. A key inside a string value is escaped
@@ -116,6 +156,24 @@ mod tests {
             tail.feed(piece);
         }
         assert_eq!(tail.tokens(), Some(Tokens { input: 10, output: 5 }));
+        assert_eq!(tail.timings(), None, "the timings object lacks the counts");
+        let mut llama = UsageTail::default();
+        llama.feed(br#"data: {"choices":[],"timings":{"cache_n":20,"prompt_n":1200,"prompt_ms":600.5,"prompt_per_token_ms":0.5,"predicted_n":64,"predicted_ms":2.56e3}}"#);
+        let t = Timings { prompt_n: 1200, prompt_ms: 600.5, predicted_n: 64, predicted_ms: 2560.0 };
+        assert_eq!(llama.timings(), Some(t));
+    }
+
+    #[test]
+    fn a_request_is_pinned_to_a_slot_unless_it_names_one() {
+        let pinned = with_slot(br#" {"model":"m","messages":[]}"#, 2);
+        let v: serde_json::Value = serde_json::from_slice(&pinned).unwrap();
+        assert_eq!(
+            (v["id_slot"].as_u64(), v["cache_prompt"].as_bool(), v["model"].as_str()),
+            (Some(2), Some(true), Some("m"))
+        );
+        assert_eq!(&with_slot(br#"{"id_slot":0,"model":"m"}"#, 2)[..], br#"{"id_slot":0,"model":"m"}"#);
+        let empty: serde_json::Value = serde_json::from_slice(&with_slot(b"{}", 1)).unwrap();
+        assert_eq!(empty["id_slot"], 1);
 
         let mut stream = UsageTail::default();
         for i in 0..2000 {

@@ -1,0 +1,88 @@
+//! Carries out prompt-cache affinity ([`crate::router::affinity`]): before each pick the views learn how much
+//! of the prompt each candidate most likely holds; the attempt records where the prompt went and, on a
+//! llama.cpp server whose slots a probe counted, pins it to the slot that holds its prefix (`id_slot`).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::config::{Config, Deployment};
+use crate::protocol::openai::Operation;
+use crate::router::affinity::{ChatPrompt, Prefix, PrefixCache, DEFAULT_SLOTS};
+use crate::router::DeploymentView;
+use crate::state::State;
+
+/// The prefix index, shared by the executors of successive configs.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Prefixes(Arc<Mutex<PrefixCache>>);
+
+/// A prompt in flight on one slot: the slot counts as busy until the attempt's answer ends.
+struct Lease {
+    cache: Arc<Mutex<PrefixCache>>,
+    id: Arc<str>,
+    slot: usize,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        lock(&self.cache).release(&self.id, self.slot);
+    }
+}
+
+fn lock(cache: &Mutex<PrefixCache>) -> MutexGuard<'_, PrefixCache> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The prompt of a chat request and its answer's token cap, when affinity applies (residency routing on).
+pub(super) fn prompt_of(config: &Config, op: Operation, body: &[u8]) -> Option<(Prefix, u64)> {
+    if op != Operation::Chat || !config.router.residency_routing {
+        return None;
+    }
+    let chat: ChatPrompt<'_> = serde_json::from_slice(body).ok()?;
+    Some((chat.prefix()?, chat.output_cap()))
+}
+
+impl Prefixes {
+    /// The index for a reloaded `config`: deployments that are gone are forgotten.
+    pub(super) fn successor(&self, config: &Config) -> Prefixes {
+        lock(&self.0).retain(|id| config.ids.contains_key(id));
+        self.clone()
+    }
+
+    /// Tells the views of `members` how much of `prefix` each most likely holds (when there is a choice).
+    pub(super) fn mark_cached(
+        &self,
+        config: &Config,
+        members: &[usize],
+        prefix: Option<&Prefix>,
+        views: &mut [DeploymentView],
+    ) {
+        let Some(prefix) = prefix.filter(|_| members.len() > 1) else { return };
+        let cache = lock(&self.0);
+        for (&i, view) in members.iter().zip(views.iter_mut()) {
+            if let Some(d) = config.deployments.get(i) {
+                view.cached = cache.lookup(&d.id, prefix).map_or(0, |hit| hit.tokens);
+            }
+        }
+    }
+
+    /// `prefix` is sent to deployment `d` at `now`: the slot it will most likely occupy is recorded (busy
+    /// until the returned lease drops), and returned when the engine takes `id_slot` (a llama.cpp server whose
+    /// slots a probe counted). `None` when every slot is busy with llmux's requests: the engine queues it and
+    /// chooses.
+    pub(super) fn place(
+        &self,
+        state: &State,
+        d: &Deployment,
+        prefix: &Prefix,
+        now: u64,
+    ) -> Option<(Box<dyn Send + Sync>, Option<usize>)> {
+        let speaks_openai = d.engine().is_some_and(|e| e.adapter() == crate::providers::Adapter::OpenAiCompatible);
+        let llama_slots = state.llama_slots(d.index).filter(|_| speaks_openai);
+        let slots = llama_slots.unwrap_or(DEFAULT_SLOTS);
+        let id: Arc<str> = Arc::from(d.id.as_str());
+        let mut cache = lock(&self.0);
+        let slot = cache.place(&id, prefix, slots)?;
+        cache.record(&id, slots, slot, prefix, now, true);
+        let lease = Lease { cache: self.0.clone(), id, slot };
+        Some((Box::new(lease), llama_slots.map(|_| slot)))
+    }
+}

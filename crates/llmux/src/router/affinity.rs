@@ -1,0 +1,266 @@
+//! Prompt-cache affinity: which deployment (and, on llama.cpp, which slot) most likely still holds a request's
+//! prompt prefix in its KV cache.
+//!
+//! Coding agents resend the same long prefix turn after turn; an engine that still holds it skips re-reading it,
+//! which on a P40 or an M-series Mac saves seconds to tens of seconds per turn. The index is approximate, like
+//! SGLang's cache-aware router's: for each deployment it remembers the last prompt of each of the engine's slots
+//! as a chain of hashes over message boundaries, and a request matches the longest chain prefix it shares. It
+//! needs no client cooperation. Pure data with explicit times: the executor records what it sent and asks
+//! before each pick, and the rule that uses the answer is in [`super::pick`].
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Slots assumed for an engine that does not say how many it has (llama.cpp's and Ollama's usual parallelism).
+pub const DEFAULT_SLOTS: usize = 4;
+/// More slots than this are not tracked (a vLLM server reports none; its prefix cache is bigger than any list).
+const MAX_SLOTS: usize = 64;
+/// Message boundaries remembered per slot; a longer conversation matches on its first ones only.
+const MAX_LINKS: usize = 1_024;
+
+/// One message boundary of a prompt: the hash of everything up to and including the message, and the
+/// estimated tokens up to there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// Hash of the prompt up to this boundary (the tools, then each message's JSON, in order).
+    pub hash: u64,
+    /// Estimated tokens up to this boundary (bytes / 4).
+    pub tokens: u64,
+}
+
+/// A chat prompt as a KV cache sees it: its message boundaries, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefix {
+    links: Vec<Link>,
+}
+
+impl Prefix {
+    /// The prefix chain of an OpenAI chat body (`tools`, then `messages`); `None` when it has no messages.
+    /// Messages are hashed as the client wrote them: agents resend earlier turns byte for byte.
+    pub fn of_chat(body: &[u8]) -> Option<Prefix> {
+        let chat: ChatPrompt<'_> = serde_json::from_slice(body).ok()?;
+        chat.prefix()
+    }
+
+    /// A prefix from its links (what another replica recorded).
+    pub fn from_links(links: Vec<Link>) -> Prefix {
+        Prefix { links }
+    }
+
+    /// Its links.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// Estimated tokens of the whole prompt.
+    pub fn tokens(&self) -> u64 {
+        self.links.last().map_or(0, |l| l.tokens)
+    }
+
+    /// Estimated tokens of the longest prefix this prompt shares with `cached` (whole messages only).
+    pub fn shared(&self, cached: &[Link]) -> u64 {
+        self.links.iter().zip(cached).take_while(|(a, b)| a.hash == b.hash).last().map_or(0, |(a, _)| a.tokens)
+    }
+}
+
+/// The parts of an OpenAI chat body that make up the prompt a KV cache holds, read without copying.
+#[derive(Debug, Deserialize)]
+pub struct ChatPrompt<'a> {
+    #[serde(borrow, default)]
+    messages: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    /// The answer's token cap (current name).
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    /// ... and the legacy one.
+    #[serde(default)]
+    max_tokens: Option<u64>,
+}
+
+impl ChatPrompt<'_> {
+    /// Its prefix chain; `None` without messages.
+    pub fn prefix(&self) -> Option<Prefix> {
+        if self.messages.is_empty() {
+            return None;
+        }
+        let mut hasher = DefaultHasher::new();
+        let mut bytes = 0u64;
+        if let Some(tools) = self.tools {
+            hasher.write(tools.get().as_bytes());
+            bytes += tools.get().len() as u64;
+        }
+        let links = self
+            .messages
+            .iter()
+            .take(MAX_LINKS)
+            .map(|m| {
+                hasher.write(m.get().as_bytes());
+                bytes += m.get().len() as u64;
+                Link { hash: hasher.finish(), tokens: bytes.div_ceil(4) }
+            })
+            .collect();
+        Some(Prefix { links })
+    }
+
+    /// The answer's token cap, 0 when the request sets none.
+    pub fn output_cap(&self) -> u64 {
+        self.max_completion_tokens.or(self.max_tokens).unwrap_or(0)
+    }
+}
+
+/// What one slot of an engine last held, as far as llmux knows.
+#[derive(Debug, Clone, Default)]
+struct Memory {
+    links: Vec<Link>,
+    /// When it was last used (ms on the state clock).
+    used: u64,
+    /// Requests llmux has in flight on it.
+    busy: u32,
+}
+
+/// Where a request's prefix is cached on one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The slot.
+    pub slot: usize,
+    /// Estimated tokens of the prefix it holds.
+    pub tokens: u64,
+}
+
+/// The prefix index: per deployment id (so a reload keeps it), what each slot last held.
+#[derive(Debug, Default)]
+pub struct PrefixCache {
+    deployments: HashMap<Arc<str>, Vec<Memory>>,
+}
+
+impl PrefixCache {
+    /// The slot of deployment `id` holding the longest prefix of `prefix`, if any holds some.
+    pub fn lookup(&self, id: &str, prefix: &Prefix) -> Option<Hit> {
+        let slots = self.deployments.get(id)?;
+        slots
+            .iter()
+            .enumerate()
+            .map(|(slot, m)| Hit { slot, tokens: prefix.shared(&m.links) })
+            .filter(|hit| hit.tokens > 0)
+            .max_by_key(|hit| (hit.tokens, std::cmp::Reverse(hit.slot)))
+    }
+
+    /// The slot a request with `prefix` should use on deployment `id`, whose engine has `slots` slots: the one
+    /// holding the longest prefix of it while llmux has nothing in flight there, else the idle slot used least
+    /// recently (its cache is the least likely to be wanted again); `None` when every slot is busy (the engine
+    /// then queues the request and picks itself).
+    pub fn place(&self, id: &str, prefix: &Prefix, slots: usize) -> Option<usize> {
+        let slots = slots.clamp(1, MAX_SLOTS);
+        let Some(memory) = self.deployments.get(id) else { return Some(0) };
+        let idle = |slot: usize| memory.get(slot).is_none_or(|m| m.busy == 0);
+        if let Some(hit) = self.lookup(id, prefix).filter(|hit| hit.slot < slots && idle(hit.slot)) {
+            return Some(hit.slot);
+        }
+        (0..slots).filter(|&s| idle(s)).min_by_key(|&s| memory.get(s).map_or(0, |m| m.used))
+    }
+
+    /// Deployment `id` (with `slots` slots) was sent `prefix` on `slot` at `now`; `busy` when the request is in
+    /// flight here (to be [`PrefixCache::release`]d), not when another replica reports it.
+    pub fn record(&mut self, id: &Arc<str>, slots: usize, slot: usize, prefix: &Prefix, now: u64, busy: bool) {
+        let slots = slots.clamp(1, MAX_SLOTS);
+        let memory = self.deployments.entry(id.clone()).or_default();
+        memory.resize_with(slots, Memory::default);
+        if let Some(m) = memory.get_mut(slot) {
+            m.links.clear();
+            m.links.extend_from_slice(&prefix.links);
+            m.used = now;
+            m.busy += u32::from(busy);
+        }
+    }
+
+    /// A request recorded as busy on `slot` of deployment `id` ended.
+    pub fn release(&mut self, id: &str, slot: usize) {
+        if let Some(m) = self.deployments.get_mut(id).and_then(|slots| slots.get_mut(slot)) {
+            m.busy = m.busy.saturating_sub(1);
+        }
+    }
+
+    /// Forgets deployments no longer configured (after a reload).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.deployments.retain(|id, _| keep(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(messages: &[&str]) -> Prefix {
+        let messages: Vec<String> =
+            messages.iter().enumerate().map(|(i, m)| format!(r#"{{"role":"r{i}","content":"{m}"}}"#)).collect();
+        let body = format!(r#"{{"model":"coding","messages":[{}]}}"#, messages.join(","));
+        Prefix::of_chat(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_prompt_shares_the_messages_it_repeats_from_the_start() {
+        let system = "s".repeat(4_000);
+        let turn1 = chat(&[&system, "fix the bug"]);
+        let turn2 = chat(&[&system, "fix the bug", "done", "now the tests"]);
+        assert_eq!(turn2.shared(turn1.links()), turn1.tokens(), "all of the first turn is reused");
+        assert!(turn1.tokens() > 1_000);
+        let edited = chat(&[&system, "fix the other bug", "done"]);
+        assert_eq!(edited.shared(turn1.links()), turn1.links()[0].tokens, "only the system prompt is shared");
+        let other = chat(&["another system prompt", "fix the bug"]);
+        assert_eq!(other.shared(turn1.links()), 0, "a changed first message shares nothing");
+        assert!(Prefix::of_chat(br#"{"model":"m","messages":[]}"#).is_none());
+        assert!(Prefix::of_chat(b"not json").is_none());
+    }
+
+    #[test]
+    fn tools_are_part_of_the_prefix() {
+        let a = Prefix::of_chat(br#"{"tools":[{"a":1}],"messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        let b = Prefix::of_chat(br#"{"tools":[{"b":1}],"messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        assert_eq!(a.shared(b.links()), 0);
+    }
+
+    #[test]
+    fn the_index_finds_the_slot_holding_the_longest_prefix() {
+        let id: Arc<str> = Arc::from("d1");
+        let mut cache = PrefixCache::default();
+        let (one, two) = (chat(&["a", "b"]), chat(&["x", "y"]));
+        cache.record(&id, 2, 0, &one, 10, false);
+        cache.record(&id, 2, 1, &two, 20, false);
+        let next = chat(&["x", "y", "z"]);
+        assert_eq!(cache.lookup("d1", &next), Some(Hit { slot: 1, tokens: two.tokens() }));
+        assert_eq!(cache.lookup("d2", &next), None, "another deployment holds nothing");
+        assert_eq!(cache.place("d1", &next, 2), Some(1));
+    }
+
+    #[test]
+    fn a_busy_slot_is_not_reused_and_the_least_recently_used_idle_one_is() {
+        let id: Arc<str> = Arc::from("d");
+        let mut cache = PrefixCache::default();
+        let (a, b, c) = (chat(&["a"]), chat(&["b"]), chat(&["c"]));
+        cache.record(&id, 3, 0, &a, 10, true);
+        cache.record(&id, 3, 1, &b, 30, false);
+        cache.record(&id, 3, 2, &c, 20, false);
+        assert_eq!(cache.place("d", &a, 3), Some(2), "slot 0 holds it but is busy; slot 2 is the oldest idle");
+        cache.record(&id, 3, 1, &b, 40, true);
+        cache.record(&id, 3, 2, &c, 50, true);
+        assert_eq!(cache.place("d", &a, 3), None, "every slot busy: the engine decides");
+        cache.release("d", 0);
+        assert_eq!(cache.place("d", &a, 3), Some(0), "free again, and it holds the prefix");
+        assert_eq!(cache.place("fresh", &a, 3), Some(0));
+    }
+
+    #[test]
+    fn a_reload_forgets_deployments_that_are_gone() {
+        let mut cache = PrefixCache::default();
+        cache.record(&Arc::from("gone"), 1, 0, &chat(&["a"]), 1, false);
+        cache.record(&Arc::from("kept"), 1, 0, &chat(&["a"]), 1, false);
+        cache.retain(|id| id == "kept");
+        assert!(cache.lookup("gone", &chat(&["a"])).is_none());
+        assert!(cache.lookup("kept", &chat(&["a"])).is_some());
+    }
+}
