@@ -29,6 +29,8 @@ const TOP_LEVEL: &[&str] = &[
 /// (`auto_router_config_path`), by the path as written, each with its text or why it could not be read.
 pub(super) type RouteFiles = HashMap<String, Result<String, String>>;
 
+/// The config in `tree` (includes merged, environment resolved), with every problem in `diags`; `route_files`
+/// are what `load` read for semantic routers.
 pub(super) fn validate(
     tree: &Map<String, Value>,
     diags: &mut Diagnostics,

@@ -58,6 +58,8 @@ pub(super) const PARAMS_NOT_FORWARDED: &[&str] = &[
     "health_check_timeout",
 ];
 
+/// The engine (or strategy router) `model` names, with its endpoint, credentials, headers and forwarded options;
+/// `None` after an error.
 pub(super) fn target(
     model: &str,
     params: &Map<String, Value>,

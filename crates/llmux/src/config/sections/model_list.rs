@@ -59,6 +59,7 @@ pub(crate) fn model_list(
     out
 }
 
+/// One `model_list` entry at `path`; `None` after an error that leaves nothing to route to.
 fn deployment(
     entry: &Map<String, Value>,
     position: usize,
