@@ -59,6 +59,9 @@ pub struct MockConfig {
     /// Parallel slots reported by llama.cpp's `/slots` and `/props` (`total_slots`); requests in flight show
     /// as busy slots, and each slot keeps a KV cache of its last prompt. The mock never queues.
     pub slots: u32,
+    /// `owned_by` of the models `/v1/models` lists: `llamacpp` makes the mock pass for llama.cpp's server with
+    /// routers that look (llmux then probes its `/slots`).
+    pub owned_by: String,
     /// Length of the embedding vectors returned when the request does not ask
     /// for a specific `dimensions`.
     pub embedding_dims: usize,
@@ -103,6 +106,7 @@ impl Default for MockConfig {
             tool_call: None,
             context_length: 8192,
             slots: 4,
+            owned_by: "library".to_owned(),
             embedding_dims: 8,
             latency_ms: 0,
             ttft_ms: 0,

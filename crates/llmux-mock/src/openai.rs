@@ -391,7 +391,7 @@ fn model_object(ctx: &Ctx, id: &str) -> Value {
         "id": id,
         "object": "model",
         "created": MODEL_CREATED,
-        "owned_by": "library",
+        "owned_by": ctx.cfg.owned_by,
         // llama.cpp's model facts (a subset): what a router reads to learn the context window.
         "meta": {
             "n_ctx": ctx.cfg.context_length,

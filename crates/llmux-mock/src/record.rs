@@ -90,6 +90,9 @@ pub struct MockStats {
     /// Times a mock started asleep came up after a packet (booted and began answering).
     #[serde(default)]
     pub boots: u64,
+    /// Loads aborted because every request waiting for them went away (see the residency simulation).
+    #[serde(default)]
+    pub aborted_loads: u64,
     /// Prompt tokens read by chat requests (those the slots' KV caches did not hold).
     #[serde(default)]
     pub prompt_evaluated: u64,

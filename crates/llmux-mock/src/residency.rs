@@ -17,6 +17,8 @@
 //!   configured default.
 //! - An `/api/generate` without a prompt (or an `/api/chat` without messages) only loads the model — Ollama's
 //!   documented preload — and with `keep_alive: 0` unloads it instead.
+//! - A load whose requests all went away before it finished (their clients hung up) is aborted, as Ollama
+//!   does: the model is not loaded, and the next request for it loads it again.
 //! - Probes (`/api/tags`, `/api/ps`, `/api/show`, `/v1/models`, `/health`, ...) never load anything.
 //!
 //! Loads, evictions and unloads are counted in [`MockStats`](crate::MockStats).
@@ -468,7 +470,12 @@ impl Drop for Lease {
                 if let Some(ka) = self.keep_alive {
                     e.session = ka;
                 }
-                if e.refs == 0 {
+                if e.refs == 0 && now < e.ready_at {
+                    // Every request waiting for this load went away: Ollama aborts a load its requests left.
+                    st.entries.remove(i);
+                    lock(&app.stats).aborted_loads += 1;
+                    st.freed.send_modify(|g| *g += 1);
+                } else if e.refs == 0 {
                     if e.session.is_zero() {
                         st.entries.remove(i);
                         lock(&app.stats).unloads += 1;

@@ -852,6 +852,7 @@ impl State {
                     requests_this_minute: if same_minute { inner.requests } else { 0 } + peer.requests,
                     tokens_this_minute: if same_minute { inner.tokens } else { 0 } + peer.tokens,
                     cached: 0,
+                    cache_room: false,
                     prefill_rate: inner.speeds.prefill,
                     decode_rate: inner.speeds.decode,
                 }
@@ -974,6 +975,11 @@ impl State {
     pub fn llama_slots(&self, index: usize) -> Option<usize> {
         let host = self.slots.get(index)?.host?;
         self.host(host)?.slots.map(|s| s.total).filter(|&n| n > 0)
+    }
+
+    /// Whether a probe has looked at `host` (and so, on engines that tell, at what it has loaded).
+    pub fn probed(&self, host: Option<usize>) -> bool {
+        host.and_then(|h| self.host(h)).is_some_and(|h| h.last_probe.is_some())
     }
 
     /// The rates learned for deployment `index`.

@@ -155,10 +155,9 @@ async fn warm(exec: Arc<Executor>, group: String) {
     }
     let (spec, model) = (&config.hosts[host], &engine.upstream_model);
     // A box can go to sleep between two probes: one that does not answer is woken, then loaded.
-    if !crate::health::preload(spec, model, Some(KEEP_LOADED_SECS), exec.client()).await
-        && spec.wake.is_some()
-        && exec.wake(host).await
+    let keep = || Some(serde_json::json!(KEEP_LOADED_SECS));
+    if !crate::health::preload(spec, model, keep(), exec.client()).await && spec.wake.is_some() && exec.wake(host).await
     {
-        crate::health::preload(spec, model, Some(KEEP_LOADED_SECS), exec.client()).await;
+        crate::health::preload(spec, model, keep(), exec.client()).await;
     }
 }

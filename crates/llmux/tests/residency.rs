@@ -415,3 +415,41 @@ llmux_settings:
     assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200), "{}", second.text());
     assert_eq!(chats(), 2);
 }
+
+#[tokio::test]
+async fn a_cold_load_is_the_routers_own_and_survives_the_client_hanging_up() {
+    let mut config = sized("a", &["m1"]);
+    if let Some(r) = config.residency.as_mut() {
+        r.default_load_ms = 1_200;
+    }
+    let a = mock_with(config).await;
+    let yaml = format!(
+        "router_settings: {{stream_keepalive: 0.2}}\ngeneral_settings: {{background_health_checks: true, health_check_interval: 1}}\nmodel_list:\n  - model_name: g\n    litellm_params: {{model: ollama_chat/m1, api_base: \"{}\", keep_alive: 600}}\n",
+        a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    eventually("a probe saw the host", Duration::from_secs(5), async || {
+        llmux.get("/health/hosts").await.json()["hosts"][0]["last_probe_seconds_ago"].is_number()
+    })
+    .await;
+    // A streaming client waits for the cold model, is told what it waits for, and hangs up before it is loaded.
+    let body = r#"{"model": "g", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let (first, mut rest) = llmux.stream_first_frame("/v1/chat/completions", body).await;
+    let mut seen = String::from_utf8_lossy(&first).into_owned();
+    while !seen.contains(": loading m1 on ") {
+        let frame = tokio::time::timeout(Duration::from_secs(3), http_body_util::BodyExt::frame(&mut rest)).await;
+        let data = frame.unwrap().unwrap().unwrap().into_data().unwrap_or_default();
+        seen.push_str(&String::from_utf8_lossy(&data));
+    }
+    drop(rest);
+    // llmux's own preload carries the load through: the model is loaded, once, and never aborted.
+    eventually("m1 loaded", Duration::from_secs(5), async || loaded(&a).contains(&"m1".to_owned())).await;
+    let stats = a.stats();
+    assert_eq!((stats.loads, stats.aborted_loads), (1, 0), "{stats:?}");
+    let preload = posts(&a).into_iter().find(|r| r.path == "/api/generate").expect("llmux preloaded the model");
+    assert_eq!(preload.body["keep_alive"], 600, "the deployment's keep_alive");
+    // The next request finds it loaded.
+    let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(a.stats().loads, 1);
+}

@@ -314,3 +314,20 @@ async fn loaded_knob_seeds_and_reset_restores() {
     assert!(took < Duration::from_millis(300));
     assert_eq!(mock.resident(), None);
 }
+
+#[tokio::test]
+async fn a_load_whose_client_hung_up_is_aborted_as_ollama_does() {
+    let mock = start(host(100 * GB, 800)).await;
+    // The client gives up after 200 ms, while the model is still loading.
+    let body = chat("a");
+    let request = post(mock.addr(), "/api/chat", &body);
+    assert!(tokio::time::timeout(Duration::from_millis(200), request).await.is_err());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let stats = mock.stats();
+    assert_eq!((stats.loads, stats.aborted_loads), (1, 1));
+    assert!(ps_names(&mock).await.is_empty(), "the model is not loaded");
+    // The next request pays the whole load again.
+    let (_, took) = timed_chat(&mock, &chat("a")).await;
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    assert_eq!(mock.stats().loads, 2);
+}

@@ -47,10 +47,12 @@ impl Prefixes {
         self.clone()
     }
 
-    /// Tells the views of `members` how much of `prefix` each most likely holds (when there is a choice).
+    /// Tells the views of `members` how much of `prefix` each most likely holds and whether its cache has
+    /// room for a new conversation (when there is a choice).
     pub(super) fn mark_cached(
         &self,
         config: &Config,
+        state: &State,
         members: &[usize],
         prefix: Option<&Prefix>,
         views: &mut [DeploymentView],
@@ -60,6 +62,7 @@ impl Prefixes {
         for (&i, view) in members.iter().zip(views.iter_mut()) {
             if let Some(d) = config.deployments.get(i) {
                 view.cached = cache.lookup(&d.id, prefix).map_or(0, |hit| hit.tokens);
+                view.cache_room = cache.has_room(&d.id, state.llama_slots(i).unwrap_or(DEFAULT_SLOTS));
             }
         }
     }

@@ -110,7 +110,7 @@ pub(super) fn decision(pick: &router::Pick, view: &router::DeploymentView, hop: 
         "spill"
     } else if pick.skipped.iter().any(|(_, why)| matches!(why, Skip::Slower(_))) {
         "fastest"
-    } else if skipped(&[Skip::PrefixElsewhere]) {
+    } else if skipped(&[Skip::PrefixElsewhere, Skip::CacheFull]) {
         "cached"
     } else if view.warm && skipped(&[Skip::Cold]) {
         "warm"

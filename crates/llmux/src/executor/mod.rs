@@ -8,11 +8,13 @@
 //! - `labels`: the response headers and route explanation;
 //! - `semantic`: a semantic router's embeddings;
 //! - `wake`: holding a request while the sleeping host it needs wakes up;
+//! - `load`: loads of cold models set off by llmux itself, so a client hanging up does not abort them;
 //! - `affinity`: the prompt-prefix index consulted before each pick and told where each prompt went.
 
 mod affinity;
 mod attempt;
 mod labels;
+mod load;
 mod queue;
 mod semantic;
 mod stream;
@@ -60,6 +62,8 @@ pub struct Executor {
     queues: queue::Queues,
     /// Which deployment and slot most likely holds which prompt prefix; kept across reloads.
     prefixes: affinity::Prefixes,
+    /// Model loads llmux set off on Ollama hosts and that requests wait for.
+    loads: load::Loads,
     /// Starts this config's background health rounds early, on request.
     rounds: Arc<crate::health::Rounds>,
 }
@@ -129,9 +133,10 @@ impl Executor {
         let budget = config.limits.max_buffered_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
         let queues = queue::Queues::default();
+        let loads = load::Loads::default();
         let rounds = Arc::default();
         let loading = Default::default();
-        Executor { config, state, client, loading, labels, max_retries, buffered, queues, prefixes, rounds }
+        Executor { config, state, client, loading, labels, max_retries, buffered, queues, prefixes, loads, rounds }
     }
 
     /// The engine client, shared with on-demand health probes.
@@ -378,7 +383,7 @@ impl Run<'_> {
                 let now = exec.state.now();
                 let mut views = exec.state.snapshot(target.members, now, latency_ttl);
                 exec.mark_host_loading(target.members, &mut views);
-                exec.prefixes.mark_cached(config, target.members, self.prefix.as_ref(), &mut views);
+                exec.prefixes.mark_cached(config, &exec.state, target.members, self.prefix.as_ref(), &mut views);
                 let ask = router::Ask {
                     prompt_tokens: self.prompt_tokens,
                     output_tokens: self.output_tokens,
@@ -493,6 +498,10 @@ impl Run<'_> {
         let joined = if marked { None } else { exec.load_in_progress(index) };
         let started = Instant::now();
         let until = patience.map(|p| exec.load_started(index, started + p));
+        // Only where a probe told what is loaded: elsewhere "not known to be loaded" is no evidence of a load.
+        if marked && self.op != Operation::Embeddings && router.residency_routing && exec.state.probed(d.host) {
+            exec.own_load(d, &model, patience).await;
+        }
         let body = pinned.as_deref().or(inlined.as_deref()).unwrap_or(self.body);
         let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head, native: self.native };
         let result = exec.attempt(call, guard, patience.or(joined), self.trace).await;

@@ -131,18 +131,23 @@ pub(super) async fn probe(
 pub async fn preload_pinned(config: &Config, client: &HttpClient) {
     for host in &config.hosts {
         for model in &host.limits.pinned {
-            preload(host, model, Some(-1), client).await;
+            preload(host, model, Some(json!(-1)), client).await;
         }
     }
 }
 
 /// Loads `model` on Ollama host `host` without generating (an empty `/api/generate`), with `keep_alive` when
 /// given; nothing to do on other engines. `false` when the host could not be reached (it may sleep).
-pub async fn preload(host: &crate::config::Host, model: &str, keep_alive: Option<i64>, client: &HttpClient) -> bool {
+pub async fn preload(
+    host: &crate::config::Host,
+    model: &str,
+    keep_alive: Option<serde_json::Value>,
+    client: &HttpClient,
+) -> bool {
     let Some(base) = &host.ollama_base else { return true };
     let mut body = json!({"model": model});
     if let Some(keep) = keep_alive {
-        body["keep_alive"] = json!(keep);
+        body["keep_alive"] = keep;
     }
     let mut request = Request::post(join_url(base, "/api/generate"))
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -164,6 +164,12 @@ impl PrefixCache {
         (0..slots).filter(|&s| idle(s)).min_by_key(|&s| memory.get(s).map_or(0, |m| m.used))
     }
 
+    /// Whether deployment `id`, whose engine has `slots` slots, has one llmux has sent no prompt to.
+    pub fn has_room(&self, id: &str, slots: usize) -> bool {
+        let slots = slots.clamp(1, MAX_SLOTS);
+        self.deployments.get(id).is_none_or(|memory| memory.len() < slots || memory.iter().any(|m| m.links.is_empty()))
+    }
+
     /// Deployment `id` (with `slots` slots) was sent `prefix` on `slot` at `now`; `busy` when the request is in
     /// flight here (to be [`PrefixCache::release`]d), not when another replica reports it.
     pub fn record(&mut self, id: &Arc<str>, slots: usize, slot: usize, prefix: &Prefix, now: u64, busy: bool) {
@@ -235,6 +241,7 @@ mod tests {
         assert_eq!(cache.lookup("d1", &next), Some(Hit { slot: 1, tokens: two.tokens() }));
         assert_eq!(cache.lookup("d2", &next), None, "another deployment holds nothing");
         assert_eq!(cache.place("d1", &next, 2), Some(1));
+        assert!(!cache.has_room("d1", 2) && cache.has_room("d1", 3) && cache.has_room("d2", 1));
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct DeploymentView {
     /// Estimated tokens of this request's prompt its engine most likely still holds in its KV cache
     /// ([`affinity`]).
     pub cached: u64,
+    /// Its engine has a cache slot llmux has sent no prompt to yet: a new conversation placed there pushes no
+    /// other conversation's prefix out.
+    pub cache_room: bool,
     /// Prompt tokens its engine reads per second, learned from the timings it reports ([`speed`]).
     pub prefill_rate: Option<f64>,
     /// Tokens its engine writes per second, likewise.
@@ -147,6 +150,10 @@ pub enum Skip {
     HostLoading,
     /// Another candidate most likely holds more of the prompt in its cache, and is not much busier.
     PrefixElsewhere,
+    /// Every cache slot of its engine holds another conversation's prompt, and another candidate has room.
+    CacheFull,
+    /// It holds the prompt's prefix but is busier than the least busy candidate by more than the threshold.
+    Overloaded,
     /// Expected to take this many milliseconds, longer than another candidate by more than the margin.
     Slower(u64),
     /// A better `order` tier has a candidate.
@@ -172,6 +179,8 @@ impl std::fmt::Display for Skip {
             Skip::BusyWarm => f.write_str("warm but busier than a load elsewhere"),
             Skip::HostLoading => f.write_str("host busy loading another model"),
             Skip::PrefixElsewhere => f.write_str("prompt cached elsewhere"),
+            Skip::CacheFull => f.write_str("cache slots hold other conversations"),
+            Skip::Overloaded => f.write_str("holds the prompt but is much busier"),
             Skip::Slower(ms) => write!(f, "slower: expected {:.1}s", *ms as f64 / 1000.0),
             Skip::LowerPriority => f.write_str("lower order"),
             Skip::Avoided => f.write_str("refused this request"),
@@ -394,6 +403,13 @@ pub fn pick(
             let holder_busy = pool.iter().filter(|c| c.view.cached == most).map(|c| c.view.in_flight).min();
             if most >= MIN_CACHED_TOKENS && holder_busy.is_some_and(|b| b <= least_busy + BALANCE_THRESHOLD) {
                 drop_where(&mut pool, &|c| (c.view.cached < most).then_some(Skip::PrefixElsewhere));
+            } else if most >= MIN_CACHED_TOKENS {
+                // The holder is swamped: the load goes where the queue is short, as SGLang does.
+                let over = |c: &Candidate<'_>| c.view.in_flight > least_busy + BALANCE_THRESHOLD;
+                drop_where(&mut pool, &|c| over(c).then_some(Skip::Overloaded));
+            } else if most < MIN_CACHED_TOKENS && pool.iter().any(|c| c.view.cache_room) {
+                // A new conversation goes where it evicts no other one's prefix.
+                drop_where(&mut pool, &|c| (!c.view.cache_room).then_some(Skip::CacheFull));
             }
         }
     }

@@ -586,10 +586,14 @@ fn the_deployment_holding_the_prompt_prefix_wins_unless_it_is_much_busier() {
     // Busier by the threshold: still preferred; busier beyond it: the load is shared again.
     let busy = |n| DeploymentView { in_flight: n, ..cached };
     assert_eq!(picks(&c, &ask, &[fresh, busy(BALANCE_THRESHOLD), fresh]), vec![1]);
-    assert_eq!(picks(&c, &ask, &[fresh, busy(BALANCE_THRESHOLD + 1), fresh]), vec![0, 1, 2]);
+    assert_eq!(picks(&c, &ask, &[fresh, busy(BALANCE_THRESHOLD + 1), fresh]), vec![0, 2]);
     // A short shared prefix is not worth concentrating load for.
     let little = DeploymentView { cached: MIN_CACHED_TOKENS - 1, ..fresh };
     assert_eq!(picks(&c, &ask, &[fresh, little, fresh]), vec![0, 1, 2]);
+    // A new conversation goes where it pushes no other conversation's prefix out of a cache.
+    let room = DeploymentView { cache_room: true, ..fresh };
+    assert_eq!(picks(&c, &ask, &[fresh, room, fresh]), vec![1]);
+    assert_eq!(picks(&c, &ask, &[room, cached, room]), vec![1], "the prefix comes first");
     // Residency comes first: a cold host holding an old prefix does not beat a warm one.
     let mut residency = config(TRIO);
     residency.router.residency_routing = false;

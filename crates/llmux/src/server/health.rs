@@ -109,6 +109,10 @@ pub async fn round(State(app): State<AppState>) -> Response {
     Json(json!({"hosts": host_list(&exec)})).into_response()
 }
 
+/// The prompt of the typical turn `GET /health/hosts` gives each deployment's expected time for (with
+/// [`crate::router::speed::TYPICAL_OUTPUT_TOKENS`] of answer).
+const TYPICAL_PROMPT_TOKENS: u64 = 1_000;
+
 /// What `GET /health/hosts` lists for each host (also the dashboard's and `llmux status`'s host view).
 pub fn host_list(exec: &crate::executor::Executor) -> Vec<Value> {
     let config = &exec.config;
@@ -133,11 +137,17 @@ pub fn host_list(exec: &crate::executor::Executor) -> Vec<Value> {
                 .zip(learned)
                 .map(|(&i, view)| {
                     let d = &config.deployments[i];
+                    let round = |x: f64| (x * 10.0).round() / 10.0;
+                    // What speed-aware placement would expect of a typical turn sent there now.
+                    let typical = crate::router::Ask { prompt_tokens: TYPICAL_PROMPT_TOKENS, ..Default::default() };
                     json!({
                         "deployment": format!("model_list[{i}]"),
                         "model_name": d.model_name,
                         "model": d.model,
                         "load_seconds": view.load_cost.map(|s| (s * 100.0).round() / 100.0),
+                        "prefill_tokens_per_second": view.prefill_rate.map(round),
+                        "decode_tokens_per_second": view.decode_rate.map(round),
+                        "expected_seconds": crate::router::speed::expected_seconds(&view, &typical).map(|s| (s * 100.0).round() / 100.0),
                     })
                 })
                 .collect();

@@ -59,16 +59,15 @@ fn with_defaults(body: &[u8], model: &str, defaults: &Map<String, Value>) -> Res
 }
 
 /// The request pinned to llama.cpp's slot `slot` (`id_slot`, with `cache_prompt` so the slot keeps the prompt):
-/// the fields go first in the object, so nothing is re-serialised. A body that sets `id_slot` itself is left
-/// as the client wrote it.
+/// the fields go last in the object, so nothing is re-serialised and the byte offsets the model name is spliced
+/// at stay valid. A body that sets `id_slot` itself is left as the client wrote it.
 pub fn with_slot(body: &[u8], slot: usize) -> Bytes {
-    let open = body.iter().position(|&b| !b.is_ascii_whitespace());
-    match open.filter(|&i| body[i] == b'{' && memchr::memmem::find(body, b"\"id_slot\"").is_none()) {
+    let close = body.iter().rposition(|&b| !b.is_ascii_whitespace());
+    match close.filter(|&i| body[i] == b'}' && memchr::memmem::find(body, b"\"id_slot\"").is_none()) {
         Some(i) => {
-            let fields = format!("\"id_slot\":{slot},\"cache_prompt\":true");
-            let rest = &body[i + 1..];
-            let comma = if rest.trim_ascii_start().starts_with(b"}") { "" } else { "," };
-            Bytes::from([&body[..=i], fields.as_bytes(), comma.as_bytes(), rest].concat())
+            let empty = body[..i].trim_ascii_end().ends_with(b"{");
+            let fields = format!("{}\"id_slot\":{slot},\"cache_prompt\":true", if empty { "" } else { "," });
+            Bytes::from([&body[..i], fields.as_bytes(), &body[i..]].concat())
         }
         None => Bytes::copy_from_slice(body),
     }
@@ -165,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_request_is_pinned_to_a_slot_unless_it_names_one() {
-        let pinned = with_slot(br#" {"model":"m","messages":[]}"#, 2);
+        let pinned = with_slot(br#" {"model":"m","messages":[]} "#, 2);
         let v: serde_json::Value = serde_json::from_slice(&pinned).unwrap();
         assert_eq!(
             (v["id_slot"].as_u64(), v["cache_prompt"].as_bool(), v["model"].as_str()),
