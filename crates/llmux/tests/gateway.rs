@@ -266,7 +266,10 @@ async fn a_host_that_fails_its_probe_is_skipped_without_costing_a_request() {
     // Probes are cheap listings, never generations.
     let paths: Vec<String> = b.requests().iter().map(|r| r.path.clone()).collect();
     assert!(
-        paths.iter().all(|p| ["/api/tags", "/api/ps", "/api/show", "/v1/models", "/api/chat"].contains(&p.as_str())),
+        paths
+            .iter()
+            .all(|p| ["/api/tags", "/api/ps", "/api/show", "/v1/models", "/api/chat", "/api/generate"]
+                .contains(&p.as_str())),
         "{paths:?}"
     );
     assert_eq!(b.requests().iter().filter(|r| r.path == "/api/chat").count(), 1);

@@ -32,12 +32,14 @@ const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 impl Executor {
     /// One call to one deployment. `guard` keeps it counted in flight until the answer is complete (for a
     /// stream: until its body ends or the client goes away); `load_time` is how long the engine may take to
-    /// answer at all because it must load the model first. The answer's body tells `trace` its tokens.
+    /// answer at all because it must load the model first; `load`, a load llmux set off for it, is waited for
+    /// (within the same first-byte time) before the request is sent. The answer's body tells `trace` its tokens.
     pub(super) async fn attempt(
         &self,
         call: Call<'_>,
         guard: Option<OwnedInFlight>,
         load_time: Option<Duration>,
+        load: Option<tokio::sync::watch::Receiver<bool>>,
         trace: &Trace,
     ) -> Result<Response, Error> {
         let Call { deployment, head, .. } = call;
@@ -60,7 +62,16 @@ impl Executor {
         // Never give up on a cold host before it had the time a load took it before.
         let first_byte = first_byte.max(load_time.unwrap_or_default());
         let started = Instant::now();
-        let response = match tokio::time::timeout(first_byte, crate::upstream::send(&self.client, request)).await {
+        let send = async {
+            if let Some(mut load) = load {
+                let what = format!("loading {} on {}", call.model, engine.host());
+                super::stream::waiting_for(Some((what, std::time::Instant::now())));
+                let _ = load.wait_for(|over| *over).await;
+                super::stream::waiting_for(None);
+            }
+            crate::upstream::send(&self.client, request).await
+        };
+        let response = match tokio::time::timeout(first_byte, send).await {
             Err(_) => {
                 return Err(Error::Timeout(format!("engine at {} did not answer within {first_byte:?}", engine.host())))
             }

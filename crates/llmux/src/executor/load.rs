@@ -3,21 +3,17 @@
 //! sets the load off with Ollama's documented preload (an empty `/api/generate` with the deployment's
 //! `keep_alive`) on a task of its own, which no client owns; the request, and any other that wants the model
 //! meanwhile, goes to the engine once the load is done (a stream shows `: loading <model> on <host>, Ns` while
-//! it waits).
+//! it waits). The wait counts against the request's first-byte time: a request that gives up leaves the load
+//! running for the next one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::config::{Config, Deployment};
 use crate::providers::Adapter;
 use crate::upstream::HttpClient;
-
-/// How long a request waits for a load it has no learned load time for before it is sent anyway (the engine then
-/// queues it behind the load).
-const LOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// The loads under way, by deployment index: each resolves when its preload answered (or failed).
 #[derive(Debug, Default)]
@@ -52,17 +48,5 @@ impl Loads {
             let _ = done.send(true);
         });
         Some(receiver)
-    }
-}
-
-impl super::Executor {
-    /// Sets off (or joins) the load of `d`'s `model` and waits until it is done, at most `patience` (the learned
-    /// load time and some), with the stream told what it waits for.
-    pub(super) async fn own_load(&self, d: &Deployment, model: &str, patience: Option<Duration>) {
-        let Some(mut done) = self.loads.start(&self.config, &self.client, d, model) else { return };
-        let host = d.engine().map_or("?", |e| e.host());
-        super::stream::waiting_for(Some((format!("loading {model} on {host}"), Instant::now())));
-        let _ = tokio::time::timeout(patience.unwrap_or(LOAD_WAIT), done.wait_for(|over| *over)).await;
-        super::stream::waiting_for(None);
     }
 }

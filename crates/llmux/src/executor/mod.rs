@@ -499,12 +499,11 @@ impl Run<'_> {
         let started = Instant::now();
         let until = patience.map(|p| exec.load_started(index, started + p));
         // Only where a probe told what is loaded: elsewhere "not known to be loaded" is no evidence of a load.
-        if marked && self.op != Operation::Embeddings && router.residency_routing && exec.state.probed(d.host) {
-            exec.own_load(d, &model, patience).await;
-        }
+        let owned = marked && self.op != Operation::Embeddings && router.residency_routing && exec.state.probed(d.host);
+        let load = owned.then(|| exec.loads.start(&exec.config, &exec.client, d, &model)).flatten();
         let body = pinned.as_deref().or(inlined.as_deref()).unwrap_or(self.body);
         let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head, native: self.native };
-        let result = exec.attempt(call, guard, patience.or(joined), self.trace).await;
+        let result = exec.attempt(call, guard, patience.or(joined), load, self.trace).await;
         if let Some(until) = until {
             exec.load_awaited(index, until);
         }

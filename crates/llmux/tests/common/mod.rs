@@ -227,9 +227,19 @@ pub fn chat_body(model: &str, stream: bool) -> String {
 }
 
 /// The inference calls an engine received (POSTs), leaving out health probes (llmux probes a host right after it
-/// made it load a model, and asks Ollama's `/api/show` about models it has not seen).
+/// made it load a model, and asks Ollama's `/api/show` about models it has not seen) and the loads llmux sets off
+/// itself (an `/api/generate` without a prompt, see [`preloads`]).
 pub fn posts(mock: &MockHandle) -> Vec<llmux_mock::RecordedRequest> {
-    mock.requests().into_iter().filter(|r| r.method == "POST" && r.path != "/api/show").collect()
+    mock.requests().into_iter().filter(|r| r.method == "POST" && r.path != "/api/show" && !is_preload(r)).collect()
+}
+
+/// The model loads llmux set off on an Ollama engine (an `/api/generate` without a prompt).
+pub fn preloads(mock: &MockHandle) -> Vec<llmux_mock::RecordedRequest> {
+    mock.requests().into_iter().filter(is_preload).collect()
+}
+
+fn is_preload(r: &llmux_mock::RecordedRequest) -> bool {
+    r.path == "/api/generate" && r.body.get("prompt").and_then(|p| p.as_str()).is_none_or(str::is_empty)
 }
 
 /// Polls `check` until it holds and returns how long that took; fails the test after `within`.
