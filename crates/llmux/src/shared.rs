@@ -2,10 +2,10 @@
 //! `REDIS_*` environment variables): cooldowns, host health and residency, usage per deployment and minute
 //! (rpm/tpm limits, failure counts), in-flight counts (least-busy, `max_parallel_requests`).
 //!
-//! Requests never wait on Redis. [`crate::state::State`] records each change in an [`Outbox`] (one short
-//! lock); one task per process sends the outbox in a single pipeline every [`FLUSH_EVERY`] and reads what the
-//! other replicas shared every [`POLL_EVERY`], so a host one replica finds down is skipped by the others
-//! within a fraction of a second. When Redis is unreachable every replica routes on its own state, the outage
+//! Requests never wait on Redis. [`crate::state::State`] records each change in an [`Outbox`] (its
+//! [`ChangeSink`], one short lock); one task per process sends the outbox in a single pipeline every
+//! [`FLUSH_EVERY`] and reads what the other replicas shared every [`POLL_EVERY`], so a host one replica finds
+//! down is skipped by the others within a fraction of a second. When Redis is unreachable every replica routes on its own state, the outage
 //! is logged once, and on return each replica re-sends its running cooldowns and host views.
 //!
 //! Keys, under a prefix (`LLMUX_REDIS_PREFIX`, default `llmux`):
@@ -26,7 +26,7 @@ use redis::aio::ConnectionManager;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::config::RedisSettings;
-use crate::state::{PeerUsage, Remote, SharedHost, State};
+use crate::state::{ChangeSink, CooldownCause, Millis, PeerUsage, Remote, SharedHost, State};
 
 /// How often changes are sent.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -41,7 +41,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Usage buckets outlive their minute by this much.
 const USAGE_TTL_SECONDS: i64 = 120;
 
-/// Changes waiting to be sent to Redis. Filled on the request path, so every method is one short lock.
+/// Changes waiting to be sent to Redis: the state's [`ChangeSink`]. Filled on the request path, so every method is
+/// one short lock.
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: Mutex<Pending>,
@@ -53,21 +54,16 @@ struct Pending {
     usage: HashMap<(u64, Arc<str>), PeerUsage>,
     /// Token corrections by (UTC minute, deployment id): what engines reported minus the estimates counted.
     tokens: HashMap<(u64, Arc<str>), i64>,
-    /// Cooldowns started: id → (until unix ms, status).
-    cooldowns: HashMap<Arc<str>, (u64, u16)>,
+    /// Cooldowns started: id → (until unix ms, why).
+    cooldowns: HashMap<Arc<str>, (u64, CooldownCause)>,
     /// Cooldowns a probe lifted.
     lifted: HashSet<Arc<str>>,
     /// Hosts whose view changed.
     hosts: HashSet<Arc<str>>,
 }
 
-impl Outbox {
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adds `delta` to deployment `id`'s usage in `delta.minute`.
-    pub fn usage(&self, id: &Arc<str>, delta: PeerUsage) {
+impl ChangeSink for Outbox {
+    fn usage(&self, id: &Arc<str>, delta: PeerUsage) {
         let mut pending = self.pending();
         let entry = pending.usage.entry((delta.minute, id.clone())).or_default();
         entry.requests += delta.requests;
@@ -76,34 +72,35 @@ impl Outbox {
         entry.successes += delta.successes;
     }
 
-    /// Adds `delta` (negative when the engine reported fewer tokens than estimated) to deployment `id`'s tokens
-    /// in `minute`.
-    pub fn tokens(&self, id: &Arc<str>, minute: u64, delta: i64) {
+    fn tokens(&self, id: &Arc<str>, minute: u64, delta: i64) {
         let mut pending = self.pending();
         let entry = pending.tokens.entry((minute, id.clone())).or_default();
         *entry = entry.saturating_add(delta);
     }
 
-    /// Deployment `id` cools down until `until` (unix ms).
-    pub fn cooldown(&self, id: &Arc<str>, until: u64, status: u16) {
+    fn cooldown(&self, id: &Arc<str>, until: u64, cause: CooldownCause) {
         let mut pending = self.pending();
         pending.lifted.remove(id);
-        let entry = pending.cooldowns.entry(id.clone()).or_insert((until, status));
+        let entry = pending.cooldowns.entry(id.clone()).or_insert((until, cause));
         if until >= entry.0 {
-            *entry = (until, status);
+            *entry = (until, cause);
         }
     }
 
-    /// A probe found deployment `id`'s host answering: its connection cooldown ends everywhere.
-    pub fn lift(&self, id: &Arc<str>) {
+    fn lift(&self, id: &Arc<str>) {
         let mut pending = self.pending();
         pending.cooldowns.remove(id);
         pending.lifted.insert(id.clone());
     }
 
-    /// Host `origin`'s view changed.
-    pub fn host(&self, origin: &Arc<str>) {
+    fn host(&self, origin: &Arc<str>) {
         self.pending().hosts.insert(origin.clone());
+    }
+}
+
+impl Outbox {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn take(&self) -> Pending {
@@ -306,13 +303,13 @@ impl Sync {
         let mut cooldowns = pending.cooldowns;
         let mut hosts = pending.hosts;
         if self.resync {
-            for (id, until, status) in state.active_cooldowns(now) {
-                cooldowns.entry(id).or_insert((until, status));
+            for (id, until, cause) in state.active_cooldowns(now) {
+                cooldowns.entry(id).or_insert((until, cause));
             }
             hosts.extend(state.origins().iter().cloned());
         }
-        for (id, (until, status)) in &cooldowns {
-            pipe.hset(&self.keys.cooldown, &**id, format!("{until}:{status}")).ignore();
+        for (id, (until, cause)) in &cooldowns {
+            pipe.hset(&self.keys.cooldown, &**id, format!("{until}:{}", cause.tag())).ignore();
             commands += 1;
         }
         let lifted: Vec<&str> = pending.lifted.iter().map(|id| &**id).collect();
@@ -322,7 +319,7 @@ impl Sync {
             commands += 1;
         }
         for origin in &hosts {
-            if let Some(view) = state.shared_host(origin).filter(|v| v.updated > state.to_unix(0)) {
+            if let Some(view) = state.shared_host(origin).filter(|v| v.updated > state.to_unix(Millis(0))) {
                 let json = serde_json::to_string(&view).map_err(|e| e.to_string())?;
                 pipe.hset(&self.keys.host, &**origin, json).ignore();
                 commands += 1;

@@ -37,6 +37,8 @@ pub use settings::{
 };
 pub use table::routing_table;
 
+use crate::providers::profile::EngineProfile;
+
 /// A secret value (an API key). Its `Debug` never prints the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -151,12 +153,12 @@ impl Pattern {
 pub struct Host {
     /// `scheme://host:port`.
     pub origin: String,
-    /// `api_base` of an Ollama deployment on this host, if any: probed with `/api/tags` and `/api/ps`.
-    pub ollama_base: Option<String>,
-    /// `api_base` of an OpenAI-compatible deployment on this host, if any: probed with `/models`.
-    pub openai_base: Option<String>,
-    /// A deployment names it with `lm_studio/`: probed with LM Studio's own model list, which tells what is loaded.
-    pub lm_studio: bool,
+    /// The engine its deployments name (the one probed the most thoroughly, when they name several): how it is
+    /// probed, whether it tells what is loaded, whether it preloads.
+    pub profile: &'static EngineProfile,
+    /// The `api_base` probes use (an Ollama deployment's, else the first probed OpenAI-compatible one's); `None`
+    /// when no deployment on the host has a model list llmux reads.
+    pub probe_base: Option<String>,
     /// The key sent with probes (the first deployment's).
     pub api_key: Option<Secret>,
     /// The first deployment's `user:password` from its `api_base`, sent with probes as basic auth.

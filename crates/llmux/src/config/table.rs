@@ -45,7 +45,7 @@ pub fn routing_table(config: &Config) -> String {
     if !config.hosts.is_empty() {
         let _ = writeln!(out, "hosts");
         for host in &config.hosts {
-            let kind = if host.ollama_base.is_some() { "ollama" } else { "openai-compatible" };
+            let kind = host.profile.api_name;
             let members: Vec<String> = host.deployments.iter().map(|i| format!("model_list[{i}]")).collect();
             let _ = writeln!(out, "  {}  {kind}  {}", host.origin, members.join(", "));
             if let Some(w) = &host.wake {

@@ -8,7 +8,7 @@ use crate::config::{Config, Deployment};
 use crate::protocol::openai::Operation;
 use crate::router::affinity::{ChatPrompt, Prefix, PrefixCache, DEFAULT_SLOTS};
 use crate::router::DeploymentView;
-use crate::state::State;
+use crate::state::{DeploymentIx, State};
 
 /// The prefix index, shared by the executors of successive configs.
 #[derive(Debug, Default, Clone)]
@@ -62,7 +62,7 @@ impl Prefixes {
         for (&i, view) in members.iter().zip(views.iter_mut()) {
             if let Some(d) = config.deployments.get(i) {
                 view.cached = cache.lookup(&d.id, prefix).map_or(0, |hit| hit.tokens);
-                view.cache_room = cache.has_room(&d.id, state.llama_slots(i).unwrap_or(DEFAULT_SLOTS));
+                view.cache_room = cache.has_room(&d.id, state.llama_slots(DeploymentIx(i)).unwrap_or(DEFAULT_SLOTS));
             }
         }
     }
@@ -79,7 +79,7 @@ impl Prefixes {
         now: u64,
     ) -> Option<(Box<dyn Send + Sync>, Option<usize>)> {
         let speaks_openai = d.engine().is_some_and(|e| e.adapter() == crate::providers::Adapter::OpenAiCompatible);
-        let llama_slots = state.llama_slots(d.index).filter(|_| speaks_openai);
+        let llama_slots = state.llama_slots(DeploymentIx(d.index)).filter(|_| speaks_openai);
         let slots = llama_slots.unwrap_or(DEFAULT_SLOTS);
         let id: Arc<str> = Arc::from(d.id.as_str());
         let mut cache = lock(&self.0);

@@ -142,6 +142,7 @@ pub(super) fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::DeploymentIx;
     use router::{DeploymentView, Pick, Skip, Target};
 
     fn hop(order: Option<u32>, depth: u32) -> Hop<'static> {
@@ -150,7 +151,8 @@ mod tests {
     }
 
     fn pick(skipped: Vec<(usize, Skip)>) -> Pick {
-        Pick { deployment: 0, tier: Some(1), skipped, available: 2, expected: None, cached: 0 }
+        let skipped = skipped.into_iter().map(|(i, why)| (DeploymentIx(i), why)).collect();
+        Pick { deployment: DeploymentIx(0), tier: Some(1), skipped, available: 2, expected: None, cached: 0 }
     }
 
     #[test]

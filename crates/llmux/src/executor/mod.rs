@@ -38,7 +38,7 @@ use crate::router::complexity::Classification;
 use crate::router::plan::{Action, Failed, Hop, Plan};
 use crate::router::policy::Cooldown;
 use crate::router::{self, NoCandidate};
-use crate::state::State;
+use crate::state::{HostIx, Millis, State};
 use crate::upstream::HttpClient;
 use labels::*;
 
@@ -124,7 +124,8 @@ impl Executor {
         let (weak, hook_config, hook_client) = (Arc::downgrade(&state), config.clone(), client.clone());
         state.on_unreachable(crate::state::UnreachableHook(Box::new(move |host| {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
-            let task = crate::health::recheck_unreachable(hook_config.clone(), weak.clone(), hook_client.clone(), host);
+            let task =
+                crate::health::recheck_unreachable(hook_config.clone(), weak.clone(), hook_client.clone(), host.0);
             runtime.spawn(task);
             true
         })));
@@ -157,7 +158,7 @@ impl Executor {
     /// Starts the background health checks when the config asks for them (the handle stops them: a reload
     /// replaces them with the new config's), and preloads pinned models.
     pub fn spawn_health_checks(&self) -> Option<tokio::task::AbortHandle> {
-        if self.config.hosts.iter().any(|h| h.ollama_base.is_some() && !h.limits.pinned.is_empty()) {
+        if self.config.hosts.iter().any(|h| h.profile.preloads && !h.limits.pinned.is_empty()) {
             let (config, client) = (self.config.clone(), self.client.clone());
             tokio::spawn(async move { crate::health::preload_pinned(&config, &client).await });
         }
@@ -403,7 +404,7 @@ impl Run<'_> {
                 };
                 // Not its turn: as if every candidate were busy, it waits in the queue.
                 let picked = if my_turn {
-                    router::pick(config, target, &ask, &views, now, &mut self.rng)
+                    router::pick(config, target, &ask, &views, now.0, &mut self.rng)
                 } else {
                     Err(NoCandidate::AllBusy)
                 };
@@ -455,7 +456,8 @@ impl Run<'_> {
         let config: &Config = &exec.config;
         let router = &config.router;
         let (name, target) = (&hop.name, &hop.target);
-        let index = pick.deployment;
+        let ix = pick.deployment;
+        let index = ix.0;
         let d = &config.deployments[index];
         let step = describe(name, target.group, pick, &exec.labels[index].step);
         let view = target.members.iter().position(|&m| m == index).map(|p| views[p]).unwrap_or_default();
@@ -480,16 +482,16 @@ impl Run<'_> {
             }
         };
         let now = exec.state.now();
-        let mut guard = exec.state.start(index, self.prompt_tokens, now);
+        let mut guard = exec.state.start(ix, self.prompt_tokens, now);
         // Where the prompt goes is where its prefix will be cached; on llama.cpp it is pinned to that slot.
         let pinned = self.prefix.as_ref().and_then(|prefix| {
-            let (lease, slot) = exec.prefixes.place(&exec.state, d, prefix, now)?;
+            let (lease, slot) = exec.prefixes.place(&exec.state, d, prefix, now.0)?;
             if let Some(guard) = guard.as_mut() {
                 guard.attach(lease);
             }
             slot.map(|slot| crate::providers::openai::with_slot(inlined.as_deref().unwrap_or(self.body), slot))
         });
-        let marked = exec.state.model_routed(index, &model, now);
+        let marked = exec.state.model_routed(ix, &model, now);
         // A host that must load the model first gets the time loading took it before, and some, to answer.
         let load_cost = target.members.iter().position(|&m| m == index).and_then(|p| views[p].load_cost);
         let patience = load_cost.filter(|_| marked).and_then(|s| Duration::try_from_secs_f64(s * 1.5).ok());
@@ -499,7 +501,10 @@ impl Run<'_> {
         let started = Instant::now();
         let until = patience.map(|p| exec.load_started(index, started + p));
         // Only where a probe told what is loaded: elsewhere "not known to be loaded" is no evidence of a load.
-        let owned = marked && self.op != Operation::Embeddings && router.residency_routing && exec.state.probed(d.host);
+        let owned = marked
+            && self.op != Operation::Embeddings
+            && router.residency_routing
+            && exec.state.probed(d.host.map(HostIx));
         let load = owned.then(|| exec.loads.start(&exec.config, &exec.client, d, &model)).flatten();
         let body = pinned.as_deref().or(inlined.as_deref()).unwrap_or(self.body);
         let call = Call { op: self.op, deployment: d, model: &model, body, head: self.head, native: self.native };
@@ -515,15 +520,15 @@ impl Run<'_> {
                 };
                 let now = exec.state.now();
                 if self.head.stream && joined.is_none() {
-                    exec.state.record_first_byte(index, started.elapsed(), marked);
+                    exec.state.record_first_byte(ix, started.elapsed(), marked);
                 }
                 if marked {
                     // The engine may have evicted another model to load this one: look now rather than at
                     // the next probe (the seed probes every 15 minutes).
                     exec.reprobe(d.host, now);
                 }
-                exec.state.record_success(index, started.elapsed(), max_samples, now);
-                exec.state.host_answered(index, &model, now);
+                exec.state.record_success(ix, started.elapsed(), max_samples, now);
+                exec.state.host_answered(ix, &model, now);
                 self.answered_at = Some(Instant::now());
                 self.attempted(Tried { index, group: target.group, reason, cold: marked }, None, started.elapsed());
                 self.steps.push(step);
@@ -538,28 +543,27 @@ impl Run<'_> {
         self.steps.push(format!("{step} failed: {why}"));
         let now = exec.state.now();
         if marked {
-            exec.state.load_failed(index, &model, now);
+            exec.state.load_failed(ix, &model, now);
         }
         let failure = match plan.failed(err, pick.tier) {
             Failed::Count(failure) => failure,
             Failed::Next(next) => return Err(next),
         };
-        let counts = exec.state.record_failure(index, now);
+        let counts = exec.state.record_failure(ix, now);
         let consequence = plan.cooldown(d, &failure, counts);
         if let Some((host, window)) = consequence.host_down {
-            let until = now.saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
-            exec.state.host_unreachable(host, &why, now, until);
+            exec.state.host_unreachable(host, &why, now, now.after(window));
         }
         let cooled = match consequence.cooldown {
             Cooldown::No => false,
             Cooldown::Now(t) => {
-                exec.state.cool_down(index, t, consequence.tag, now);
+                exec.state.cool_down(ix, t, consequence.cause, now);
                 true
             }
             Cooldown::IfCountExceeds { key, allowed, duration } => {
-                let over = exec.state.count_allowed_fail(index, key, duration, now) > allowed;
+                let over = exec.state.count_allowed_fail(ix, key, duration, now) > allowed;
                 if over {
-                    exec.state.cool_down(index, duration, consequence.tag, now);
+                    exec.state.cool_down(ix, duration, consequence.cause, now);
                 }
                 over
             }
@@ -570,7 +574,7 @@ impl Run<'_> {
         let views = exec.state.snapshot(target.members, now, latency_ttl(config));
         let avoid = plan.avoid();
         let available =
-            target.members.iter().zip(&views).filter(|(i, v)| !avoid.contains(i) && v.cooldown_until <= now).count();
+            target.members.iter().zip(&views).filter(|(i, v)| !avoid.contains(i) && v.cooldown_until <= now.0).count();
         Err(plan.after_failure(d, &failure, available, self.rng.f64()))
     }
 }
@@ -717,14 +721,14 @@ impl Executor {
         loading.get(&index).map(|until| until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
     }
 
-    /// Probes `host` in the background if it is an Ollama or LM Studio host (which tell what is loaded, and so
-    /// what a load evicted) and was not re-probed in the last two seconds.
-    fn reprobe(&self, host: Option<usize>, now: u64) {
-        let tells = |h: &crate::config::Host| h.ollama_base.is_some() || h.lm_studio;
+    /// Probes `host` in the background if its engine tells what is loaded (and so what a load evicted) and it
+    /// was not re-probed in the last two seconds.
+    fn reprobe(&self, host: Option<usize>, now: Millis) {
+        let tells = |h: &crate::config::Host| h.profile.reports_residency;
         let Some(host) = host.filter(|&h| self.config.hosts.get(h).is_some_and(tells)) else {
             return;
         };
-        if !self.state.claim_reprobe(host, now, 2_000) {
+        if !self.state.claim_reprobe(HostIx(host), now, 2_000) {
             return;
         }
         let (config, state, client) = (self.config.clone(), self.state.clone(), self.client.clone());

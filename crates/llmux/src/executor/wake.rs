@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{stream, Executor};
 use crate::router::wake;
+use crate::state::HostIx;
 
 /// Extra time a request waits beyond the host's patience before it stops waiting on its own (the wake-up task
 /// ends the wait sooner; this only bounds it if that task is gone, as after a reload).
@@ -15,7 +16,7 @@ impl Executor {
     /// Whether `host` can be woken and sleeps now (or is being woken).
     pub fn asleep(&self, host: usize) -> bool {
         let wakes = self.config.hosts.get(host).is_some_and(|h| h.wake.is_some());
-        wakes && (self.state.asleep(host) || self.state.waking(host).is_some())
+        wakes && (self.state.asleep(HostIx(host)) || self.state.waking(HostIx(host)).is_some())
     }
 
     /// Wakes `host`, or joins the wake-up under way, and holds the request until it ends: whether the host
@@ -23,22 +24,23 @@ impl Executor {
     pub async fn wake(&self, host: usize) -> bool {
         let Some(spec) = self.config.hosts.get(host) else { return false };
         let Some(w) = &spec.wake else { return false };
+        let ix = HostIx(host);
         let now = self.state.now();
-        if self.state.claim_wake(host, now) {
+        if self.state.claim_wake(ix, now) {
             tracing::info!("waking {} (wake-on-LAN to {})", spec.origin, w.address);
             let (config, state, client) =
                 (self.config.clone(), std::sync::Arc::downgrade(&self.state), self.client.clone());
             tokio::spawn(crate::health::wake::wake(config, state, client, host));
         }
-        let sent = self.state.waking(host).unwrap_or(now);
-        let since = Instant::now() - Duration::from_millis(self.state.now().saturating_sub(sent));
+        let sent = self.state.waking(ix).unwrap_or(now);
+        let since = Instant::now() - Duration::from_millis(self.state.now().since(sent));
         stream::waiting_for(Some((format!("waking {}", spec.origin), since)));
-        let deadline = since + wake::patience(w.boot, self.state.learned_boot(host)) + GRACE;
+        let deadline = since + wake::patience(w.boot, self.state.learned_boot(ix)) + GRACE;
         loop {
             let signal = self.state.wake_signal();
             tokio::pin!(signal);
             signal.as_mut().enable();
-            if self.state.waking(host).is_none() {
+            if self.state.waking(ix).is_none() {
                 break;
             }
             if tokio::time::timeout_at(deadline.into(), signal).await.is_err() {
@@ -46,6 +48,6 @@ impl Executor {
             }
         }
         stream::waiting_for(None);
-        !self.state.asleep(host)
+        !self.state.asleep(ix)
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::config::{Config, Deployment, GenerationProbe};
 use crate::protocol::openai::{Operation, RequestHead};
 use crate::providers::Call;
-use crate::state::{HostStatus, State};
+use crate::state::{DeploymentIx, HostStatus, State};
 use crate::upstream::HttpClient;
 
 /// Probe timeout when the deployment sets no `health_check_timeout` (LiteLLM's default).
@@ -37,7 +37,7 @@ pub(super) async fn probe_deployments(config: &Config, state: &State, client: &H
         if let Err(why) = &result {
             tracing::warn!("generation probe of {} ({}) failed: {why}", d.id, d.model_name);
         }
-        state.generation_probe(d.index, result.err(), state.now(), stale_after, gates);
+        state.generation_probe(DeploymentIx(d.index), result.err(), state.now(), stale_after, gates);
     }
 }
 

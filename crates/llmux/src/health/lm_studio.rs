@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::Probe;
 use crate::config::Host;
+use crate::providers::profile;
 use crate::state::{ModelFacts, ProbeOutcome, Resident};
 
 /// `/api/v1/models`.
@@ -135,5 +136,5 @@ fn from_v0(list: V0List) -> ProbeOutcome {
 
 /// An LM Studio probe that found nothing loaded yet (an empty resident list, not an unknown one).
 fn outcome() -> ProbeOutcome {
-    ProbeOutcome { resident: Some(Vec::new()), engine: Some("lm studio"), ..ProbeOutcome::default() }
+    ProbeOutcome { resident: Some(Vec::new()), engine: Some(&profile::LM_STUDIO), ..ProbeOutcome::default() }
 }

@@ -23,7 +23,8 @@ use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
 use crate::config::{Config, Host};
-use crate::state::{same_model, ProbeOutcome, State};
+use crate::providers::profile::ProbeKind;
+use crate::state::{same_model, HostIx, ProbeOutcome, State};
 use crate::upstream::HttpClient;
 
 pub use ollama::{preload, preload_pinned};
@@ -112,12 +113,12 @@ pub async fn probe_hosts(config: &Config, state: &State, client: &HttpClient, ho
             // A box that sleeps is expected not to answer: said once when it goes, not at every probe.
             if !(host.wake.is_some() && outcome.unreachable) {
                 tracing::warn!("health check of {} failed: {why}", host.origin);
-            } else if !state.asleep(i) {
+            } else if !state.asleep(HostIx(i)) {
                 tracing::info!("{} does not answer ({why}): asleep until a request needs it", host.origin);
             }
         }
         let hold = if outcome.unreachable { unreachable_hold(config) } else { stale_after };
-        state.probe_result(i, &host.deployments, outcome, state.now(), hold);
+        state.probe_result(HostIx(i), &host.deployments, outcome, state.now(), hold);
     }
 }
 
@@ -164,26 +165,26 @@ pub async fn recheck_unreachable(config: Arc<Config>, state: std::sync::Weak<Sta
     loop {
         tokio::time::sleep(gap).await;
         let Some(state) = state.upgrade() else { return };
-        if !state.unreachable_now(host, state.now()) {
-            state.recheck_ended(host);
+        if !state.unreachable_now(HostIx(host), state.now()) {
+            state.recheck_ended(HostIx(host));
             return;
         }
         let Some(h) = config.hosts.get(host) else {
-            state.recheck_ended(host);
+            state.recheck_ended(HostIx(host));
             return;
         };
         if h.probe_disabled {
             // No probe for this host: a TCP connect is the cheapest proof that it is back.
             if connects(&h.origin, h.probe_timeout).await {
                 let back = ProbeOutcome::default();
-                state.probe_result(host, &h.deployments, back, state.now(), Duration::ZERO);
+                state.probe_result(HostIx(host), &h.deployments, back, state.now(), Duration::ZERO);
             }
         } else {
             probe_hosts(&config, &state, &client, std::iter::once(host)).await;
         }
-        if !state.unreachable_now(host, state.now()) {
+        if !state.unreachable_now(HostIx(host), state.now()) {
             tracing::info!("{} answers again: back in routing", h.origin);
-            state.recheck_ended(host);
+            state.recheck_ended(HostIx(host));
             return;
         }
         gap = next_recheck(gap);
@@ -210,14 +211,16 @@ pub async fn probe(config: &Config, host: &Host, client: &HttpClient, state: &St
         timeout: host.probe_timeout,
         transient_ok: config.general.health_check_ignore_transient_errors,
     };
-    let found = match (&host.ollama_base, &host.openai_base) {
-        (Some(base), _) => ollama::probe(&probe, config, host, base, state.model_facts(at)).await,
-        (None, Some(base)) if host.lm_studio => match lm_studio::probe(&probe, host).await {
+    let found = match (&host.probe_base, host.profile.probe) {
+        (Some(base), ProbeKind::Ollama) => {
+            ollama::probe(&probe, config, host, base, state.model_facts(HostIx(at))).await
+        }
+        (Some(base), ProbeKind::LmStudio) => match lm_studio::probe(&probe, host).await {
             Some(found) => found,
             None => openai::probe(&probe, config, host, base).await,
         },
-        (None, Some(base)) => openai::probe(&probe, config, host, base).await,
-        (None, None) => Err(NO_ENDPOINT.to_owned()),
+        (Some(base), ProbeKind::OpenAiModels) => openai::probe(&probe, config, host, base).await,
+        (None, _) => Err(NO_ENDPOINT.to_owned()),
     };
     let latency = started.elapsed();
     match found {

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::Probe;
 use crate::config::{Config, Host};
-use crate::providers::join_url;
+use crate::providers::{join_url, profile};
 use crate::state::{same_model, ModelFacts, ProbeOutcome, Resident};
 use crate::upstream::HttpClient;
 
@@ -123,7 +123,14 @@ pub(super) async fn probe(
             known.insert(model, ModelFacts { context_length: show.context_length(), capabilities: show.capabilities });
         }
     }
-    Ok(ProbeOutcome { available, sizes, resident, engine: Some("ollama"), models: known, ..ProbeOutcome::default() })
+    Ok(ProbeOutcome {
+        available,
+        sizes,
+        resident,
+        engine: Some(&profile::OLLAMA),
+        models: known,
+        ..ProbeOutcome::default()
+    })
 }
 
 /// Loads every pinned model on its Ollama host now, to stay (`/api/generate` with no prompt and
@@ -144,7 +151,7 @@ pub async fn preload(
     keep_alive: Option<serde_json::Value>,
     client: &HttpClient,
 ) -> bool {
-    let Some(base) = &host.ollama_base else { return true };
+    let Some(base) = host.probe_base.as_ref().filter(|_| host.profile.preloads) else { return true };
     let mut body = json!({"model": model});
     if let Some(keep) = keep_alive {
         body["keep_alive"] = keep;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::Probe;
 use crate::config::{Config, Host};
-use crate::providers::join_url;
+use crate::providers::{join_url, profile};
 use crate::state::{same_model, ModelFacts, ProbeOutcome, Resident, SlotUse};
 
 #[derive(Deserialize, Default)]
@@ -102,7 +102,7 @@ pub(super) async fn probe(probe: &Probe<'_>, config: &Config, host: &Host, base:
         available: list.data.into_iter().map(|m| m.id).collect(),
         sizes,
         resident: Some(resident),
-        engine: Some("llama.cpp"),
+        engine: Some(&profile::LLAMA_CPP),
         slots,
         models,
         ..ProbeOutcome::default()

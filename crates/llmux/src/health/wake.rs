@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::router::wake::{self, Step, TICK};
-use crate::state::{ProbeOutcome, State};
+use crate::state::{HostIx, ProbeOutcome, State};
 use crate::upstream::HttpClient;
 
 /// The wake-on-LAN magic packet: six `0xFF` bytes, then the MAC sixteen times.
@@ -34,13 +34,13 @@ async fn send(mac: [u8; 6], address: SocketAddr) -> std::io::Result<()> {
 pub async fn wake(config: Arc<Config>, state: Weak<State>, client: HttpClient, host: usize) {
     let Some((spec, w)) = config.hosts.get(host).and_then(|h| h.wake.as_ref().map(|w| (h, w))) else {
         if let Some(state) = state.upgrade() {
-            state.wake_ended(host, None);
+            state.wake_ended(HostIx(host), None);
         }
         return;
     };
     let started = Instant::now();
     let patience = match state.upgrade() {
-        Some(state) => wake::patience(w.boot, state.learned_boot(host)),
+        Some(state) => wake::patience(w.boot, state.learned_boot(HostIx(host))),
         None => return,
     };
     let mut answered = false;
@@ -54,11 +54,11 @@ pub async fn wake(config: Arc<Config>, state: Weak<State>, client: HttpClient, h
                     spec.origin,
                     took.as_secs_f64()
                 );
-                return live.wake_ended(host, Some(took));
+                return live.wake_ended(HostIx(host), Some(took));
             }
             Step::GiveUp => {
                 tracing::warn!("{} did not answer within {patience:?} of its wake-on-LAN packet", spec.origin);
-                return live.wake_ended(host, None);
+                return live.wake_ended(HostIx(host), None);
             }
             Step::Packet => {
                 if let Err(e) = send(w.mac, w.address).await {
@@ -82,11 +82,17 @@ async fn answers(config: &Config, state: &State, client: &HttpClient, host: usiz
         return false;
     }
     if spec.probe_disabled {
-        state.probe_result(host, &spec.deployments, ProbeOutcome::default(), state.now(), std::time::Duration::ZERO);
+        state.probe_result(
+            HostIx(host),
+            &spec.deployments,
+            ProbeOutcome::default(),
+            state.now(),
+            std::time::Duration::ZERO,
+        );
     } else {
         super::probe_hosts(config, state, client, std::iter::once(host)).await;
     }
-    !state.asleep(host)
+    !state.asleep(HostIx(host))
 }
 
 #[cfg(test)]

@@ -108,14 +108,14 @@ pub(super) fn register(registry: &mut Registry, exec: &Executor) {
             api_base: Text::from(crate::redact::url(&engine.api_base)),
             api_provider: engine.engine.prefix,
         };
-        states.get_or_create(&labels).set(deployment_state(view, host, now));
+        states.get_or_create(&labels).set(deployment_state(view, host, now.0));
         let grouped = GroupDeploymentLabels {
             model_group: Text::from(d.model_name.as_str()),
             litellm_model_name: model,
             model_id: id,
         };
         in_flight.get_or_create(&grouped).set(i64::from(view.in_flight));
-        cooldown.get_or_create(&grouped).set(view.cooldown_until.saturating_sub(now) as f64 / 1000.0);
+        cooldown.get_or_create(&grouped).set(view.cooldown_until.saturating_sub(now.0) as f64 / 1000.0);
         if let (Some(load), Some(h)) = (view.load_cost, d.host.and_then(|h| config.hosts.get(h))) {
             let labels = HostModelLabels {
                 host: Text::from(h.origin.as_str()),
@@ -149,7 +149,7 @@ pub(super) fn register(registry: &mut Registry, exec: &Executor) {
             status.get_or_create(&HostStatusLabels { host: host.clone(), status: status_name(s) }).set(value);
         }
         if h.status != HostStatus::Unknown {
-            status_age.get_or_create(&labels).set(now.saturating_sub(h.since) as f64 / 1000.0);
+            status_age.get_or_create(&labels).set(now.since(h.since) as f64 / 1000.0);
         }
         if let Some(ms) = h.probe_latency_ms {
             probe_latency.get_or_create(&labels).set(ms as f64 / 1000.0);

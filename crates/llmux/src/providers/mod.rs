@@ -3,7 +3,8 @@
 //! A provider is a pure translator between llmux's canonical OpenAI form and an engine's wire format; it never
 //! does I/O. The executor sends what [`Provider::build_request`] returns and feeds what comes back through
 //! [`Provider::convert_response`] or a [`StreamConverter`]. Which LiteLLM prefix maps to which adapter, default
-//! base URL and key variables is data, kept in [`ENGINES`].
+//! base URL and key variables is data, kept in [`ENGINES`]; what differs between the engines on a host (how it is
+//! probed, whether it tells what is loaded, whether it preloads) is data too, in [`profile`].
 
 pub mod anthropic;
 pub mod azure;
@@ -11,6 +12,7 @@ pub mod gemini;
 pub mod ollama;
 pub mod openai;
 pub mod prices;
+pub mod profile;
 pub mod ratelimit;
 pub mod sse;
 
@@ -23,6 +25,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use crate::config::{Deployment, EngineTarget};
 use crate::error::Error;
 use crate::protocol::openai::{Operation, RequestHead};
+use profile::EngineProfile;
 
 /// Everything a provider needs to translate one attempt.
 pub struct Call<'a> {
@@ -197,6 +200,8 @@ pub struct EngineSpec {
     /// A hosted API rather than a machine of the lab: never probed in the background (a probe would cost
     /// requests against the account's rate limit and tell nothing about residency).
     pub cloud: bool,
+    /// The engine on the hosts of its deployments; `None` for an API with no model list llmux reads.
+    pub profile: Option<&'static EngineProfile>,
 }
 
 /// A local engine family's row.
@@ -207,11 +212,22 @@ const fn local(
     api_base_env: &'static [&'static str],
     api_key_env: &'static [&'static str],
     default_api_key: Option<&'static str>,
+    profile: &'static EngineProfile,
 ) -> EngineSpec {
-    EngineSpec { prefix, adapter, default_api_base, api_base_env, api_key_env, default_api_key, cloud: false }
+    EngineSpec {
+        prefix,
+        adapter,
+        default_api_base,
+        api_base_env,
+        api_key_env,
+        default_api_key,
+        cloud: false,
+        profile: Some(profile),
+    }
 }
 
-/// A hosted provider's row: its public endpoint and the variables LiteLLM reads.
+/// A hosted provider's row: its public endpoint and the variables LiteLLM reads. At another `api_base` (a
+/// gateway, a self-hosted server) an OpenAI-compatible one is probed like any OpenAI-compatible engine.
 const fn cloud(
     prefix: &'static str,
     adapter: Adapter,
@@ -227,6 +243,10 @@ const fn cloud(
         api_key_env,
         default_api_key: None,
         cloud: true,
+        profile: match adapter {
+            Adapter::OpenAiCompatible => Some(&profile::OPENAI_COMPATIBLE),
+            _ => None,
+        },
     }
 }
 
@@ -243,6 +263,7 @@ pub const ENGINES: &[EngineSpec] = &[
         &["OLLAMA_API_BASE"],
         &["OLLAMA_API_KEY"],
         None,
+        &profile::OLLAMA,
     ),
     local(
         "ollama",
@@ -251,6 +272,7 @@ pub const ENGINES: &[EngineSpec] = &[
         &["OLLAMA_API_BASE"],
         &["OLLAMA_API_KEY"],
         None,
+        &profile::OLLAMA,
     ),
     local(
         "hosted_vllm",
@@ -259,6 +281,7 @@ pub const ENGINES: &[EngineSpec] = &[
         &["HOSTED_VLLM_API_BASE"],
         &["HOSTED_VLLM_API_KEY"],
         Some("fake-api-key"),
+        &profile::OPENAI_COMPATIBLE,
     ),
     local(
         "lm_studio",
@@ -267,6 +290,7 @@ pub const ENGINES: &[EngineSpec] = &[
         &["LM_STUDIO_API_BASE"],
         &["LM_STUDIO_API_KEY"],
         Some("fake-api-key"),
+        &profile::LM_STUDIO,
     ),
     local(
         "llamafile",
@@ -275,6 +299,7 @@ pub const ENGINES: &[EngineSpec] = &[
         &["LLAMAFILE_API_BASE"],
         &["LLAMAFILE_API_KEY"],
         None,
+        &profile::OPENAI_COMPATIBLE,
     ),
     cloud(
         "anthropic",
@@ -292,6 +317,7 @@ pub const ENGINES: &[EngineSpec] = &[
         api_key_env: &["AZURE_OPENAI_API_KEY", "AZURE_API_KEY"],
         default_api_key: None,
         cloud: true,
+        profile: None,
     },
     // LiteLLM's `litellm/llms/gemini/common_utils.py` (`GeminiModelInfo.get_api_base`, `get_api_key_from_env`).
     cloud(

@@ -10,6 +10,7 @@ pub mod affinity;
 pub mod complexity;
 pub mod plan;
 pub mod policy;
+pub mod residency;
 pub mod semantic;
 pub mod speed;
 mod strategy;
@@ -19,6 +20,7 @@ pub mod warmup;
 use crate::config::{Config, Deployment};
 use crate::error::Error;
 use crate::protocol::openai::Operation;
+use crate::state::DeploymentIx;
 
 /// What the router knows about one deployment at decision time, indexed like `Config::deployments`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -192,11 +194,11 @@ impl std::fmt::Display for Skip {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pick {
     /// The chosen deployment.
-    pub deployment: usize,
+    pub deployment: DeploymentIx,
     /// Its `order` tier.
     pub tier: Option<u32>,
     /// Every other member and why it was not chosen (members merely not drawn by the strategy are omitted).
-    pub skipped: Vec<(usize, Skip)>,
+    pub skipped: Vec<(DeploymentIx, Skip)>,
     /// Members neither cooling down nor refused: whether a retry may go elsewhere at once.
     pub available: usize,
     /// Seconds the chosen deployment is expected to take, when its speeds are known ([`speed`]).
@@ -248,7 +250,7 @@ pub fn pick(
     let mut pool: Vec<Candidate<'_>> = Vec::with_capacity(target.members.len());
     for (k, &i) in target.members.iter().enumerate() {
         if ask.avoid.contains(&i) {
-            skipped.push((i, Skip::Avoided));
+            skipped.push((DeploymentIx(i), Skip::Avoided));
         } else {
             pool.push(Candidate { d: &config.deployments[i], view: views.get(k).copied().unwrap_or_default() });
         }
@@ -259,7 +261,7 @@ pub fn pick(
     let mut drop_where = |pool: &mut Vec<Candidate<'_>>, why: &dyn Fn(&Candidate<'_>) -> Option<Skip>| {
         pool.retain(|c| match why(c) {
             Some(skip) => {
-                skipped.push((c.d.index, skip));
+                skipped.push((DeploymentIx(c.d.index), skip));
                 false
             }
             None => true,
@@ -417,7 +419,7 @@ pub fn pick(
     let chosen = strategy::choose(&config.router.routing_strategy, &pool, rng);
     let view = pool.iter().find(|c| c.d.index == chosen).map(|c| c.view).unwrap_or_default();
     let expected = speed::expected_seconds(&view, ask);
-    Ok(Pick { deployment: chosen, tier, skipped, available, expected, cached: view.cached })
+    Ok(Pick { deployment: DeploymentIx(chosen), tier, skipped, available, expected, cached: view.cached })
 }
 
 /// A cached prefix shorter than this (estimated tokens) is not worth concentrating load for: it is read again

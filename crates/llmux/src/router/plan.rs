@@ -17,7 +17,7 @@ use crate::router::policy::{self, Cooldown, Failure};
 use crate::router::semantic::SemanticRouter;
 use crate::router::wake;
 use crate::router::{self, NoCandidate, Target};
-use crate::state::MinuteCounts;
+use crate::state::{CooldownCause, HostIx, MinuteCounts};
 
 /// How long a host that refused a live connection is skipped (unless a probe or a request finds it back
 /// sooner): long enough that a powered-off host's connect timeout is not paid every few seconds.
@@ -361,14 +361,17 @@ impl<'c> Plan<'c> {
     pub fn cooldown(&mut self, d: &Deployment, failure: &Failure, counts: MinuteCounts) -> Consequence {
         let router = &self.config.router;
         let Some(current) = self.current.as_mut() else { return Consequence::default() };
-        let host_down =
-            if failure.connect { d.host.map(|h| (h, router.cooldown_time.max(PASSIVE_DOWN_MIN))) } else { None };
+        let host_down = if failure.connect {
+            d.host.map(|h| (HostIx(h), router.cooldown_time.max(PASSIVE_DOWN_MIN)))
+        } else {
+            None
+        };
         let has_fallbacks = lookup(&router.fallbacks, &current.pending.name, current.target.group).is_some();
         let cooldown = policy::cooldown(router, d, current.target.members.len(), has_fallbacks, failure, counts);
         if matches!(failure.status, 401 | 403) {
             current.avoid.push(d.index);
         }
-        Consequence { host_down, cooldown, tag: cooldown_tag(failure) }
+        Consequence { host_down, cooldown, cause: cooldown_cause(failure) }
     }
 
     /// After recording the failure of `d`: retry in the group (after a back-off) when LiteLLM's retry rules
@@ -464,16 +467,16 @@ impl<'c> Plan<'c> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Consequence {
     /// The host to skip, and for how long.
-    pub host_down: Option<(usize, Duration)>,
+    pub host_down: Option<(HostIx, Duration)>,
     /// The deployment's cooldown.
     pub cooldown: Cooldown,
-    /// The cooldown's tag: 0 for a connection failure (a successful probe can lift it), else the status.
-    pub tag: u16,
+    /// Why it cools down (a successful probe lifts a cooldown for an unreachable host).
+    pub cause: CooldownCause,
 }
 
 impl Default for Consequence {
     fn default() -> Self {
-        Consequence { host_down: None, cooldown: Cooldown::No, tag: 0 }
+        Consequence { host_down: None, cooldown: Cooldown::No, cause: CooldownCause::Unreachable }
     }
 }
 
@@ -519,12 +522,13 @@ fn explain_fallbacks(err: Error, group: &str, tried: &[String]) -> Error {
     }
 }
 
-/// A connection failure cools down with tag 0, so a successful probe can lift it; others keep their status.
-fn cooldown_tag(failure: &Failure) -> u16 {
+/// Why `failure` cools its deployment down: a connection failure is lifted by a successful probe, others keep
+/// their status.
+fn cooldown_cause(failure: &Failure) -> CooldownCause {
     if failure.connect {
-        0
+        CooldownCause::Unreachable
     } else {
-        failure.status
+        CooldownCause::Status(failure.status)
     }
 }
 

@@ -98,7 +98,7 @@ fn drive_with(
                 continue;
             }
         };
-        let i = p.deployment;
+        let i = p.deployment.0;
         plan.attempting(p.tier);
         sim.calls.push(i);
         let err = match outcome(i, sim.calls.len()) {
@@ -121,7 +121,7 @@ fn drive_with(
         if let Some((host, window)) = cons.host_down {
             assert!(window >= PASSIVE_DOWN_MIN);
             for (j, other) in c.deployments.iter().enumerate() {
-                if other.host == Some(host) {
+                if other.host == Some(host.0) {
                     sim.cooled[j] = true;
                 }
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::policy::{self, Cooldown, Failure};
 use super::*;
 use crate::config::{load_str, ErrorClass};
-use crate::state::MinuteCounts;
+use crate::state::{DeploymentIx, MinuteCounts};
 
 fn config(yaml: &str) -> Config {
     load_str(yaml, &|_| None).unwrap_or_else(|d| panic!("{d}")).0
@@ -42,7 +42,10 @@ fn only_the_lowest_order_tier_is_drawn_from() {
         let p = pick(&c, &target(&c, "fast"), &Ask::default(), &[], 0, &mut fastrand::Rng::with_seed(seed)).unwrap();
         assert_eq!(p.deployment, 1);
         assert_eq!(p.tier, Some(1));
-        assert!(p.skipped.contains(&(0, Skip::LowerPriority)) && p.skipped.contains(&(2, Skip::LowerPriority)));
+        assert!(
+            p.skipped.contains(&(DeploymentIx(0), Skip::LowerPriority))
+                && p.skipped.contains(&(DeploymentIx(2), Skip::LowerPriority))
+        );
     }
 }
 
@@ -51,8 +54,8 @@ fn cooldown_is_filtered_before_order_so_the_next_tier_serves_at_once() {
     let c = config(TIERS);
     let views = [DeploymentView::default(), cooling(5_000), DeploymentView::default()];
     let p = pick_one(&c, "small", &views, 1_000).unwrap();
-    assert_eq!((p.deployment, p.tier), (0, Some(2)));
-    assert!(p.skipped.contains(&(1, Skip::CoolingDown(4_000))));
+    assert_eq!((p.deployment.0, p.tier), (0, Some(2)));
+    assert!(p.skipped.contains(&(DeploymentIx(1), Skip::CoolingDown(4_000))));
     // Unordered deployments serve only when no ordered one survives.
     let views = [cooling(5_000), cooling(5_000), DeploymentView::default()];
     assert_eq!(pick_one(&c, "small", &views, 1_000).unwrap().deployment, 2);
@@ -78,17 +81,21 @@ fn unhealthy_hosts_are_skipped_unless_every_host_is_unhealthy() {
     let down = DeploymentView { unhealthy: true, ..DeploymentView::default() };
     let p = pick_one(&c, "small", &[DeploymentView::default(), down, DeploymentView::default()], 0).unwrap();
     assert_eq!(p.deployment, 0);
-    assert!(p.skipped.contains(&(1, Skip::Unhealthy)));
+    assert!(p.skipped.contains(&(DeploymentIx(1), Skip::Unhealthy)));
     assert_eq!(pick_one(&c, "small", &[down, down, down], 0).unwrap().deployment, 1);
     // A host where the load would push out a model serving requests is passed over; all such: the request queues.
     let evicts_busy = DeploymentView { evicts: true, evicts_busy: true, ..DeploymentView::default() };
     let p = pick_one(&c, "small", &[DeploymentView::default(), evicts_busy, DeploymentView::default()], 0).unwrap();
-    assert_eq!((p.deployment, p.skipped.contains(&(1, Skip::EvictsBusy))), (0, true), "order 2 takes over");
+    assert_eq!(
+        (p.deployment.0, p.skipped.contains(&(DeploymentIx(1), Skip::EvictsBusy))),
+        (0, true),
+        "order 2 takes over"
+    );
     assert!(matches!(pick_one(&c, "small", &[evicts_busy; 3], 0), Err(NoCandidate::AllBusy)));
     // A host that sleeps is passed over the same way, and said to be asleep.
     let asleep = DeploymentView { asleep: true, ..down };
     let p = pick_one(&c, "small", &[DeploymentView::default(), asleep, DeploymentView::default()], 0).unwrap();
-    assert!(p.skipped.contains(&(1, Skip::Asleep)));
+    assert!(p.skipped.contains(&(DeploymentIx(1), Skip::Asleep)));
     assert_eq!(Skip::Asleep.to_string(), "host asleep");
 }
 
@@ -152,7 +159,7 @@ fn weights_split_traffic_in_proportion_and_weightless_members_never_serve() {
     let mut rng = fastrand::Rng::with_seed(42);
     let mut hits = [0u32; 3];
     for _ in 0..8000 {
-        hits[pick(&c, &t, &Ask::default(), &[], 0, &mut rng).unwrap().deployment] += 1;
+        hits[pick(&c, &t, &Ask::default(), &[], 0, &mut rng).unwrap().deployment.0] += 1;
     }
     assert_eq!(hits[2], 0);
     // Expected 6000 : 2000; ±5 standard deviations of a binomial(8000, 0.75) is ±194.
@@ -211,7 +218,7 @@ fn latency_based_prefers_the_fastest_and_tries_unmeasured_ones() {
     let mut rng = fastrand::Rng::with_seed(5);
     let t = target(&c, "g");
     let picks: Vec<usize> =
-        (0..200).map(|_| pick(&c, &t, &Ask::default(), &views, 0, &mut rng).unwrap().deployment).collect();
+        (0..200).map(|_| pick(&c, &t, &Ask::default(), &views, 0, &mut rng).unwrap().deployment.0).collect();
     assert!(picks.contains(&1) && picks.contains(&2) && !picks.contains(&0), "buffer 0.5 admits 1.4 s but not 2 s");
     assert_eq!(pick_one(&c, "g", &[v(Some(2.0)), v(Some(1.0)), v(None)], 0).unwrap().deployment, 2);
 }
@@ -222,7 +229,7 @@ fn usage_based_skips_deployments_over_rpm_and_prefers_the_least_used() {
     let used = |r, t| DeploymentView { requests_this_minute: r, tokens_this_minute: t, ..DeploymentView::default() };
     let p = pick_one(&c, "g", &[used(2, 0), used(0, 500), used(0, 100)], 0).unwrap();
     assert_eq!(p.deployment, 2);
-    assert!(p.skipped.contains(&(0, Skip::OverLimit)));
+    assert!(p.skipped.contains(&(DeploymentIx(0), Skip::OverLimit)));
 }
 
 #[test]
@@ -251,7 +258,7 @@ model_list:
     assert_eq!(pick(&c, &t, &ask(50), &[], 0, &mut rng).unwrap().deployment, 0);
     let p = pick(&c, &t, &ask(500), &[], 0, &mut rng).unwrap();
     assert_eq!(p.deployment, 1);
-    assert!(p.skipped.contains(&(0, Skip::ContextWindow)));
+    assert!(p.skipped.contains(&(DeploymentIx(0), Skip::ContextWindow)));
     assert_eq!(
         pick(&c, &t, &ask(5000), &[], 0, &mut rng),
         Err(NoCandidate::ContextWindow { tokens: 5000, largest: 1000 })
@@ -478,7 +485,7 @@ fn a_busy_warm_host_loses_to_an_idle_cold_one_when_loading_is_quicker_than_waiti
     let unknown = DeploymentView::default();
     let p = pick(&c, &t, &Ask::default(), &[busy_warm, quick_load, slow_load], 0, &mut rng).unwrap();
     assert_eq!(p.deployment, 1, "a 5 s load beats a 12 s queue");
-    assert!(p.skipped.contains(&(0, Skip::BusyWarm)), "{:?}", p.skipped);
+    assert!(p.skipped.contains(&(DeploymentIx(0), Skip::BusyWarm)), "{:?}", p.skipped);
     let p = pick(&c, &t, &Ask::default(), &[busy_warm, slow_load, unknown], 0, &mut rng).unwrap();
     assert_eq!(p.deployment, 0, "a 30 s load does not; an unlearned load cost never does");
     let idle_warm = DeploymentView { warm: true, ..DeploymentView::default() };
@@ -502,7 +509,7 @@ fn shares(c: &Config, name: &str, views: &[DeploymentView]) -> Vec<f64> {
     let mut rng = fastrand::Rng::with_seed(11);
     let mut counts = vec![0u32; c.deployments.len()];
     for _ in 0..2_000 {
-        counts[pick(c, &t, &Ask::default(), views, 0, &mut rng).unwrap().deployment] += 1;
+        counts[pick(c, &t, &Ask::default(), views, 0, &mut rng).unwrap().deployment.0] += 1;
     }
     counts.iter().map(|&n| f64::from(n) / 2_000.0).collect()
 }
@@ -546,7 +553,7 @@ fn weights_do_not_override_eviction_pinning_or_a_host_busy_loading() {
     ] {
         assert_eq!(shares(&c, "g", &[warm, other])[1], 0.0, "{why:?}");
         let p = pick_one(&c, "g", &[warm, other], 0).unwrap();
-        assert!(p.skipped.contains(&(1, why)), "{:?}", p.skipped);
+        assert!(p.skipped.contains(&(DeploymentIx(1), why)), "{:?}", p.skipped);
     }
     // The heavy share's host busy loading: the light one takes everything meanwhile.
     let loading = DeploymentView { host_loading: true, warm: true, ..DeploymentView::default() };
@@ -567,7 +574,7 @@ model_list:
 fn picks(c: &Config, ask: &Ask<'_>, views: &[DeploymentView]) -> Vec<usize> {
     let t = target(c, "coding");
     let mut rng = fastrand::Rng::with_seed(1);
-    let mut seen: Vec<usize> = (0..60).map(|_| pick(c, &t, ask, views, 0, &mut rng).unwrap().deployment).collect();
+    let mut seen: Vec<usize> = (0..60).map(|_| pick(c, &t, ask, views, 0, &mut rng).unwrap().deployment.0).collect();
     seen.sort_unstable();
     seen.dedup();
     seen
@@ -581,7 +588,10 @@ fn the_deployment_holding_the_prompt_prefix_wins_unless_it_is_much_busier() {
     let fresh = DeploymentView::default();
     assert_eq!(picks(&c, &ask, &[fresh, cached, fresh]), vec![1]);
     let p = pick(&c, &target(&c, "coding"), &ask, &[fresh, cached, fresh], 0, &mut fastrand::Rng::new()).unwrap();
-    assert!(p.skipped.contains(&(0, Skip::PrefixElsewhere)) && p.skipped.contains(&(2, Skip::PrefixElsewhere)));
+    assert!(
+        p.skipped.contains(&(DeploymentIx(0), Skip::PrefixElsewhere))
+            && p.skipped.contains(&(DeploymentIx(2), Skip::PrefixElsewhere))
+    );
     assert_eq!(p.cached, 11_000);
     // Busier by the threshold: still preferred; busier beyond it: the load is shared again.
     let busy = |n| DeploymentView { in_flight: n, ..cached };
@@ -610,7 +620,11 @@ fn with_speeds_known_the_candidate_expected_to_finish_first_wins() {
     assert_eq!(picks(&c, &ask, &[quick, p40, quick]), vec![0, 2], "similar estimates share the load");
     let p = pick(&c, &target(&c, "coding"), &ask, &[quick, p40, quick], 0, &mut fastrand::Rng::new()).unwrap();
     let expected = 20_000.0 / 300.0 + 500.0 / 15.0;
-    assert!(p.skipped.contains(&(1, Skip::Slower((expected * 1000.0_f64).round() as u64))), "{:?}", p.skipped);
+    assert!(
+        p.skipped.contains(&(DeploymentIx(1), Skip::Slower((expected * 1000.0_f64).round() as u64))),
+        "{:?}",
+        p.skipped
+    );
     assert!((p.expected.unwrap() - (5.0 + 500.0 / 60.0)).abs() < 1e-9);
     // The cache counts as prompt it need not read: a quick GPU holding the prefix beats the other quick one.
     let holder = DeploymentView { cached: 19_000, ..quick };

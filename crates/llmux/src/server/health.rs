@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::AppState;
 use crate::error::Error;
-use crate::state::{same_model, HostStatus};
+use crate::state::{same_model, DeploymentIx, HostStatus, Millis};
 
 /// `?model=` / `?model_id=` filters of `GET /health`.
 #[derive(Debug, Deserialize)]
@@ -61,7 +61,7 @@ pub async fn health(State(app): State<AppState>, Query(query): Query<HealthQuery
             {
                 Some(format!("model {:?} is not on {}", engine.upstream_model, engine.host()))
             }
-            Some(_) => exec.state.generation_failure(i, exec.state.now()),
+            Some(_) => exec.state.generation_failure(DeploymentIx(i), exec.state.now()),
         };
         match problem {
             None => healthy.push(Value::Object(entry)),
@@ -117,19 +117,13 @@ const TYPICAL_PROMPT_TOKENS: u64 = 1_000;
 pub fn host_list(exec: &crate::executor::Executor) -> Vec<Value> {
     let config = &exec.config;
     let now = exec.state.now();
-    let ago = |t: u64| (now.saturating_sub(t) as f64 / 1000.0 * 10.0).round() / 10.0;
+    let ago = |t: Millis| (now.since(t) as f64 / 1000.0 * 10.0).round() / 10.0;
     config
         .hosts
         .iter()
         .zip(exec.state.hosts())
         .map(|(spec, h)| {
-            let engine = h.engine.unwrap_or(if spec.ollama_base.is_some() {
-                "ollama"
-            } else if spec.lm_studio {
-                "lm studio"
-            } else {
-                "openai-compatible"
-            });
+            let engine = h.engine.unwrap_or(spec.profile).name;
             let learned = exec.state.snapshot(&spec.deployments, now, None);
             let deployments: Vec<Value> = spec
                 .deployments

@@ -98,7 +98,7 @@ async fn refresh_model_lists(executor: &crate::executor::Executor) {
         .iter()
         .flat_map(|p| config.groups.get(&p.group).into_iter().flatten())
         .filter_map(|&i| config.deployments[i].host)
-        .filter(|&h| hosts.get(h).and_then(|s| s.last_probe).is_none_or(|t| now.saturating_sub(t) > DISCOVERY_TTL_MS))
+        .filter(|&h| hosts.get(h).and_then(|s| s.last_probe).is_none_or(|t| now.since(t) > DISCOVERY_TTL_MS))
         .collect();
     stale.sort_unstable();
     stale.dedup();

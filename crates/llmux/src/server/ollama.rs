@@ -25,7 +25,7 @@ use crate::config::{Config, Deployment};
 use crate::error::{Dialect, Error};
 use crate::protocol::ollama::{listed_name, rfc3339, routable_name, VERSION};
 use crate::protocol::openai::Operation;
-use crate::state::{same_model, HostState, ModelFacts, Resident};
+use crate::state::{same_model, HostState, Millis, ModelFacts, Resident};
 
 /// The routes, merged into the app (behind its key check).
 pub fn routes() -> Router<AppState> {
@@ -111,8 +111,8 @@ fn known(listed: &Listed<'_>, hosts: &[HostState]) -> Known {
     let mut capabilities: Option<&[String]> = None;
     for (d, model) in &listed.members {
         let (Some(host), Some(model)) = (host(hosts, d), model.as_deref()) else { continue };
-        if matches!(host.engine, Some("ollama" | "llama.cpp")) {
-            out.format = "gguf";
+        if let Some(format) = host.engine.and_then(|e| e.model_format) {
+            out.format = format;
         }
         if out.size.is_none() {
             out.size = host.sizes.iter().find(|(m, _)| same_model(m, model)).map(|(_, s)| *s);
@@ -174,7 +174,7 @@ fn digest(name: &str) -> String {
 
 /// When llmux's state began (started or loaded a new config), as `modified_at`.
 fn modified_at(state: &AppState) -> String {
-    let ms = state.executor().state.to_unix(0);
+    let ms = state.executor().state.to_unix(Millis(0));
     rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
 }
 

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::config::reader::{clamp_u32, get_uint, must_be, names};
 use crate::config::{defaults, Deployment, Diagnostics, Host, HostLimits};
+use crate::providers;
 
 /// Groups engine deployments by host (scheme + authority) and sets each deployment's `host`.
 pub(crate) fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
@@ -18,9 +19,8 @@ pub(crate) fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
             None => {
                 hosts.push(Host {
                     origin,
-                    ollama_base: None,
-                    openai_base: None,
-                    lm_studio: false,
+                    profile: &providers::profile::OPENAI_COMPATIBLE,
+                    probe_base: None,
                     api_key: engine.api_key.clone(),
                     basic_auth: engine.basic_auth.clone(),
                     probe_timeout: defaults::PROBE_TIMEOUT,
@@ -36,24 +36,21 @@ pub(crate) fn hosts(deployments: &mut [Deployment]) -> Vec<Host> {
         // A provider's public endpoint is not probed (a probe costs requests against the account's rate limit
         // and tells nothing about residency), nor is an API that has no model list llmux reads.
         let unprobed = engine.engine.cloud && engine.engine.default_api_base == Some(engine.api_base.as_str());
-        match engine.adapter() {
-            crate::providers::Adapter::Ollama { .. } => {
-                host.ollama_base.get_or_insert_with(|| engine.api_base.clone());
+        if let Some(profile) = engine.engine.profile.filter(|_| !unprobed) {
+            let current = host.probe_base.is_some().then_some(host.profile);
+            // The first base of the API that tells the most (Ollama's over OpenAI's); the engine probed the most
+            // thoroughly (Ollama, then LM Studio, then plain `/models`).
+            if current.is_none_or(|c| profile.api > c.api) {
+                host.probe_base = Some(engine.api_base.clone());
             }
-            crate::providers::Adapter::OpenAiCompatible if !unprobed => {
-                host.openai_base.get_or_insert_with(|| engine.api_base.clone());
+            if current.is_none_or(|c| profile.probe > c.probe) {
+                host.profile = profile;
             }
-            crate::providers::Adapter::OpenAiCompatible
-            | crate::providers::Adapter::Anthropic
-            | crate::providers::Adapter::Azure
-            | crate::providers::Adapter::Gemini => {}
         }
         if let Some(t) = d.health_check_timeout {
             host.probe_timeout = if host.deployments.is_empty() { t } else { host.probe_timeout.max(t) };
         }
-        let probed = host.ollama_base.is_some() || host.openai_base.is_some();
-        host.probe_disabled &= d.disable_background_health_check || !probed;
-        host.lm_studio |= engine.engine.prefix == "lm_studio";
+        host.probe_disabled &= d.disable_background_health_check || host.probe_base.is_none();
         host.deployments.push(d.index);
         d.host = Some(at);
     }

@@ -142,7 +142,7 @@ pub fn fleet(exec: &Executor) -> Value {
     let config = &exec.config;
     let now = exec.state.now();
     let hosts = exec.state.hosts();
-    let groups = groups(config, &hosts, |m| exec.state.snapshot(m, now, None), |g| exec.queued(g), now);
+    let groups = groups(config, &hosts, |m| exec.state.snapshot(m, now, None), |g| exec.queued(g), now.0);
     let aliases: Vec<Value> = config
         .alias_order
         .iter()
