@@ -46,8 +46,8 @@ fn router() -> ComplexityRouter {
         "complexity_router_default_model": "medium",
     });
     let map: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
-    ComplexityRouter::from_params(&map, &|_| true, &mut |p, m| panic!("{p}: {m}"), &mut |_, _| {})
-        .unwrap_or_else(|| panic!("config refused"))
+    let mut diags = llmux::config::Diagnostics::default();
+    ComplexityRouter::from_params(&map, &|_| true, &mut diags).unwrap_or_else(|| panic!("config refused: {diags}"))
 }
 
 fn classify(c: &mut Criterion) {

@@ -39,10 +39,9 @@ fn run() -> anyhow::Result<()> {
     // accepted because no real config is behind this report.
     let mut params = Map::new();
     params.insert("complexity_router_default_model".into(), json!("gpt-4o"));
-    let mut errors = Vec::new();
-    let router =
-        ComplexityRouter::from_params(&params, &|_| true, &mut |p, m| errors.push(format!("{p}: {m}")), &mut |_, _| {});
-    let Some(router) = router else { bail!("default config refused: {errors:?}") };
+    let mut diags = llmux::config::Diagnostics::default();
+    let router = ComplexityRouter::from_params(&params, &|_| true, &mut diags);
+    let Some(router) = router else { bail!("default config refused:\n{diags}") };
 
     let mut matrix = [[0usize; 4]; 4];
     let mut missed = Vec::new();

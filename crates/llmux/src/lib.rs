@@ -4,9 +4,10 @@
 //! The request path runs one way: [`server`] decodes the client's request, [`router::plan`] decides every
 //! attempt, retry, `order` escalation and fallback (a pure state machine; [`router::pick`] chooses the
 //! deployment), the [`executor::Executor`] carries the plan out through [`providers`] (one adapter per engine family),
-//! and the answer streams back. [`config`] turns the YAML into an immutable snapshot; [`state`] holds what
-//! traffic and probes taught the router (per deployment and per host), and [`shared`] copies it between replicas
-//! through Redis.
+//! and the answer streams back. [`config`] turns the YAML into an immutable snapshot (`config::load` reads every
+//! file, one module per config section validates its part, every default is a named constant in
+//! `config::defaults`); [`state`] holds what traffic and probes taught the router (per deployment and per host),
+//! and [`shared`] copies it between replicas through Redis.
 
 pub mod access_log;
 pub mod body;

@@ -48,6 +48,20 @@ pub struct Live {
     metrics: Arc<crate::metrics::Metrics>,
     /// Warm-up ahead of demand, when the config at start-up asked for it.
     warmup: std::sync::OnceLock<Arc<crate::warmup::Warmup>>,
+    /// The file watcher's debounce, once [`Live::spawn_watcher`] started it; one watch round at a time.
+    watcher: std::sync::OnceLock<Duration>,
+    watching: tokio::sync::Mutex<()>,
+}
+
+/// What one look of the file watcher found (see [`Live::check_files`]).
+#[derive(Debug)]
+pub enum WatchRound {
+    /// The files read the same as at the last load attempt.
+    Unchanged,
+    /// They changed, and were still changing after the debounce: the next round looks again.
+    Unsettled,
+    /// They changed, and the reload that followed went like this.
+    Reloaded(Result<ReloadReport, Vec<String>>),
 }
 
 /// How often a key store that did not answer at start-up is tried again.
@@ -164,6 +178,8 @@ impl Live {
             data_dir: std::sync::OnceLock::new(),
             metrics,
             warmup: std::sync::OnceLock::new(),
+            watcher: std::sync::OnceLock::new(),
+            watching: tokio::sync::Mutex::new(()),
         });
         live.hub.register(Arc::new(crate::access_log::AccessLog));
         live.hub.register(live.metrics.clone());
@@ -363,10 +379,9 @@ impl Live {
         }
     }
 
-    /// Polls the config file and its includes every `every`, and reloads once a change has settled (two
-    /// polls `debounce` apart read the same content), so a half-written file is not loaded.
+    /// Looks at the config file and its includes every `every` (see [`Live::check_files`]), until draining.
     pub fn spawn_watcher(self: &Arc<Self>, every: Duration, debounce: Duration) {
-        if self.source.is_none() {
+        if self.source.is_none() || self.watcher.set(debounce).is_err() {
             return;
         }
         let live = Arc::downgrade(self);
@@ -377,17 +392,29 @@ impl Live {
                 if live.is_draining() {
                     return;
                 }
-                let last = live.last.lock().await.clone();
-                let now = fingerprint(&last.files);
-                if now.hash == last.hash {
-                    continue;
-                }
-                tokio::time::sleep(debounce).await;
-                if fingerprint(&last.files).hash == now.hash {
-                    let _ = live.reload_checked("config file changed", Some(now.hash)).await;
-                }
+                live.check_files().await;
             }
         });
+    }
+
+    /// One round of the file watcher, now: when the files changed since the last load attempt, and still read
+    /// the same after the debounce (so a half-written file is not loaded), reloads. Rounds run one at a time,
+    /// so when this returns the files as they were when it was called have been looked at. `None` when no
+    /// watcher runs (`--watch 0`, or no config file): `POST /llmux/config/check` lets tests wait for a round
+    /// this way instead of sleeping through the poll interval.
+    pub async fn check_files(&self) -> Option<WatchRound> {
+        let debounce = *self.watcher.get()?;
+        let _one_at_a_time = self.watching.lock().await;
+        let last = self.last.lock().await.clone();
+        let now = fingerprint(&last.files);
+        if now.hash == last.hash {
+            return Some(WatchRound::Unchanged);
+        }
+        tokio::time::sleep(debounce).await;
+        if fingerprint(&last.files).hash != now.hash {
+            return Some(WatchRound::Unsettled);
+        }
+        Some(WatchRound::Reloaded(self.reload_checked("config file changed", Some(now.hash)).await))
     }
 }
 

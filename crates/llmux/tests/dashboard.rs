@@ -63,13 +63,11 @@ async fn llmux_status_lists_each_hosts_loaded_models_and_each_groups_deployments
     let base = format!("http://{}", llmux.addr);
     // The first probes run at start-up; wait until both hosts have answered one.
     let mut fleet = serde_json::Value::Null;
-    for _ in 0..200 {
+    eventually("both hosts probed up", Duration::from_secs(20), async || {
         fleet = llmux::status::fetch(&base, Some(KEY)).await.unwrap();
-        if fleet["hosts"].as_array().unwrap().iter().all(|h| h["status"] == "up") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        fleet["hosts"].as_array().unwrap().iter().all(|h| h["status"] == "up")
+    })
+    .await;
     let out = llmux::status::render(&fleet);
     let lines: Vec<&str> = out.lines().collect();
     let row = |needle: &str| {
@@ -129,12 +127,10 @@ async fn the_live_feed_sends_the_kept_requests_then_each_new_one_with_its_attemp
     let Lab { llmux, a, _mocks, .. } = lab().await;
     chat(&llmux, "before-the-page").await;
     // The record is told when the answer's body is done, which may be a moment after the client read it.
-    for _ in 0..200 {
-        if llmux.get_key("/ui/api/requests", Some(KEY)).await.text().contains("before-the-page") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the first request is kept", Duration::from_secs(10), async || {
+        llmux.get_key("/ui/api/requests", Some(KEY)).await.text().contains("before-the-page")
+    })
+    .await;
     let client = llmux::upstream::client().unwrap();
     let request = http::Request::get(format!("http://{}/ui/api/live", llmux.addr))
         .header("authorization", format!("Bearer {KEY}"))

@@ -256,15 +256,8 @@ async fn a_host_that_fails_its_probe_is_skipped_without_costing_a_request() {
     );
     let llmux = Llmux::start(&yaml).await;
     a.stop().await;
-    // Probes run every second; wait (bounded) until one has seen alpha down.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let probes = b.requests().iter().filter(|r| r.path == "/api/tags").count();
-        if probes >= 3 || std::time::Instant::now() > deadline {
-            break;
-        }
-    }
+    // A probe round that starts now sees alpha down.
+    llmux.health_round(None).await;
     let reply = llmux.post("/v1/chat/completions", &chat_body("fast", false)).await;
     assert_eq!(reply.status, 200);
     let route = reply.header("x-llmux-route");
@@ -342,10 +335,8 @@ async fn a_client_that_hangs_up_mid_stream_cancels_generation_on_the_engine() {
         let (first, body) = llmux.stream_first_frame("/v1/chat/completions", &chat_body(model, true)).await;
         assert!(first.starts_with(b"data: "));
         drop(body);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while a.stats().cancelled < n as u64 + 1 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let gone = format!("{model}: the engine was not told the client went");
+        eventually(&gone, Duration::from_secs(5), async || a.stats().cancelled > n as u64).await;
         let stats = a.stats();
         assert_eq!(stats.cancelled, n as u64 + 1, "{model}: the engine kept generating for a gone client: {stats:?}");
         assert_eq!(stats.in_flight, 0);

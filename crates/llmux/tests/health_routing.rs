@@ -79,10 +79,25 @@ async fn a_host_that_refused_a_request_is_back_in_routing_within_seconds_of_answ
     let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
     assert!(reply.text().contains("beta"), "{}", reply.text());
     assert!(reply.header("x-llmux-route").contains("failed"));
-    // Down for a few seconds: the re-probes back off meanwhile.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Down for a few seconds: the re-probes back off meanwhile (1 s, 1.5 s, 2.25 s, then 3 s apart). What stands
+    // at alpha's address meanwhile hangs up on each, so they can be counted: the third has come by 4.75 s.
+    let hang_up = tokio::net::TcpListener::bind(addr).await.expect("alpha's port is free");
+    let reprobes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reprobes.clone();
+    let counter = tokio::spawn(async move {
+        while let Ok((connection, _)) = hang_up.accept().await {
+            drop(connection);
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    eventually("three re-probes", Duration::from_secs(15), async || {
+        reprobes.load(std::sync::atomic::Ordering::Relaxed) >= 3
+    })
+    .await;
     let reply = llmux.post("/v1/chat/completions", &chat_body("g", false)).await;
     assert!(reply.header("x-llmux-route").contains("host down"), "{}", reply.header("x-llmux-route"));
+    counter.abort();
+    let _ = counter.await;
     let a = MockServer::start(MockConfig::new("alpha", &["m"]), addr).await.expect("alpha restarts");
     let readmitted = eventually("alpha is back in routing", Duration::from_secs(15), async || {
         llmux.get("/health/hosts").await.json()["hosts"][0]["status"] == "up"

@@ -126,7 +126,8 @@ async fn at_the_connection_cap_the_oldest_idle_connections_make_room() {
     let mut held = Vec::new();
     for _ in 0..10 {
         held.push(TcpStream::connect(llmux.addr).await.unwrap());
-        // Accepted in order: the server sees each before the next.
+        // Fixed: accepted in order, the server sees each before the next; a client cannot see a connection
+        // accepted (it is idle and must stay so: sending anything on it would make it a different case).
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Liveliness answers although far more connections than the cap are held.

@@ -119,7 +119,7 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_is_refused() {
 
     // A broken file: the running config stays, and the endpoint says exactly what is wrong.
     write(&path, "model_list:\n  - model_name: second\n    litellm_params: {model: 42}\n");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    client.watch_round(KEY).await;
     assert_eq!(client.post_key("/v1/chat/completions", &chat_body("second", false), KEY).await.status, 200);
     let refused = client.post_key("/config/reload", "", KEY).await;
     assert_eq!(refused.status, 400, "{}", refused.text());
@@ -141,7 +141,7 @@ async fn sighup_reloads_and_requests_in_flight_finish_on_the_old_config() {
     let (first, mut body) = client.stream_first_frame_key("/v1/chat/completions", &chat_body("g", true), KEY).await;
 
     write(&path, &config_with(&[("g", &new.base_url())]));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.watch_round(KEY).await.status, 404, "--watch 0: nothing watches the file");
     assert_eq!(client.post_key("/v1/chat/completions", &chat_body("g", false), KEY).await.status, 200);
     assert_eq!(posts(&new).len(), 0, "--watch 0: the file alone does not reload");
     llmux.signal("HUP");
@@ -256,8 +256,7 @@ async fn healthcheck_fails_when_nothing_listens_and_when_draining() {
     };
     assert!(probe());
     llmux.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!probe(), "a draining llmux is not ready");
+    eventually("a draining llmux is not ready", Duration::from_secs(5), async || !probe()).await;
 }
 
 #[tokio::test]
@@ -295,7 +294,7 @@ async fn a_reload_that_would_empty_the_service_or_drop_its_key_is_refused() {
 
     // An empty file (a non-atomic write caught half-way) loads as a config with no deployments: refused.
     write(&path, "");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    client.watch_round(KEY).await;
     assert_eq!(served().await, 200);
     assert!(refusal().await.contains("no deployments"));
 
@@ -303,7 +302,7 @@ async fn a_reload_that_would_empty_the_service_or_drop_its_key_is_refused() {
     let models_only =
         config_with(&[("g", &a.base_url())]).replace("general_settings:\n  master_key: sk-lifecycle-test\n", "");
     write(&path, &models_only);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    client.watch_round(KEY).await;
     assert_eq!(keyless().await, 401);
     assert!(refusal().await.contains("drops general_settings.master_key"));
 

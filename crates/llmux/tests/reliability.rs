@@ -348,7 +348,7 @@ async fn a_busy_slot_limited_engine_spills_to_the_next_candidate() {
     let llmux = Llmux::start(&yaml).await;
     let body = chat_body("g", false);
     let (first, second) = tokio::join!(llmux.post("/v1/chat/completions", &body), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eventually("the first request reached alpha", Duration::from_secs(5), async || a.stats().in_flight > 0).await;
         llmux.post("/v1/chat/completions", &body).await
     });
     assert!(first.text().contains("alpha"));
@@ -367,7 +367,7 @@ async fn requests_queue_for_a_slot_and_give_up_after_queue_timeout() {
     };
     let body = chat_body("g", false);
     let late = || async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eventually("the first request reached alpha", Duration::from_secs(5), async || a.stats().in_flight > 0).await;
     };
     // A generous queue: the second request waits its turn and is served by the same engine.
     let llmux = Llmux::start(&yaml("10")).await;
@@ -388,6 +388,13 @@ async fn requests_queue_for_a_slot_and_give_up_after_queue_timeout() {
     assert!(second.json()["error"]["message"].as_str().unwrap().contains("max_parallel_requests"));
 }
 
+/// Requests for `group` waiting for a free slot now, as the dashboard's fleet view counts them.
+async fn queued(llmux: &Llmux, group: &str) -> u64 {
+    let fleet = llmux.get("/ui/api/fleet").await.json();
+    let groups = fleet["groups"].as_array().cloned().unwrap_or_default();
+    groups.iter().find(|g| g["name"] == group).and_then(|g| g["queued"].as_u64()).unwrap_or(0)
+}
+
 #[tokio::test]
 async fn a_freed_slot_goes_to_the_lowest_priority_waiting_then_the_earliest() {
     let a = mock_with(slow("alpha", 300)).await;
@@ -405,10 +412,16 @@ llmux_settings:
         a.base_url()
     );
     let llmux = Llmux::start(&yaml).await;
-    let ask = |model: &'static str, text: &'static str, priority: Option<i64>, after_ms: u64| {
-        let llmux = &llmux;
+    // Each request is sent once the one before holds the slot or waits for it.
+    let ask = |model: &'static str, text: &'static str, priority: Option<i64>, ahead: Option<u64>| {
+        let (llmux, a) = (&llmux, &a);
         async move {
-            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            if let Some(n) = ahead {
+                eventually(&format!("{n} requests waiting"), Duration::from_secs(5), async || {
+                    a.stats().in_flight > 0 && queued(llmux, "g").await == n
+                })
+                .await;
+            }
             let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
             if let Some(p) = priority {
                 body["priority"] = p.into();
@@ -418,10 +431,10 @@ llmux_settings:
     };
     // One request holds the only slot; two batch requests queue, then a voice command (its alias's default).
     let replies = tokio::join!(
-        ask("g", "first", None, 0),
-        ask("g", "batch 1", Some(5), 60),
-        ask("g", "batch 2", Some(5), 120),
-        ask("voice", "voice", None, 180),
+        ask("g", "first", None, None),
+        ask("g", "batch 1", Some(5), Some(0)),
+        ask("g", "batch 2", Some(5), Some(1)),
+        ask("voice", "voice", None, Some(2)),
     );
     for reply in [&replies.0, &replies.1, &replies.2, &replies.3] {
         assert_eq!(reply.status, 200, "{}", reply.text());

@@ -33,16 +33,37 @@ async fn redis_at(port: u16) -> redis::aio::MultiplexedConnection {
     }
 }
 
-/// Waits until a replica has written to `hash` in the Redis on `port` (and the field count reaches `fields`),
-/// then for two polls of the other replicas: what one replica learned is then visible to the others.
-async fn shared(port: u16, hash: &str, fields: usize) {
+/// Waits until a replica has written a cooldown to `hash` in the Redis on `port` (and the field count reaches
+/// `fields`), then until the replica `other` shows it: what one replica learned is then visible to the others.
+async fn shared(port: u16, hash: &str, fields: usize, other: &Llmux) {
     let mut conn = redis_at(port).await;
     eventually(&format!("{hash} in redis"), Duration::from_secs(10), async || {
         let n: usize = redis::cmd("HLEN").arg(hash).query_async(&mut conn).await.unwrap_or(0);
         n >= fields
     })
     .await;
+    eventually("the other replica has read the cooldown", Duration::from_secs(10), async || cooling(other).await).await;
+}
+
+/// Waits until the replicas have written `writes` batches of prompts to the Redis on `port`, then for two polls
+/// of the others. A fixed wait: no replica shows what it read of the prompt index.
+async fn prompts_shared(port: u16, prefix: &str, writes: u64) {
+    let mut conn = redis_at(port).await;
+    let key = format!("{prefix}:prompts:version");
+    eventually("prompts in redis", Duration::from_secs(10), async || {
+        let version: u64 = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap_or(0);
+        version >= writes
+    })
+    .await;
     tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
+}
+
+/// Whether any deployment of group `g` is cooling down, as `replica`'s dashboard fleet view says.
+async fn cooling(replica: &Llmux) -> bool {
+    let fleet = replica.get_key("/ui/api/fleet", KEY).await.json();
+    let groups = fleet["groups"].as_array().cloned().unwrap_or_default();
+    let members = groups.iter().filter(|g| g["name"] == "g").flat_map(|g| g["deployments"].as_array().cloned());
+    members.flatten().any(|d| d["health"] == "cooldown")
 }
 
 /// A `redis-server` of one test's own, stopped when the test ends.
@@ -123,7 +144,7 @@ async fn a_cooldown_set_by_one_replica_is_honoured_by_the_other() {
     assert_eq!(posts(&limited).len(), 1, "A hit the limited deployment once");
     let seen = posts(&limited).len();
     // Once A's cooldown is in Redis, B knows: none of its requests reach the cooled-down deployment.
-    shared(redis.port, &format!("{prefix}:cooldown"), 1).await;
+    shared(redis.port, &format!("{prefix}:cooldown"), 1, &cb).await;
     for _ in 0..30 {
         assert_eq!(chat(&cb, "g").await, 200);
     }
@@ -203,7 +224,8 @@ general_settings:
         counts.iter().any(|(field, n)| field.ends_with("|r") && *n == 4)
     })
     .await;
-    // ... and each replica has read the other's since.
+    // ... and each replica has read the other's since. Fixed: replicas read each other's usage every POLL_EVERY
+    // and nothing outside shows what they read, while asking by a request would count one more.
     tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
     // Four this minute across both replicas: the limit is reached for each of them.
     assert_eq!(chat(&ca, "g").await, 429);
@@ -255,14 +277,14 @@ general_settings:
     let first = a.client().post_key("/v1/chat/completions", &turn(0), KEY).await;
     assert_eq!(first.status, 200);
     let home = first.header("x-litellm-model-id");
-    shared(redis.port, &format!("{prefix}:prompts"), 1).await;
+    prompts_shared(redis.port, prefix, 1).await;
     for (n, replica) in [(1, &b), (2, &a), (3, &b)] {
         let reply = replica.client().post_key("/v1/chat/completions", &turn(n), KEY).await;
         assert_eq!(reply.status, 200);
         let route = reply.header("x-llmux-route");
         assert_eq!(reply.header("x-litellm-model-id"), home, "turn {n}: {route}");
         assert!(route.contains("prompt tokens cached"), "turn {n}: {route}");
-        shared(redis.port, &format!("{prefix}:prompts"), 1).await;
+        prompts_shared(redis.port, prefix, u64::try_from(n).unwrap() + 1).await;
     }
     let cached: u64 = [&x, &y].iter().map(|e| e.stats().prompt_cached).sum();
     assert!(cached > 3 * 2_000, "every later turn found the prompt in the engine's cache: {cached}");
@@ -301,8 +323,9 @@ async fn a_redis_outage_leaves_both_replicas_answering_and_sharing_resumes() {
         assert_eq!(chat(&ca, "g").await, 200);
         assert_eq!(chat(&cb, "g").await, 200);
     }
-    // Let any cooldowns from before run out, then bring Redis back (empty).
-    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    // Let any cooldowns from before run out (4 s), then bring Redis back (empty).
+    eventually("the cooldowns ran out", Duration::from_secs(10), async || !cooling(&ca).await && !cooling(&cb).await)
+        .await;
     let mut server = redis_server(port);
     let mut conn = redis_at(port).await;
     // Both replicas find it again on their own (each re-registers in the fresh server).
@@ -317,7 +340,7 @@ async fn a_redis_outage_leaves_both_replicas_answering_and_sharing_resumes() {
     let seen = posts(&limited).len();
     assert_eq!(chat(&ca, "g").await, 200);
     assert_eq!(posts(&limited).len(), seen + 1, "A met the 429 again");
-    shared(port, "llmux:cooldown", 1).await;
+    shared(port, "llmux:cooldown", 1, &cb).await;
     let seen = posts(&limited).len();
     for _ in 0..20 {
         assert_eq!(chat(&cb, "g").await, 200);

@@ -92,8 +92,12 @@ async fn v1_models_lists_what_the_engines_have_when_discovery_is_on() {
         assert_eq!(reply.status, 200, "{id}: {}", reply.text());
     }
     // The lists are cached: a second listing asks no engine again. (Let the probe that follows a model load
-    // settle first.)
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // settle first: a probe asks /api/tags, then /api/ps; the listing's was the first.)
+    let asked = |path: &str| ollama.requests().iter().filter(|r| r.path == path).count();
+    eventually("the probe after the loads is done", std::time::Duration::from_secs(5), async || {
+        asked("/api/ps") >= 2 && asked("/api/tags") == asked("/api/ps")
+    })
+    .await;
     let probes = || ollama.requests().iter().filter(|r| r.path == "/api/tags").count();
     let before = probes();
     discovering.get("/v1/models").await;

@@ -39,6 +39,15 @@ impl Diagnostics {
         self.items.push(Diagnostic { severity: Severity::Warning, path: path.into(), message: message.into() });
     }
 
+    /// Files every problem of `other`, found by a parser that reports relative to its own part of the tree, under
+    /// `prefix` (the path of that part), in the order found.
+    pub fn extend_under(&mut self, prefix: &str, other: Diagnostics) {
+        for mut d in other.items {
+            d.path = super::reader::join(prefix, &d.path);
+            self.items.push(d);
+        }
+    }
+
     /// Whether any error was recorded.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)

@@ -1,12 +1,15 @@
-//! Reading the file: YAML → a JSON tree, `include`s merged, `environment_variables` and `os.environ/VAR`
-//! references resolved. Validation of the tree is `validate`'s job.
+//! Every file the config is made of is read here: the YAML (→ a JSON tree, `include`s merged) and the route
+//! files semantic routers name (`auto_router_config_path`), so [`load_tracked`] can tell the reload watcher
+//! about each of them. `environment_variables` and `os.environ/VAR` references are resolved here too.
+//! Validation of the tree is `validate`'s job; it reads no file.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{validate, Config, Diagnostics};
+use super::validate::{self, RouteFiles};
+use super::{Config, Diagnostics};
 
 /// Environment variables llmux never takes from a config file (as LiteLLM's blocklist).
 const BLOCKED_ENV: &[&str] =
@@ -24,22 +27,23 @@ pub fn load_tracked(path: &Path) -> (Result<(Config, Diagnostics), Diagnostics>,
     let mut diags = Diagnostics::default();
     let mut seen = HashSet::new();
     let tree = read_tree(path, &mut seen, &mut diags, "");
-    let routers = tree.as_ref().map(router_files).unwrap_or_default();
-    let loaded = finish(tree, &mut diags, &process_env).map(|c| (c, diags.clone())).map_err(|()| diags);
-    let mut sources: Vec<PathBuf> = seen.into_iter().chain(routers).collect();
+    let (loaded, routes) = finish(tree, &mut diags, &process_env);
+    let loaded = loaded.map(|c| (c, diags.clone())).map_err(|()| diags);
+    let mut sources: Vec<PathBuf> = seen.into_iter().chain(routes.into_keys().map(PathBuf::from)).collect();
     sources.sort();
     sources.dedup();
     (loaded, sources)
 }
 
-/// The files semantic routers read their routes from (`litellm_params.auto_router_config_path`, relative to the
-/// working directory as LiteLLM reads them): part of the config, so editing one is a change to reload.
-fn router_files(tree: &Map<String, Value>) -> Vec<PathBuf> {
+/// Reads the files semantic routers take their routes from (`litellm_params.auto_router_config_path`, relative
+/// to the working directory as LiteLLM reads them), by the path as written: part of the config, so editing one is
+/// a change to reload. A file that cannot be read is kept with why, for the router to report at its path.
+fn route_files(tree: &Map<String, Value>) -> RouteFiles {
     let entries = tree.get("model_list").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     entries
         .iter()
         .filter_map(|entry| entry.get("litellm_params")?.get("auto_router_config_path")?.as_str())
-        .map(PathBuf::from)
+        .map(|path| (path.to_owned(), std::fs::read_to_string(path).map_err(|e| e.to_string())))
         .collect()
 }
 
@@ -47,15 +51,17 @@ fn router_files(tree: &Map<String, Value>) -> Vec<PathBuf> {
 pub fn load_str(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::default();
     let tree = parse_yaml(yaml, "<config>", &mut diags);
-    finish(tree, &mut diags, env).map(|c| (c, diags.clone())).map_err(|()| diags)
+    finish(tree, &mut diags, env).0.map(|c| (c, diags.clone())).map_err(|()| diags)
 }
 
+/// Resolves the environment in the merged tree, reads the route files it names and validates it; returns the
+/// config (or that it failed: the problems are in `diags`) and the route files read.
 fn finish(
     tree: Option<Map<String, Value>>,
     diags: &mut Diagnostics,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ()> {
-    let Some(mut tree) = tree else { return Err(()) };
+) -> (Result<Config, ()>, RouteFiles) {
+    let Some(mut tree) = tree else { return (Err(()), RouteFiles::new()) };
     let overlay = environment_overlay(&mut tree, diags, env);
     let lookup = |name: &str| overlay.get(name).cloned().or_else(|| env(name));
     for (key, value) in tree.iter_mut() {
@@ -63,12 +69,10 @@ fn finish(
             resolve_env_refs(value, key, &lookup, diags);
         }
     }
-    let config = validate::validate(&tree, diags, &lookup);
-    if diags.has_errors() {
-        Err(())
-    } else {
-        config.ok_or(())
-    }
+    let routes = route_files(&tree);
+    let config = validate::validate(&tree, diags, &lookup, &routes);
+    let config = if diags.has_errors() { Err(()) } else { config.ok_or(()) };
+    (config, routes)
 }
 
 /// `environment_variables` as a map the rest of the load reads before the process environment (llmux does not

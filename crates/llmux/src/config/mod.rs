@@ -1,31 +1,43 @@
 //! The configuration: LiteLLM's proxy `config.yaml`, read unchanged, validated once into an immutable
 //! [`Config`] snapshot.
 //!
-//! [`load`] reads the file (with `include`s and `os.environ/` references), [`validate`] checks every key
-//! and collects every problem with its YAML path, and [`Diagnostics`] carries warnings (keys llmux does not
-//! act on yet, misplaced keys) and errors to the caller.
+//! Where things are:
+//! - `load`: every file read (the config, its `include`s, semantic routers' route files) and the environment
+//!   (`environment_variables`, `os.environ/` references), so the reload watcher sees every file that matters;
+//! - `validate`: the tree → [`Config`], calling one file per section in `sections/` (`model_list`, `engine` for
+//!   a deployment's `litellm_params`, `router_settings`, `general_settings`, `litellm_settings`,
+//!   `llmux_settings`, `hosts`, `wake`, `telemetry`, `auto_router`);
+//! - `reader`: the one path-aware reader those sections and the strategy routers share, so a problem reads the
+//!   same wherever it is found;
+//! - `defaults`: every default a key takes, with where it comes from;
+//! - the validated types: [`Config`] here, [`Deployment`] and its [`Target`] in `deployment`, the settings
+//!   sections in `settings`; [`Diagnostics`] carries warnings (keys llmux does not act on yet, misplaced keys) and
+//!   errors to the caller; `table` renders the routing table `llmux check` prints.
 
+pub(crate) mod defaults;
+mod deployment;
 mod diag;
 mod load;
+pub(crate) mod reader;
+mod sections;
+mod settings;
 mod table;
-mod telemetry;
 mod validate;
-mod wake;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
+pub use deployment::{Deployment, EngineTarget, GenerationProbe, Target};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use load::{load, load_str, load_tracked, process_env};
+pub use sections::telemetry::Telemetry;
+pub use sections::wake::{parse_mac, Wake};
+pub use settings::{
+    Alias, ErrorClass, GeneralSettings, ImageFetch, RedisSettings, RouterSettings, ServerLimits, Strategy,
+};
 pub use table::routing_table;
-pub use telemetry::Telemetry;
-pub(crate) use validate::type_name;
-pub use wake::{parse_mac, Wake};
 
 use crate::providers::profile::EngineProfile;
-use crate::providers::{Adapter, EngineSpec};
 
 /// A secret value (an API key). Its `Debug` never prints the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,419 +101,6 @@ pub struct Config {
     /// `llmux_settings.groups.<name>.priority`, by group or alias name: the default `priority` of a request for
     /// it in the queue for a free slot (lower first).
     pub priorities: HashMap<String, i64>,
-}
-
-/// What a client connection or an engine answer may cost llmux (`llmux_settings.server`, see the README's
-/// "Security" section). The defaults are meant to go unnoticed in a home lab and to stop a hostile client or a
-/// broken engine from exhausting file descriptors or memory.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerLimits {
-    /// `header_read_timeout` seconds (default 30, hyper's and Apache's): from the first byte of a request head to
-    /// its end; a slowloris client sending one byte every few seconds is closed then.
-    pub header_read_timeout: Duration,
-    /// `idle_timeout` seconds (default 120): how long a kept-alive connection may sit between requests. Longer
-    /// than the idle timeouts of the pools that reuse connections (nginx's upstream 60 s, Go's and Traefik's
-    /// 90 s), so llmux never closes a connection such a pool is about to reuse.
-    pub idle_timeout: Duration,
-    /// `max_connections`: open client connections; at the cap the oldest idle one is closed for a new one.
-    /// `None`: derived from the file-descriptor limit at start-up (see `server::limits`).
-    pub max_connections: Option<usize>,
-    /// `max_header_kb` (default 64 KiB): the largest request head (HTTP/1.1) or header list (HTTP/2).
-    pub max_header_bytes: usize,
-    /// `http2_max_concurrent_streams` (default 256): requests one HTTP/2 connection may have open at once.
-    pub http2_max_streams: u32,
-    /// `general_settings.max_response_size_mb` (LiteLLM's name; default 16 MiB): the largest engine answer
-    /// llmux reads whole (answers it converts, error bodies aside, which are cut at a few KiB).
-    pub max_answer_bytes: usize,
-    /// `max_buffered_mb` (default 256 MiB): engine answers held in memory at once, across all requests; a
-    /// request that would go over it gets a 503.
-    pub max_buffered_bytes: usize,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(120),
-            max_connections: None,
-            max_header_bytes: 64 * 1024,
-            http2_max_streams: 256,
-            max_answer_bytes: 16 * 1024 * 1024,
-            max_buffered_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
-
-/// `llmux_settings.images`: how llmux fetches an `http(s)` image URL for an engine that only takes inline
-/// images (Ollama's `images` is base64; LiteLLM downloads such URLs too).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageFetch {
-    /// `allow_private_networks`: fetch from loopback, private, link-local and unique-local addresses too
-    /// (off by default: a client could otherwise make llmux read the home network for it).
-    pub allow_private: bool,
-    /// `max_mb`: the largest image fetched (default 20 MB).
-    pub max_bytes: usize,
-    /// `timeout` seconds for one image, redirects included (default 10).
-    pub timeout: Duration,
-}
-
-impl Default for ImageFetch {
-    fn default() -> Self {
-        ImageFetch { allow_private: false, max_bytes: 20 * 1024 * 1024, timeout: Duration::from_secs(10) }
-    }
-}
-
-/// One `model_list` entry.
-#[derive(Debug, Clone)]
-pub struct Deployment {
-    /// `model_info.id`, or LiteLLM's sha256 of the entry when absent.
-    pub id: String,
-    /// Position in `model_list` (for messages).
-    pub index: usize,
-    /// The group it belongs to (`model_name`).
-    pub model_name: String,
-    /// `litellm_params.model` as written, e.g. `ollama_chat/qwen3:8b`.
-    pub model: String,
-    /// What serves it.
-    pub target: Target,
-    /// `order`: lower is preferred; `None` only serves when no ordered deployment survives.
-    pub order: Option<u32>,
-    /// simple-shuffle `weight`.
-    pub weight: Option<f64>,
-    /// Requests per minute (limit, and a weight for simple-shuffle).
-    pub rpm: Option<f64>,
-    /// Tokens per minute (limit, and a weight for simple-shuffle).
-    pub tpm: Option<f64>,
-    /// Whole-request timeout for non-streamed calls.
-    pub timeout: Option<Duration>,
-    /// Timeout for streamed calls: time to the first byte and between chunks.
-    pub stream_timeout: Option<Duration>,
-    /// Router retries for requests on this deployment (`litellm_params.num_retries`).
-    pub num_retries: Option<u32>,
-    /// Cooldown after a failure (`model_info.cooldown_time`, else `litellm_params.cooldown_time`).
-    pub cooldown_time: Option<Duration>,
-    /// `model_info.allowed_fails`.
-    pub allowed_fails: Option<u32>,
-    /// `model_info.allowed_fails_policy`.
-    pub allowed_fails_policy: Option<HashMap<ErrorClass, u32>>,
-    /// Most requests in flight at once (`max_parallel_requests`).
-    pub max_parallel_requests: Option<u32>,
-    /// Cost per input and output token, for cost-based routing.
-    pub cost_per_token: Option<(f64, f64)>,
-    /// Context window (`model_info.max_input_tokens`, else `max_tokens`), for pre-call checks.
-    pub max_input_tokens: Option<u64>,
-    /// Index into `Config::hosts` (strategy routers, which call no engine, have none).
-    pub host: Option<usize>,
-    /// `model_info.health_check_timeout`.
-    pub health_check_timeout: Option<Duration>,
-    /// `model_info.access_groups`: names a virtual key's `models` may list to allow this deployment's group.
-    pub access_groups: Vec<String>,
-    /// `model_info.disable_background_health_check`.
-    pub disable_background_health_check: bool,
-    /// `health_check_model`: probe this deployment with a real generation (off unless set: it loads the model).
-    pub health_check: Option<GenerationProbe>,
-    /// `model_info.mode` (`chat`, `completion`, `embedding`, …).
-    pub mode: Option<String>,
-    /// `model_info` as written (secrets never live there).
-    pub model_info: Map<String, Value>,
-    /// `litellm_params` as written with secrets removed, for `/model/info`.
-    pub public_params: Map<String, Value>,
-}
-
-/// A real generation sent to a deployment each health-check interval (LiteLLM's `health_check_model`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerationProbe {
-    /// The engine model asked (the provider prefix of `health_check_model` removed).
-    pub model: String,
-    /// `health_check_max_tokens`; llmux asks for 1 token when unset.
-    pub max_tokens: Option<u64>,
-    /// `health_check_params`, merged into the probe's body.
-    pub params: Map<String, Value>,
-}
-
-/// What a deployment calls.
-// One per deployment in a config built once: the engine variant's size costs nothing, a box would cost a hop on
-// every request.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// An inference engine.
-    Engine(EngineTarget),
-    /// A strategy router (`auto_router/...`): never called itself, it picks another model name.
-    AutoRouter {
-        /// The router kind after `auto_router/`, e.g. `complexity_router`.
-        kind: String,
-        /// The parsed complexity router, for `auto_router/complexity_router`.
-        complexity: Option<std::sync::Arc<crate::router::complexity::ComplexityRouter>>,
-        /// The parsed semantic router, for any other `auto_router/<name>`.
-        semantic: Option<std::sync::Arc<crate::router::semantic::SemanticRouter>>,
-    },
-}
-
-/// An engine endpoint and the parameters sent with every request to it.
-#[derive(Debug, Clone)]
-pub struct EngineTarget {
-    /// The engine family.
-    pub engine: &'static EngineSpec,
-    /// The model name the engine knows (after the prefix).
-    pub upstream_model: String,
-    /// Base URL, without trailing slash.
-    pub api_base: String,
-    /// Key sent as `Authorization: Bearer`.
-    pub api_key: Option<Secret>,
-    /// `user:password` taken out of `api_base` (`http://user:password@host`), sent as `Authorization: Basic`
-    /// instead of the bearer key, as LiteLLM's HTTP client (httpx) does; never shown.
-    pub basic_auth: Option<Secret>,
-    /// `litellm_params.extra_headers`: sent as HTTP headers with every request to the engine (as LiteLLM
-    /// does), values marked sensitive; never shown in `/model/info`.
-    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// Ollama `keep_alive`.
-    pub keep_alive: Option<Value>,
-    /// Other `litellm_params` (engine options such as `num_ctx`, `top_k`), forwarded to the engine.
-    pub extra_params: Map<String, Value>,
-    /// Its request URIs and headers, built on first use (see [`crate::providers::Wire`]).
-    pub wire: crate::providers::Wire,
-}
-
-impl EngineTarget {
-    /// The adapter that speaks to this engine.
-    pub fn adapter(&self) -> Adapter {
-        self.engine.adapter
-    }
-    /// `host:port` of the base URL, for route explanations, response headers and the routing table: never
-    /// credentials or a query.
-    pub fn host(&self) -> &str {
-        let rest = self.api_base.split_once("://").map(|(_, r)| r).unwrap_or(&self.api_base);
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-        authority.rsplit_once('@').map_or(authority, |(_, host)| host)
-    }
-
-    /// `scheme://host:port` of the base URL: the identity of the engine host.
-    pub fn origin(&self) -> String {
-        origin_of(&self.api_base)
-    }
-}
-
-impl Deployment {
-    /// The engine, for deployments that call one.
-    pub fn engine(&self) -> Option<&EngineTarget> {
-        match &self.target {
-            Target::Engine(e) => Some(e),
-            Target::AutoRouter { .. } => None,
-        }
-    }
-}
-
-/// A `model_group_alias` entry.
-#[derive(Debug, Clone)]
-pub struct Alias {
-    /// The group (or deployment id) it points at.
-    pub target: String,
-    /// Hidden aliases work but are not listed in `/v1/models`.
-    pub hidden: bool,
-}
-
-/// `router_settings` (and the `litellm_settings` keys LiteLLM feeds into the router).
-#[derive(Debug, Clone)]
-pub struct RouterSettings {
-    /// `routing_strategy`.
-    pub routing_strategy: Strategy,
-    /// `num_retries` (default 2, as LiteLLM's code).
-    pub num_retries: u32,
-    /// `retry_policy`: retries per error class, overriding `num_retries`.
-    pub retry_policy: HashMap<ErrorClass, u32>,
-    /// `model_group_retry_policy`: per group, overriding `retry_policy`.
-    pub model_group_retry_policy: HashMap<String, HashMap<ErrorClass, u32>>,
-    /// `allowed_fails` when set explicitly (switches to LiteLLM's counter logic).
-    pub allowed_fails: Option<u32>,
-    /// `allowed_fails_policy`: allowed failures per error class.
-    pub allowed_fails_policy: Option<HashMap<ErrorClass, u32>>,
-    /// `cooldown_time` (default 5 s).
-    pub cooldown_time: Duration,
-    /// `disable_cooldowns`.
-    pub disable_cooldowns: bool,
-    /// `retry_after`: the least back-off between retries.
-    pub retry_after: Duration,
-    /// `fallbacks`: requested name → ordered targets.
-    pub fallbacks: Vec<(String, Vec<String>)>,
-    /// `context_window_fallbacks`.
-    pub context_window_fallbacks: Vec<(String, Vec<String>)>,
-    /// `content_policy_fallbacks`.
-    pub content_policy_fallbacks: Vec<(String, Vec<String>)>,
-    /// `default_fallbacks`.
-    pub default_fallbacks: Vec<String>,
-    /// `max_fallbacks` (default 5).
-    pub max_fallbacks: u32,
-    /// `enable_pre_call_checks`: drop deployments whose context window the prompt does not fit.
-    pub enable_pre_call_checks: bool,
-    /// llmux's attempt budget: the most engine calls one client request may cause, across retries, order
-    /// escalation and fallbacks (`router_settings.max_attempts`, default 10: LiteLLM's default chain of three tries
-    /// on each of two tiers and one fallback group fits, a storm across many fallbacks does not).
-    pub max_attempts: u32,
-    /// How long a request waits for a free slot when every candidate is at `max_parallel_requests`
-    /// (`router_settings.queue_timeout`, llmux's, default 30 s).
-    pub queue_timeout: Duration,
-    /// While a stream waits for its first byte longer than this, llmux answers 200 and sends SSE comments at
-    /// this interval so reverse proxies keep the connection (`router_settings.stream_keepalive`, llmux's,
-    /// default 5 s; 0 turns it off).
-    pub stream_keepalive: Duration,
-    /// Router-wide `timeout`.
-    pub timeout: Option<Duration>,
-    /// Router-wide `stream_timeout`.
-    pub stream_timeout: Option<Duration>,
-    /// Prefer, among the surviving candidates, hosts where the model is loaded now (`residency_routing`,
-    /// llmux's; default on). Off, routing is residency-blind as LiteLLM's.
-    pub residency_routing: bool,
-    /// Redis for state shared between replicas (`redis_host`/`redis_port`/`redis_password` or `redis_url`,
-    /// else the `REDIS_*` environment variables); `None` keeps state in memory.
-    pub redis: Option<RedisSettings>,
-}
-
-/// Where replicas share routing state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisSettings {
-    /// `redis_url` (`redis://[user:password@]host:port[/db]`), which wins over the separate keys.
-    pub url: Option<Secret>,
-    /// `redis_host`.
-    pub host: String,
-    /// `redis_port` (default 6379).
-    pub port: u16,
-    /// `redis_password`.
-    pub password: Option<Secret>,
-    /// `redis_username` (Redis 6 ACL user).
-    pub username: Option<String>,
-    /// `redis_db` (default 0).
-    pub db: i64,
-}
-
-impl RedisSettings {
-    /// Where it points, without credentials, for logs.
-    pub fn display(&self) -> String {
-        match &self.url {
-            Some(url) => {
-                let url = url.expose();
-                let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
-                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                format!("{scheme}://{rest}")
-            }
-            None => format!("redis://{}:{}/{}", self.host, self.port, self.db),
-        }
-    }
-}
-
-/// `routing_strategy` and its arguments.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Strategy {
-    /// Weighted random (`weight`, else `rpm`, else `tpm`), the default.
-    SimpleShuffle,
-    /// Fewest requests in flight.
-    LeastBusy,
-    /// Lowest recent latency, with `routing_strategy_args`.
-    LatencyBased {
-        /// Samples older than this are forgotten (`ttl`, default 1 h).
-        ttl: Duration,
-        /// Pick among deployments within `(1 + buffer) ×` the lowest (`lowest_latency_buffer`).
-        buffer: f64,
-        /// Samples kept per deployment (`max_latency_list_size`, default 10).
-        max_samples: usize,
-    },
-    /// Lowest tokens used this minute, skipping deployments over `rpm`/`tpm` (`usage-based-routing-v2`).
-    UsageBased,
-    /// Cheapest `input_cost_per_token + output_cost_per_token`.
-    CostBased,
-}
-
-impl Strategy {
-    /// LiteLLM's name for the strategy.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Strategy::SimpleShuffle => "simple-shuffle",
-            Strategy::LeastBusy => "least-busy",
-            Strategy::LatencyBased { .. } => "latency-based-routing",
-            Strategy::UsageBased => "usage-based-routing-v2",
-            Strategy::CostBased => "cost-based-routing",
-        }
-    }
-}
-
-/// The error classes LiteLLM's `retry_policy` and `allowed_fails_policy` are keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// 400.
-    BadRequest,
-    /// 401 / 403.
-    Authentication,
-    /// 408 / time-outs.
-    Timeout,
-    /// 429.
-    RateLimit,
-    /// A content-policy refusal (400).
-    ContentPolicyViolation,
-    /// 500 and connection failures.
-    InternalServer,
-    /// 503.
-    ServiceUnavailable,
-    /// 502.
-    BadGateway,
-    /// 404.
-    NotFound,
-}
-
-impl ErrorClass {
-    /// Parses LiteLLM's policy key prefix (`RateLimitError…` → `RateLimit`).
-    pub fn from_policy_key(key: &str) -> Option<ErrorClass> {
-        let name = key.strip_suffix("Retries").or_else(|| key.strip_suffix("AllowedFails")).unwrap_or(key);
-        Some(match name {
-            "BadRequestError" => ErrorClass::BadRequest,
-            "AuthenticationError" => ErrorClass::Authentication,
-            "TimeoutError" | "Timeout" => ErrorClass::Timeout,
-            "RateLimitError" => ErrorClass::RateLimit,
-            "ContentPolicyViolationError" => ErrorClass::ContentPolicyViolation,
-            "InternalServerError" => ErrorClass::InternalServer,
-            "ServiceUnavailableError" => ErrorClass::ServiceUnavailable,
-            "BadGatewayError" => ErrorClass::BadGateway,
-            "NotFoundError" => ErrorClass::NotFound,
-            _ => return None,
-        })
-    }
-}
-
-/// `general_settings` and server options.
-#[derive(Debug, Clone)]
-pub struct GeneralSettings {
-    /// `master_key`: when set, every API call needs it.
-    pub master_key: Option<Secret>,
-    /// `allow_auth_change_on_reload` (llmux's, default false): a reload to this config may drop or change the
-    /// master key. Without it such a reload is refused (see [`crate::lifecycle::reload_refusal`]), so a file that
-    /// lost its `general_settings` in a bad edit does not open the service to everyone.
-    pub allow_auth_change_on_reload: bool,
-    /// Largest accepted request body (`max_request_size_mb`, default 32 MiB for image payloads).
-    pub max_request_body_bytes: usize,
-    /// `background_health_checks` (also read, with a warning, from `litellm_settings`).
-    pub background_health_checks: bool,
-    /// `health_check_interval` seconds.
-    pub health_check_interval: u64,
-    /// `enable_health_check_routing`: a probe answered with an HTTP error (or a failed `health_check_model`
-    /// generation) takes the deployment out of routing; off by default, as LiteLLM's, when such results are only
-    /// reported. A probe that cannot reach the host at all takes it out whatever this says.
-    pub health_check_routing: bool,
-    /// `health_check_ignore_transient_errors`: a probe answered 429 or 408 counts as healthy.
-    pub health_check_ignore_transient_errors: bool,
-    /// `health_check_staleness_threshold`: a probe result older than this no longer gates routing (default twice
-    /// the interval, so a result lasts until the next probe even when probes are slow).
-    pub health_check_staleness: Duration,
-    /// `litellm_settings.check_provider_endpoint`: `/v1/models` expands wildcard groups from each engine's own
-    /// model list instead of listing the pattern.
-    pub check_provider_endpoint: bool,
-    /// `database_url` (or `DATABASE_URL`): virtual keys and spend in this PostgreSQL instead of the embedded
-    /// SQLite file under `--data-dir`.
-    pub database_url: Option<Secret>,
-    /// `disable_spend_logs`: no spend-log row per request (key spend is still counted).
-    pub disable_spend_logs: bool,
-    /// `maximum_spend_logs_retention_period` (`"30d"`, `"12h"`, seconds): older spend-log rows are deleted.
-    pub spend_logs_retention: Option<Duration>,
-    /// `proxy_batch_write_at` seconds (default 10, LiteLLM's): how often spend is written.
-    pub spend_batch_every: Duration,
 }
 
 /// A wildcard `model_name`, matched as LiteLLM does: each `*` captures any text, anchored at the start only.

@@ -65,6 +65,8 @@ pub struct Executor {
     queues: queue::Queues,
     /// Model loads llmux set off on Ollama hosts and that requests wait for.
     loads: load::Loads,
+    /// Starts this config's background health rounds early, on request.
+    rounds: Arc<crate::health::Rounds>,
 }
 
 /// One client request on its way through retries, order escalation and fallbacks.
@@ -133,13 +135,19 @@ impl Executor {
         let buffered = Arc::new(tokio::sync::Semaphore::new(budget));
         let queues = queue::Queues::default();
         let loads = load::Loads::default();
+        let rounds = Arc::default();
         let loading = Default::default();
-        Executor { config, state, client, loading, labels, max_retries, buffered, queues, loads }
+        Executor { config, state, client, loading, labels, max_retries, buffered, queues, loads, rounds }
     }
 
     /// The engine client, shared with on-demand health probes.
     pub fn client(&self) -> &HttpClient {
         &self.client
+    }
+
+    /// The timing seam of this config's background health loop (see [`crate::health::Rounds`]).
+    pub fn health_rounds(&self) -> &crate::health::Rounds {
+        &self.rounds
     }
 
     /// Requests of `group` waiting now for a deployment to free a slot.
@@ -157,7 +165,9 @@ impl Executor {
         let general = &self.config.general;
         general.background_health_checks.then(|| {
             let interval = Duration::from_secs(general.health_check_interval.max(1));
-            let task = crate::health::run(self.config.clone(), self.state.clone(), self.client.clone(), interval);
+            let (config, state, client, rounds) =
+                (self.config.clone(), self.state.clone(), self.client.clone(), self.rounds.clone());
+            let task = crate::health::run(config, state, client, interval, rounds);
             tokio::spawn(task).abort_handle()
         })
     }

@@ -13,6 +13,7 @@ mod openai;
 mod placement;
 pub mod wake;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,14 +33,53 @@ pub use placement::{placement, AssignedModel, Placement};
 /// Largest probe answer read.
 const MAX_PROBE_BODY: usize = 8 * 1024 * 1024;
 
-/// Probes every host now and then every `interval`, until the process ends.
-pub async fn run(config: Arc<Config>, state: Arc<State>, client: HttpClient, interval: Duration) {
+/// Probes every host now and then every `interval` (or at once when [`Rounds::run_now`] asks), until the task is
+/// aborted (a reload starts the new config's loop).
+pub async fn run(config: Arc<Config>, state: Arc<State>, client: HttpClient, interval: Duration, rounds: Arc<Rounds>) {
     let probed = config.hosts.iter().filter(|h| !h.probe_disabled).count();
     let generations = config.deployments.iter().filter(|d| d.health_check.is_some()).count();
     tracing::info!("background health checks: {probed} hosts and {generations} generation probes every {interval:?}");
     loop {
+        rounds.started.fetch_add(1, Ordering::SeqCst);
         probe_all(&config, &state, &client).await;
-        tokio::time::sleep(interval).await;
+        rounds.finished.send_modify(|n| *n += 1);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = rounds.asked.notified() => {}
+        }
+    }
+}
+
+/// The health loop's timing seam: a round starts when the interval has passed or when someone asks for one now
+/// (`POST /llmux/health/round`: a test, or an operator who wants a fresh view), and whoever asked can wait for
+/// that round to finish instead of sleeping through an interval.
+#[derive(Debug)]
+pub struct Rounds {
+    asked: tokio::sync::Notify,
+    started: AtomicU64,
+    finished: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Rounds {
+    fn default() -> Self {
+        Rounds {
+            asked: tokio::sync::Notify::new(),
+            started: AtomicU64::new(0),
+            finished: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Rounds {
+    /// Asks the loop for a round now and waits until a round that began after the ask has finished (one under way
+    /// finishes first: it may have read a host before the caller changed it). Returns how many rounds have
+    /// finished. Waits for ever when no loop runs: callers bound it.
+    pub async fn run_now(&self) -> u64 {
+        let mut finished = self.finished.subscribe();
+        let target = self.started.load(Ordering::SeqCst) + 1;
+        self.asked.notify_one();
+        let done = finished.wait_for(|n| *n >= target).await.map(|n| *n);
+        done.unwrap_or(target)
     }
 }
 
@@ -295,6 +335,21 @@ mod tests {
         for dead in ["Connection refused (os error 111)", "no answer within 5s", "dns error: failed to lookup"] {
             assert!(!answered_over_http(dead), "{dead}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_round_asked_for_starts_at_once_and_is_waited_for() {
+        let config = Arc::new(crate::config::load_str("", &|_| None).map(|(c, _)| c).expect("config"));
+        let state = Arc::new(State::new(&config));
+        let rounds = Arc::new(Rounds::default());
+        let client = crate::upstream::client().expect("client");
+        let hour = Duration::from_secs(3600);
+        let task = tokio::spawn(run(config, state, client, hour, rounds.clone()));
+        let asked = async { (rounds.run_now().await, rounds.run_now().await) };
+        let asked = tokio::time::timeout(Duration::from_secs(5), asked).await;
+        task.abort();
+        let (first, second) = asked.expect("a round asked for waits for no interval");
+        assert!(first >= 1 && second > first, "{first} then {second}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::config::Diagnostics;
+
 /// Where a semantic router gets its vectors: `inputs` embedded with the model name `model`, one vector per input
 /// in order, or why not.
 pub trait Embedder: Sync {
@@ -69,47 +71,45 @@ pub struct Choice {
 }
 
 impl SemanticRouter {
-    /// Parses a deployment's `litellm_params`; problems go to `error(path, message)`. `is_name` says whether a
-    /// model name exists; `read` reads `auto_router_config_path`.
+    /// Parses a deployment's `litellm_params`; problems go into `diags` at paths relative to `litellm_params` (the
+    /// config loader files them under the deployment's path). `is_name` says whether a model name exists; `read`
+    /// gives the text of the file `auto_router_config_path` names (the loader read it, so reload watches it).
     pub fn from_params(
         params: &Map<String, Value>,
         is_name: &dyn Fn(&str) -> bool,
         read: &dyn Fn(&str) -> Result<String, String>,
-        error: &mut dyn FnMut(String, String),
+        diags: &mut Diagnostics,
     ) -> Option<SemanticRouter> {
         let text = |key: &str| params.get(key).and_then(Value::as_str).map(str::to_owned);
         let file: Option<RouterFile> = match (params.get("auto_router_config"), text("auto_router_config_path")) {
-            (Some(Value::String(json)), _) => parse(json, "auto_router_config", error),
+            (Some(Value::String(json)), _) => parse(json, "auto_router_config", diags),
             (Some(Value::Object(map)), _) => serde_json::from_value(Value::Object(map.clone()))
-                .map_err(|e| error("auto_router_config".into(), e.to_string()))
+                .map_err(|e| diags.error("auto_router_config", e.to_string()))
                 .ok(),
             (Some(other), _) if !other.is_null() => {
-                error("auto_router_config".into(), "must be the router JSON (a mapping or a JSON string)".into());
+                diags.error("auto_router_config", "must be the router JSON (a mapping or a JSON string)");
                 None
             }
             (_, Some(path)) => match read(&path) {
-                Ok(json) => parse(&json, "auto_router_config_path", error),
+                Ok(json) => parse(&json, "auto_router_config_path", diags),
                 Err(e) => {
-                    error("auto_router_config_path".into(), format!("cannot read {path}: {e}"));
+                    diags.error("auto_router_config_path", format!("cannot read {path}: {e}"));
                     None
                 }
             },
             _ => {
-                error(
-                    "auto_router_config".into(),
-                    "missing: give auto_router_config or auto_router_config_path".into(),
-                );
+                diags.error("auto_router_config", "missing: give auto_router_config or auto_router_config_path");
                 None
             }
         };
         let mut required = |key: &str| match text(key) {
             Some(name) if is_name(&name) => Some(name),
             Some(name) => {
-                error(key.into(), format!("{name:?} is not a model_name or alias of this config"));
+                diags.error(key, format!("{name:?} is not a model_name or alias of this config"));
                 None
             }
             None => {
-                error(key.into(), "missing".into());
+                diags.error(key, "missing");
                 None
             }
         };
@@ -118,13 +118,13 @@ impl SemanticRouter {
         let file = file?;
         for (i, route) in file.routes.iter().enumerate() {
             if !is_name(&route.name) {
-                error(
+                diags.error(
                     format!("auto_router_config.routes[{i}].name"),
                     format!("{:?} is not a model_name or alias", route.name),
                 );
             }
             if route.utterances.is_empty() {
-                error(format!("auto_router_config.routes[{i}].utterances"), "needs at least one utterance".into());
+                diags.error(format!("auto_router_config.routes[{i}].utterances"), "needs at least one utterance");
             }
         }
         Some(SemanticRouter {
@@ -213,8 +213,8 @@ impl SemanticRouter {
     }
 }
 
-fn parse(json: &str, at: &str, error: &mut dyn FnMut(String, String)) -> Option<RouterFile> {
-    serde_json::from_str(json).map_err(|e| error(at.into(), format!("not the router JSON: {e}"))).ok()
+fn parse(json: &str, at: &str, diags: &mut Diagnostics) -> Option<RouterFile> {
+    serde_json::from_str(json).map_err(|e| diags.error(at, format!("not the router JSON: {e}"))).ok()
 }
 
 /// Cosine similarity; 0 for a zero or mismatched vector.
@@ -268,14 +268,14 @@ mod tests {
             "auto_router_default_model": "fallback",
             "auto_router_embedding_model": "embed",
         });
-        let mut errors = Vec::new();
+        let mut diags = Diagnostics::default();
         let r = SemanticRouter::from_params(
             params.as_object().unwrap(),
             &|_| true,
             &|_| Err("no files".into()),
-            &mut |p, m| errors.push((p, m)),
+            &mut diags,
         );
-        assert!(errors.is_empty(), "{errors:?}");
+        assert!(diags.iter().next().is_none(), "{diags}");
         r.unwrap()
     }
 
@@ -366,15 +366,15 @@ mod tests {
     #[test]
     fn config_problems_name_their_key() {
         let params = json!({"auto_router_config": "{not json", "auto_router_default_model": "nope"});
-        let mut errors = Vec::new();
+        let mut diags = Diagnostics::default();
         let r = SemanticRouter::from_params(
             params.as_object().unwrap(),
             &|n| n != "nope",
             &|_| Err("x".into()),
-            &mut |p, m| errors.push((p, m)),
+            &mut diags,
         );
         assert!(r.is_none());
-        let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = diags.errors().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["auto_router_config", "auto_router_default_model", "auto_router_embedding_model"]);
     }
 }

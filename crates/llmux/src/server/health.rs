@@ -90,6 +90,25 @@ pub async fn hosts(State(app): State<AppState>) -> Json<Value> {
     Json(json!({"hosts": host_list(&app.executor())}))
 }
 
+/// How long `POST /llmux/health/round` waits for the background loop's round.
+const ROUND_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `POST /llmux/health/round` (master key): runs a probe round now, through the background loop when there is one
+/// (its next round comes early), and answers once it has finished, with the hosts as `GET /health/hosts` lists
+/// them. Tests use it instead of sleeping through a `health_check_interval`.
+pub async fn round(State(app): State<AppState>) -> Response {
+    let exec = app.executor();
+    if exec.config.general.background_health_checks {
+        if tokio::time::timeout(ROUND_WAIT, exec.health_rounds().run_now()).await.is_err() {
+            let why = format!("no health round finished within {ROUND_WAIT:?}");
+            return Error::Internal(why).into_response();
+        }
+    } else {
+        crate::health::probe_all(&exec.config, &exec.state, exec.client()).await;
+    }
+    Json(json!({"hosts": host_list(&exec)})).into_response()
+}
+
 /// The prompt of the typical turn `GET /health/hosts` gives each deployment's expected time for (with
 /// [`crate::router::speed::TYPICAL_OUTPUT_TOKENS`] of answer).
 const TYPICAL_PROMPT_TOKENS: u64 = 1_000;

@@ -34,7 +34,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::executor::Executor;
-use crate::lifecycle::Live;
+use crate::lifecycle::{Live, WatchRound};
 pub use gateway::Gateway;
 
 /// What every handler shares.
@@ -70,6 +70,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health/hosts", get(health::hosts))
         .route("/config/reload", post(reload))
         .route("/llmux/clock", post(clock::advance))
+        .route("/llmux/health/round", post(health::round))
+        .route("/llmux/config/check", post(check_config))
         .merge(crate::keys::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     let anthropic = Router::new()
@@ -277,6 +279,25 @@ async fn reload(State(state): State<AppState>) -> Response {
         }))
         .into_response(),
         Err(errors) => Error::ConfigRejected(errors).into_response(),
+    }
+}
+
+/// `POST /llmux/config/check` (master key): runs the config file watcher's round now and answers what it found:
+/// `unchanged`, `unsettled` (still being written), `reloaded` (with the warnings) or a 400 with the errors when
+/// the changed file was refused. 404 when no watcher runs (`--watch 0`).
+async fn check_config(State(state): State<AppState>) -> Response {
+    match state.live.check_files().await {
+        None => Error::NotFound("POST /llmux/config/check: the config file is not watched (--watch 0)".into())
+            .into_response(),
+        Some(WatchRound::Unchanged) => Json(json!({"status": "unchanged"})).into_response(),
+        Some(WatchRound::Unsettled) => Json(json!({"status": "unsettled"})).into_response(),
+        Some(WatchRound::Reloaded(Ok(report))) => Json(json!({
+            "status": "reloaded",
+            "deployments": report.deployments,
+            "warnings": report.warnings,
+        }))
+        .into_response(),
+        Some(WatchRound::Reloaded(Err(errors))) => Error::ConfigRejected(errors).into_response(),
     }
 }
 

@@ -99,6 +99,20 @@ impl Llmux {
         Reply { status: parts.status, headers: parts.headers, body }
     }
 
+    /// Runs a health probe round now and waits for it to finish (`POST /llmux/health/round`), instead of
+    /// sleeping through a `health_check_interval`; returns the hosts as `/health/hosts` lists them then.
+    pub async fn health_round(&self, key: Option<&str>) -> serde_json::Value {
+        let reply = self.post_key("/llmux/health/round", "", key).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    }
+
+    /// Runs the config file watcher's round now (`POST /llmux/config/check`): when it returns, the files as they
+    /// are now have been looked at (and reloaded, or refused), without sleeping through the poll interval.
+    pub async fn watch_round(&self, key: Option<&str>) -> Reply {
+        self.post_key("/llmux/config/check", "", key).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.get_key(path, None).await
     }

@@ -10,7 +10,8 @@
 //! Where LiteLLM accepts a setting that can only fail later (an empty tier pool, a target that is not a model) or
 //! silently does nothing (an unknown tier name such as `simple`), llmux reports it at load instead.
 
-use crate::config::type_name;
+use crate::config::reader::{as_mapping, finite_number, must_be, string_list};
+use crate::config::Diagnostics;
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -104,23 +105,6 @@ const NOT_ACTED_ON: &[&str] = &[
 const CONFIG: &str = "complexity_router_config";
 const DEFAULT_MODEL: &str = "complexity_router_default_model";
 
-/// Where problems go, and whether any was an error.
-struct Report<'a> {
-    error: &'a mut dyn FnMut(String, String),
-    warn: &'a mut dyn FnMut(String, String),
-    failed: bool,
-}
-
-impl Report<'_> {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.failed = true;
-        (self.error)(path.into(), message.into());
-    }
-    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        (self.warn)(path.into(), message.into());
-    }
-}
-
 /// Whether an option that changes the decision is switched on (absent-like values are not).
 fn enabled(value: &Value) -> bool {
     match value {
@@ -136,19 +120,21 @@ impl ComplexityRouter {
     /// Parses a deployment's `litellm_params` map (keys `complexity_router_config`,
     /// `complexity_router_default_model`; other keys are not looked at).
     ///
-    /// Every problem is reported through `error(path_suffix, message)` / `warn(path_suffix, message)`, where
-    /// `path_suffix` is relative to `litellm_params`, e.g. `complexity_router_config.tier_boundaries.simple_medium`.
-    /// `is_name(target)` says whether a tier target or the default model is a known model name or alias; an
-    /// unknown one is an error. Returns `None` when any error was reported.
+    /// Every problem goes into `diags` at a path relative to `litellm_params`, e.g.
+    /// `complexity_router_config.tier_boundaries.simple_medium` (the config loader files them under the
+    /// deployment's path). `is_name(target)` says whether a tier target or the default model is a known model
+    /// name or alias; an unknown one is an error. Returns `None` when any error was reported.
     pub fn from_params(
         params: &Map<String, Value>,
         is_name: &dyn Fn(&str) -> bool,
-        error: &mut dyn FnMut(String, String),
-        warn: &mut dyn FnMut(String, String),
+        diags: &mut Diagnostics,
     ) -> Option<Self> {
-        let mut report = Report { error, warn, failed: false };
+        // Its own problems apart, so that "any error" means this router's.
+        let mut report = Diagnostics::default();
         let router = parse(params, is_name, &mut report);
-        if report.failed {
+        let failed = report.has_errors();
+        diags.extend_under("", report);
+        if failed {
             return None;
         }
         router
@@ -158,16 +144,12 @@ impl ComplexityRouter {
 fn parse(
     params: &Map<String, Value>,
     is_name: &dyn Fn(&str) -> bool,
-    report: &mut Report<'_>,
+    report: &mut Diagnostics,
 ) -> Option<ComplexityRouter> {
     let empty = Map::new();
     let config = match params.get(CONFIG) {
         None | Some(Value::Null) => &empty,
-        Some(Value::Object(map)) => map,
-        Some(other) => {
-            report.error(CONFIG, format!("must be a mapping, found {}", type_name(other)));
-            &empty
-        }
+        Some(value) => as_mapping(value, CONFIG, report).unwrap_or(&empty),
     };
     for (key, value) in config {
         let path = format!("{CONFIG}.{key}");
@@ -193,8 +175,7 @@ fn parse(
                 format!("{CONFIG}.classifier_type"),
                 format!("{s:?} is not implemented by llmux: only the heuristic scorer (\"heuristic\") is"),
             ),
-            other => report
-                .error(format!("{CONFIG}.classifier_type"), format!("must be a string, found {}", type_name(other))),
+            other => report.error(format!("{CONFIG}.classifier_type"), must_be("a string", other)),
         }
     }
 
@@ -208,7 +189,7 @@ fn parse(
             let path = format!("{CONFIG}.tier_boundaries.{key}");
             match names.iter().position(|n| n == key) {
                 Some(i) => {
-                    if let Some(v) = number(value, &path, report) {
+                    if let Some(v) = finite_number(value, &path, report) {
                         boundaries[i] = v;
                     }
                 }
@@ -234,7 +215,7 @@ fn parse(
     match config.get("reasoning_override_min_score") {
         None | Some(Value::Null) => {}
         Some(value) => {
-            if let Some(v) = number(value, &format!("{CONFIG}.reasoning_override_min_score"), report) {
+            if let Some(v) = finite_number(value, &format!("{CONFIG}.reasoning_override_min_score"), report) {
                 override_min = v;
             }
         }
@@ -263,7 +244,7 @@ fn parse(
             let path = format!("{CONFIG}.dimension_weights.{key}");
             match DIMENSIONS.iter().position(|n| n == key) {
                 Some(i) => {
-                    if let Some(w) = number(value, &path, report) {
+                    if let Some(w) = finite_number(value, &path, report) {
                         weights[i] = w;
                         seen[i] = true;
                     }
@@ -301,10 +282,7 @@ fn parse(
         None | Some(Value::Null) | Some(Value::Bool(true)) => true,
         Some(Value::Bool(false)) => false,
         Some(other) => {
-            report.error(
-                format!("{CONFIG}.route_housekeeping_to_cheapest_tier"),
-                format!("must be true or false, found {}", type_name(other)),
-            );
+            report.error(format!("{CONFIG}.route_housekeeping_to_cheapest_tier"), must_be("true or false", other));
             true
         }
     };
@@ -360,24 +338,8 @@ fn owned(list: &[&str]) -> Vec<String> {
 }
 
 /// A sub-mapping of the config: `None` when absent; a non-mapping is an error (pydantic rejects `null` too).
-fn mapping<'c>(config: &'c Map<String, Value>, key: &str, report: &mut Report<'_>) -> Option<&'c Map<String, Value>> {
-    match config.get(key)? {
-        Value::Object(map) => Some(map),
-        other => {
-            report.error(format!("{CONFIG}.{key}"), format!("must be a mapping, found {}", type_name(other)));
-            None
-        }
-    }
-}
-
-fn number(value: &Value, path: &str, report: &mut Report<'_>) -> Option<f64> {
-    match value.as_f64() {
-        Some(v) if v.is_finite() => Some(v),
-        _ => {
-            report.error(path, format!("must be a number, found {}", type_name(value)));
-            None
-        }
-    }
+fn mapping<'c>(config: &'c Map<String, Value>, key: &str, report: &mut Diagnostics) -> Option<&'c Map<String, Value>> {
+    as_mapping(config.get(key)?, &format!("{CONFIG}.{key}"), report)
 }
 
 /// An integer as pydantic's lax `int` takes it from JSON: an integer, or a float with no fractional part.
@@ -391,32 +353,13 @@ fn integer(value: &Value) -> Option<i64> {
 }
 
 /// A list of strings, or `None` when absent/`null`.
-fn keyword_list(config: &Map<String, Value>, key: &str, report: &mut Report<'_>) -> Option<Vec<String>> {
-    let path = format!("{CONFIG}.{key}");
-    match config.get(key)? {
-        Value::Null => None,
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(s) => out.push(s.clone()),
-                    other => {
-                        report.error(format!("{path}[{i}]"), format!("must be a string, found {}", type_name(other)))
-                    }
-                }
-            }
-            Some(out)
-        }
-        other => {
-            report.error(path, format!("must be a list of strings, found {}", type_name(other)));
-            None
-        }
-    }
+fn keyword_list(config: &Map<String, Value>, key: &str, report: &mut Diagnostics) -> Option<Vec<String>> {
+    string_list(config.get(key)?, &format!("{CONFIG}.{key}"), report)
 }
 
 /// A scoring keyword list, with a warning for blank entries: LiteLLM keeps them, and they match nearly every
 /// prompt (an empty keyword wherever there is a letter or digit, a space wherever there is a space).
-fn scoring_list(config: &Map<String, Value>, key: &str, report: &mut Report<'_>) -> Option<Vec<String>> {
+fn scoring_list(config: &Map<String, Value>, key: &str, report: &mut Diagnostics) -> Option<Vec<String>> {
     let list = keyword_list(config, key, report)?;
     for (i, keyword) in list.iter().enumerate() {
         if py_strip(keyword).is_empty() {
@@ -428,7 +371,7 @@ fn scoring_list(config: &Map<String, Value>, key: &str, report: &mut Report<'_>)
 
 /// A replacement keyword list: `None` (keep the default) when absent, `null` or empty, as LiteLLM's
 /// `config.code_keywords or DEFAULT_CODE_KEYWORDS` does.
-fn keywords(config: &Map<String, Value>, key: &str, report: &mut Report<'_>) -> Option<Vec<String>> {
+fn keywords(config: &Map<String, Value>, key: &str, report: &mut Diagnostics) -> Option<Vec<String>> {
     let list = scoring_list(config, key, report)?;
     if list.is_empty() {
         report.warn(format!("{CONFIG}.{key}"), "empty: LiteLLM keeps its default list");
@@ -455,7 +398,7 @@ fn append_custom(base: &mut Vec<String>, custom: Vec<String>) {
     base.extend(added.into_iter().map(|(_, k)| k));
 }
 
-fn reminder_markers(config: &Map<String, Value>, report: &mut Report<'_>) -> Reminders {
+fn reminder_markers(config: &Map<String, Value>, report: &mut Diagnostics) -> Reminders {
     let default = || {
         let (open, close) = defaults::REMINDER_MARKERS;
         Reminders::new(vec![(open.to_owned(), close.to_owned())])
@@ -472,7 +415,7 @@ fn reminder_markers(config: &Map<String, Value>, report: &mut Report<'_>) -> Rem
             return default();
         }
         Some(other) => {
-            report.error(path, format!("must be a list of {{open, close}} pairs, found {}", type_name(other)));
+            report.error(path, must_be("a list of {open, close} pairs", other));
             return default();
         }
     };
@@ -480,7 +423,7 @@ fn reminder_markers(config: &Map<String, Value>, report: &mut Report<'_>) -> Rem
     for (i, item) in items.iter().enumerate() {
         let at = format!("{path}[{i}]");
         let Some(map) = item.as_object() else {
-            report.error(at, format!("must be a mapping with open and close, found {}", type_name(item)));
+            report.error(at, must_be("a mapping with open and close", item));
             continue;
         };
         let mut side = |key: &str| match map.get(key) {
@@ -490,7 +433,7 @@ fn reminder_markers(config: &Map<String, Value>, report: &mut Report<'_>) -> Rem
                 None
             }
             Some(other) => {
-                report.error(format!("{at}.{key}"), format!("must be a string, found {}", type_name(other)));
+                report.error(format!("{at}.{key}"), must_be("a string", other));
                 None
             }
             None => {
@@ -517,7 +460,7 @@ fn reminder_markers(config: &Map<String, Value>, report: &mut Report<'_>) -> Rem
 fn tiers(
     config: &Map<String, Value>,
     is_name: &dyn Fn(&str) -> bool,
-    report: &mut Report<'_>,
+    report: &mut Diagnostics,
 ) -> [Option<Vec<String>>; 4] {
     let mut out: [Option<Vec<String>>; 4] = Default::default();
     let Some(value) = config.get("tiers") else {
@@ -540,7 +483,7 @@ fn tiers(
     };
     let path = format!("{CONFIG}.tiers");
     let Value::Object(map) = value else {
-        report.error(path, format!("must be a mapping of tier to model name(s), found {}", type_name(value)));
+        report.error(path, must_be("a mapping of tier to model name(s)", value));
         return out;
     };
     for (key, value) in map {
@@ -571,7 +514,7 @@ fn tiers(
                             format!("{at}[{i}]"),
                             "tier entries with their own litellm_params are not supported by llmux; name a model instead",
                         ),
-                        other => report.error(format!("{at}[{i}]"), format!("must be a model name, found {}", type_name(other))),
+                        other => report.error(format!("{at}[{i}]"), must_be("a model name", other)),
                     }
                 }
             }
@@ -583,7 +526,7 @@ fn tiers(
                 continue;
             }
             other => {
-                report.error(at, format!("must be a model name or a list of model names, found {}", type_name(other)));
+                report.error(at, must_be("a model name or a list of model names", other));
                 continue;
             }
         }
@@ -611,9 +554,9 @@ fn default_model(
     config: &Map<String, Value>,
     tiers: &[Option<Vec<String>>; 4],
     is_name: &dyn Fn(&str) -> bool,
-    report: &mut Report<'_>,
+    report: &mut Diagnostics,
 ) -> Option<String> {
-    let read = |value: Option<&Value>, path: &str, report: &mut Report<'_>| match value {
+    let read = |value: Option<&Value>, path: &str, report: &mut Diagnostics| match value {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
             if !s.is_empty() && !is_name(s) {
@@ -622,7 +565,7 @@ fn default_model(
             Some(s.clone())
         }
         Some(other) => {
-            report.error(path, format!("must be a model name, found {}", type_name(other)));
+            report.error(path, must_be("a model name", other));
             None
         }
     };
@@ -637,7 +580,7 @@ fn default_model(
         from_params.clone().or_else(|| from_config.clone()).or_else(derived)
     };
     let Some(resolved) = resolved else {
-        if !report.failed {
+        if !report.has_errors() {
             report.error(
                 DEFAULT_MODEL,
                 "missing: LiteLLM refuses a complexity router with no default model unless complexity_router_config sets default_model or a MEDIUM or SIMPLE tier",

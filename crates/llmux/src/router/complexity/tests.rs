@@ -6,16 +6,13 @@ type Reports = Vec<(String, String)>;
 
 /// Parses `params` (a `litellm_params` JSON object) with every name known except those in `unknown`.
 fn parse_with(params: Value, unknown: &[&str]) -> (Option<ComplexityRouter>, Reports, Reports) {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+    let mut diags = crate::config::Diagnostics::default();
     let map = params.as_object().cloned().unwrap_or_default();
-    let router = ComplexityRouter::from_params(
-        &map,
-        &|name| !unknown.contains(&name),
-        &mut |p, m| errors.push((p, m)),
-        &mut |p, m| warnings.push((p, m)),
-    );
-    (router, errors, warnings)
+    let router = ComplexityRouter::from_params(&map, &|name| !unknown.contains(&name), &mut diags);
+    let pairs = |severity| {
+        diags.iter().filter(|d| d.severity == severity).map(|d| (d.path.clone(), d.message.clone())).collect()
+    };
+    (router, pairs(crate::config::Severity::Error), pairs(crate::config::Severity::Warning))
 }
 
 /// A router over `config` (with tiers s/m/c/r unless the config sets its own) and default model `d`.

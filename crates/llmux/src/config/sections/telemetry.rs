@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value};
 
-use super::validate::{get_bool, type_name};
-use super::Diagnostics;
+use crate::config::reader::{get_bool, must_be};
+use crate::config::Diagnostics;
 
 /// The `litellm_settings` keys that list callbacks.
 pub(super) const CALLBACK_KEYS: &[&str] = &["callbacks", "success_callback", "failure_callback"];
@@ -23,10 +23,10 @@ pub struct Telemetry {
 }
 
 /// Reads the telemetry settings; every callback llmux does not act on is reported by its YAML path.
-pub(super) fn telemetry(
+pub(crate) fn telemetry(
     litellm: &Map<String, Value>,
     general: &Map<String, Value>,
-    llmux: Option<&Value>,
+    llmux: Option<&Map<String, Value>>,
     diags: &mut Diagnostics,
 ) -> Telemetry {
     const L: &str = "litellm_settings";
@@ -46,14 +46,11 @@ pub(super) fn telemetry(
                 Value::String(name) => {
                     diags.warn(path, format!("callback {name:?} is not acted on by llmux yet; ignored"))
                 }
-                other => diags.error(path, format!("must be a callback name, found {}", type_name(other))),
+                other => diags.error(path, must_be("a callback name", other)),
             }
         }
     }
-    let asked = match llmux {
-        Some(Value::Object(settings)) => get_bool(settings, "metrics", "llmux_settings", diags),
-        _ => None,
-    };
+    let asked = llmux.and_then(|settings| get_bool(settings, "metrics", "llmux_settings", diags));
     let require_auth = get_bool(litellm, "require_auth_for_metrics_endpoint", L, diags)
         .or_else(|| get_bool(general, "require_auth_for_metrics_endpoint", "general_settings", diags))
         .unwrap_or(false);
@@ -68,7 +65,7 @@ mod tests {
     fn read(litellm: Value, general: Value, llmux: Value) -> (Telemetry, Vec<String>) {
         let mut diags = Diagnostics::default();
         let (Value::Object(l), Value::Object(g)) = (litellm, general) else { unreachable!() };
-        let t = telemetry(&l, &g, Some(&llmux), &mut diags);
+        let t = telemetry(&l, &g, llmux.as_object(), &mut diags);
         let said = diags.warnings().chain(diags.errors()).map(|d| format!("{}: {}", d.path, d.message)).collect();
         (t, said)
     }

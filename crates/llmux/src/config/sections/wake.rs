@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::validate::{get_num, get_str, type_name};
-use super::Diagnostics;
+use crate::config::reader::{get_num, get_str, must_be, names};
+use crate::config::Diagnostics;
 
 /// The port magic packets go to when the address names none (the "discard" port most NICs listen on).
 pub const DEFAULT_WAKE_PORT: u16 = 9;
@@ -81,10 +81,7 @@ pub(super) fn host_wake(
         Value::Null => return None,
         Value::Object(m) => m,
         other => {
-            diags.error(
-                at,
-                format!("must be a mapping like {{mac: \"aa:bb:cc:dd:ee:ff\"}}, found {}", type_name(other)),
-            );
+            diags.error(at, must_be("a mapping like {mac: \"aa:bb:cc:dd:ee:ff\"}", other));
             return None;
         }
     };
@@ -113,30 +110,13 @@ pub(super) fn host_wake(
         }),
     };
     let boot = get_num(entry, "boot_seconds", at, diags).map_or(DEFAULT_BOOT, |s| Duration::from_secs_f64(s.min(1e6)));
-    let wake_for = match entry.get("wake_for") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| match item.as_str() {
-                Some(name) => {
-                    if !known(name) {
-                        diags.warn(format!("{at}.wake_for[{i}]"), format!("no group or alias is named {name:?}"));
-                    }
-                    Some(name.to_owned())
-                }
-                None => {
-                    diags.error(format!("{at}.wake_for[{i}]"), "must be a model group name");
-                    None
-                }
-            })
-            .collect(),
-        Some(other) => {
-            diags
-                .error(format!("{at}.wake_for"), format!("must be a list of model groups, found {}", type_name(other)));
-            Vec::new()
+    let unknown = |i: usize, name: &str, diags: &mut Diagnostics| {
+        if !known(name) {
+            diags.warn(format!("{at}.wake_for[{i}]"), format!("no group or alias is named {name:?}"));
         }
     };
+    let what = ("a model group name", "a list of model groups");
+    let wake_for = names(entry.get("wake_for"), &format!("{at}.wake_for"), what, diags, &unknown);
     Some(Wake { mac: mac?, address: address?, boot, wake_for })
 }
 
