@@ -54,16 +54,21 @@ impl super::Executor {
     /// `prefix` is sent to deployment `d` at `now`: the slot it will most likely occupy is recorded (busy
     /// until the returned lease drops; other replicas are told), and returned when the engine takes `id_slot`
     /// (a llama.cpp server whose slots a probe counted). `None` when every slot is busy with llmux's requests:
-    /// the engine queues it and chooses.
+    /// the engine queues it and chooses. Nothing is recorded for a deployment alone in its group on an engine
+    /// without slots to pin: no decision would read it (this runs for every chat request).
     pub(super) fn place_prompt(
         &self,
         d: &Deployment,
         prefix: &Prefix,
+        members: usize,
         now: Millis,
     ) -> Option<(Box<dyn Send + Sync>, Option<usize>)> {
         let state = &self.state;
         let speaks_openai = d.engine().is_some_and(|e| e.adapter() == crate::providers::Adapter::OpenAiCompatible);
         let llama_slots = state.llama_slots(DeploymentIx(d.index)).filter(|_| speaks_openai);
+        if members < 2 && llama_slots.is_none() {
+            return None;
+        }
         let slots = llama_slots.unwrap_or(DEFAULT_SLOTS);
         let id: Arc<str> = Arc::from(d.id.as_str());
         let mut cache = state.prefix_cache();

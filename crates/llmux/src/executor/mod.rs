@@ -453,7 +453,7 @@ impl Run<'_> {
         let mut guard = exec.state.start(ix, self.prompt_tokens, now);
         // Where the prompt goes is where its prefix will be cached; on llama.cpp it is pinned to that slot.
         let pinned = self.prefix.as_ref().and_then(|prefix| {
-            let (lease, slot) = exec.place_prompt(d, prefix, now)?;
+            let (lease, slot) = exec.place_prompt(d, prefix, target.members.len(), now)?;
             if let Some(guard) = guard.as_mut() {
                 guard.attach(lease);
             }
