@@ -75,6 +75,10 @@ pub struct MockConfig {
     /// Prompt reading speed: the prompt tokens a slot's KV cache does not hold take `n / prefill_tokens_per_sec`
     /// before the first token (see the KV-cache model in `kv.rs`). 0 = read whole and instantly, no cache model.
     pub prefill_tokens_per_sec: f64,
+    /// Prompts kept in host memory beyond the slots, as llama.cpp's `--cache-ram` keeps them: a slot about to
+    /// give up what it holds saves it there and takes back the kept prompt the new one continues (see `kv.rs`).
+    /// 0 = none (only what the slots hold is cached).
+    pub kept_prompts: u32,
     /// The fault to inject; see [`Fault`].
     pub fault: Fault,
     /// Apply `fault` to the next N matching requests only, then revert to
@@ -112,6 +116,7 @@ impl Default for MockConfig {
             ttft_ms: 0,
             tokens_per_sec: 0.0,
             prefill_tokens_per_sec: 0.0,
+            kept_prompts: 0,
             fault: Fault::None,
             fault_times: None,
             fault_paths: Vec::new(),

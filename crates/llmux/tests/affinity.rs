@@ -58,8 +58,13 @@ fn turn(session: usize, turn: usize) -> Value {
 
 /// Replays `sessions` sessions of `turns` turns, interleaved; returns which deployment served each turn.
 async fn replay(llmux: &common::Llmux, sessions: usize, turns: usize) -> Vec<Vec<String>> {
+    replay_turns(llmux, sessions, 0..turns).await
+}
+
+/// Replays turns `turns` of `sessions` sessions, interleaved; returns which deployment served each turn.
+async fn replay_turns(llmux: &common::Llmux, sessions: usize, turns: std::ops::Range<usize>) -> Vec<Vec<String>> {
     let mut served = vec![Vec::new(); sessions];
-    for t in 0..turns {
+    for t in turns {
         for (s, seen) in served.iter_mut().enumerate() {
             let reply = llmux.post("/v1/chat/completions", &turn(s, t).to_string()).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
@@ -98,6 +103,43 @@ async fn agent_sessions_stay_where_their_prompt_is_cached_and_engines_read_far_l
     // Once a session found a home it keeps it (a move happens only when its slot was taken by another session).
     let moves: usize = served.iter().map(|s| s.windows(2).filter(|w| w[0] != w[1]).count()).sum();
     assert!(moves <= 3, "sessions moved {moves} times: {served:?}");
+}
+
+#[tokio::test]
+async fn sessions_outnumbering_the_slots_return_to_the_engine_that_keeps_their_prompt_in_host_memory() {
+    // llama.cpp's host-memory prompt cache: a slot another session takes saves what it held, and gives it back
+    // when that session returns. 8 sessions share 4 slots, so every later turn finds its slot taken.
+    let kept = async |name: &str| {
+        let mut config = MockConfig::new(name, &["q"]);
+        (config.slots, config.kept_prompts, config.prefill_tokens_per_sec) = (2, 16, 50_000.0);
+        config.reply_tokens = Some(12);
+        config.owned_by = "llamacpp".to_owned();
+        common::mock_with(config).await
+    };
+    let (a, b) = (kept("a").await, kept("b").await);
+    let run = async |extra: &str| {
+        for e in [&a, &b] {
+            e.reset();
+        }
+        let llmux = common::Llmux::start(&group(&[&a, &b], extra)).await;
+        probed(&llmux, 2).await;
+        let mut served = replay_turns(&llmux, 8, 0..1).await;
+        let (first, _) = evaluated(&[&a, &b]);
+        for (all, later) in served.iter_mut().zip(replay_turns(&llmux, 8, 1..4).await) {
+            all.extend(later);
+        }
+        let (read, cached) = evaluated(&[&a, &b]);
+        (first, read - first, cached, served)
+    };
+    let (first, later, cached, served) = run("").await;
+    // The first turns are read whole (8 × ~2,100 tokens); each of the 24 later turns reads its newest messages
+    // only, its earlier prompt restored from the engine that kept it.
+    assert!(first > 8 * 2_000 && later < first / 10, "first turns read {first}, later turns {later}");
+    assert!(cached > 20 * 2_000, "{cached} cached");
+    assert!(served.iter().all(|s| s.windows(2).all(|w| w[0] == w[1])), "a session moved: {served:?}");
+    // Without affinity a session whose turn lands on the other engine is read again from the start.
+    let (_, later_blind, _, _) = run("router_settings: {residency_routing: false}\n").await;
+    assert!(later * 3 < later_blind, "later turns read {later} with affinity, {later_blind} without");
 }
 
 #[tokio::test]

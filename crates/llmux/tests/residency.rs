@@ -423,6 +423,53 @@ llmux_settings:
 }
 
 #[tokio::test]
+async fn without_declared_limits_the_budget_learned_from_an_eviction_keeps_a_serving_model_loaded() {
+    let a = host("a", &["m1", "m2"]).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: g1\n    litellm_params: {{model: ollama_chat/m1, api_base: \"{a}\"}}\n  - model_name: g2\n    litellm_params: {{model: ollama_chat/m2, api_base: \"{a}\"}}\ngeneral_settings: {{background_health_checks: true, health_check_interval: 1}}\n",
+        a = a.base_url()
+    );
+    let llmux = Llmux::start(&yaml).await;
+    let hosts = async || llmux.get("/health/hosts").await.json()["hosts"][0].clone();
+    eventually("a probed", Duration::from_secs(10), async || hosts().await["status"] == "up").await;
+    // The owner declared nothing. m1, then m2: the engine evicts m1 for m2 (6 + 6 GB > its 10 GB), and llmux
+    // sees it in the next look at /api/ps.
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("g1", false)).await.status, 200);
+    eventually("m1 seen loaded", Duration::from_secs(10), async || {
+        hosts().await["resident_models"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|m| m["model"] == "m1" && m["probed"] == true))
+    })
+    .await;
+    assert_eq!(hosts().await["learned_memory_budget"], serde_json::Value::Null, "nothing evicted yet");
+    assert_eq!(llmux.post("/v1/chat/completions", &chat_body("g2", false)).await.status, 200);
+    assert_eq!(a.stats().evictions, 1);
+    eventually("the budget learned", Duration::from_secs(10), async || {
+        hosts().await["learned_memory_budget"].as_u64().is_some_and(|b| (6_000_000_000..12_000_000_000).contains(&b))
+    })
+    .await;
+
+    // Now m2 serves a slow request, and m1 (which would evict it) is not sent meanwhile: it waits.
+    a.set_config(|c| c.latency_ms = 1_200);
+    let m1_sent = || {
+        a.requests().iter().filter(|r| r.method == "POST" && r.path != "/api/show" && r.body["model"] == "m1").count()
+    };
+    let before = m1_sent();
+    let (body1, body2) = (chat_body("g1", false), chat_body("g2", false));
+    let (first, second) = tokio::join!(llmux.post("/v1/chat/completions", &body2), async {
+        eventually("m2's request reached a", Duration::from_secs(5), async || a.stats().in_flight > 0).await;
+        let second = llmux.post("/v1/chat/completions", &body1);
+        tokio::pin!(second);
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut second).await;
+        assert!(early.is_err(), "the request for m1 did not wait");
+        assert_eq!(m1_sent(), before, "m1 was sent to the host while m2 was serving");
+        second.await
+    });
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200), "{}", second.text());
+    assert_eq!(a.stats().evictions, 2, "m2 went only once idle");
+}
+
+#[tokio::test]
 async fn a_cold_load_is_the_routers_own_and_survives_the_client_hanging_up() {
     let mut config = sized("a", &["m1"]);
     if let Some(r) = config.residency.as_mut() {

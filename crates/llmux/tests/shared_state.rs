@@ -45,9 +45,26 @@ async fn shared(port: u16, hash: &str, fields: usize, other: &Llmux) {
     eventually("the other replica has read the cooldown", Duration::from_secs(10), async || cooling(other).await).await;
 }
 
-/// Waits until the replicas have written `writes` batches of prompts to the Redis on `port`, then for two polls
-/// of the others. A fixed wait: no replica shows what it read of the prompt index.
-async fn prompts_shared(port: u16, prefix: &str, writes: u64) {
+/// How many reads of the shared state `replica` has taken in (as its readiness says).
+async fn reads(replica: &Llmux) -> u64 {
+    replica.get_key("/health/readiness", KEY).await.json()["shared_state_reads"].as_u64().unwrap_or(0)
+}
+
+/// Waits until each of `replicas` has read the shared state twice since this call: the first read may have
+/// begun before the call, the second began after it.
+async fn read_twice(replicas: &[&Llmux]) {
+    for replica in replicas {
+        let before = reads(replica).await;
+        eventually("the replica read the shared state", Duration::from_secs(10), async || {
+            reads(replica).await >= before + 2
+        })
+        .await;
+    }
+}
+
+/// Waits until the replicas have written `writes` batches of prompts to the Redis on `port`, then until each
+/// of `replicas` has read them.
+async fn prompts_shared(port: u16, prefix: &str, writes: u64, replicas: &[&Llmux]) {
     let mut conn = redis_at(port).await;
     let key = format!("{prefix}:prompts:version");
     eventually("prompts in redis", Duration::from_secs(10), async || {
@@ -55,7 +72,7 @@ async fn prompts_shared(port: u16, prefix: &str, writes: u64) {
         version >= writes
     })
     .await;
-    tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
+    read_twice(replicas).await;
 }
 
 /// Whether any deployment of group `g` is cooling down, as `replica`'s dashboard fleet view says.
@@ -224,9 +241,8 @@ general_settings:
         counts.iter().any(|(field, n)| field.ends_with("|r") && *n == 4)
     })
     .await;
-    // ... and each replica has read the other's since. Fixed: replicas read each other's usage every POLL_EVERY
-    // and nothing outside shows what they read, while asking by a request would count one more.
-    tokio::time::sleep(2 * llmux::shared::POLL_EVERY + Duration::from_millis(200)).await;
+    // ... and each replica has read the other's since.
+    read_twice(&[&ca, &cb]).await;
     // Four this minute across both replicas: the limit is reached for each of them.
     assert_eq!(chat(&ca, "g").await, 429);
     assert_eq!(chat(&cb, "g").await, 429);
@@ -277,14 +293,14 @@ general_settings:
     let first = a.client().post_key("/v1/chat/completions", &turn(0), KEY).await;
     assert_eq!(first.status, 200);
     let home = first.header("x-litellm-model-id");
-    prompts_shared(redis.port, prefix, 1).await;
+    prompts_shared(redis.port, prefix, 1, &[&a.client(), &b.client()]).await;
     for (n, replica) in [(1, &b), (2, &a), (3, &b)] {
         let reply = replica.client().post_key("/v1/chat/completions", &turn(n), KEY).await;
         assert_eq!(reply.status, 200);
         let route = reply.header("x-llmux-route");
         assert_eq!(reply.header("x-litellm-model-id"), home, "turn {n}: {route}");
         assert!(route.contains("prompt tokens cached"), "turn {n}: {route}");
-        prompts_shared(redis.port, prefix, u64::try_from(n).unwrap() + 1).await;
+        prompts_shared(redis.port, prefix, u64::try_from(n).unwrap() + 1, &[&a.client(), &b.client()]).await;
     }
     let cached: u64 = [&x, &y].iter().map(|e| e.stats().prompt_cached).sum();
     assert!(cached > 3 * 2_000, "every later turn found the prompt in the engine's cache: {cached}");

@@ -145,10 +145,15 @@ async fn busy_slots_follow_requests_in_flight() {
     let mut body = chat_body();
     body["stream"] = json!(true);
     let busy = tokio::spawn(async move { post(addr, "/v1/chat/completions", &body).await });
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let slots = get(mock.addr(), "/slots").await.json();
-    let processing: Vec<bool> = slots.as_array().unwrap().iter().map(|s| s["is_processing"] == true).collect();
-    assert_eq!(processing, [true, false]);
+    let processing = || async {
+        let slots = get(mock.addr(), "/slots").await.json();
+        slots.as_array().unwrap().iter().map(|s| s["is_processing"] == true).collect::<Vec<bool>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while processing().await == [false, false] && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(processing().await, [true, false], "the stream holds one slot while it waits for its first token");
     busy.await.unwrap();
     let slots = get(mock.addr(), "/slots").await.json();
     assert!(slots.as_array().unwrap().iter().all(|s| s["is_processing"] == false));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{get, post};
-use crate::start;
+use crate::{start, wait_stats};
 use llmux_mock::{MockConfig, MockHandle, ResidencyConfig};
 
 const GB: u64 = 1_000_000_000;
@@ -281,8 +281,8 @@ async fn keep_alive_expiry() {
     let (v, _) = timed_chat(&mock, &zero).await;
     assert_eq!(v["message"]["content"], "Hello from h (c).");
     wait_ps(&mock, &["a", "b"]).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(ps_names(&mock).await, ["b"]);
+    // a's keep-alive (300 ms here) runs out; b's hour does not.
+    wait_ps(&mock, &["b"]).await;
     let stats = mock.stats();
     assert_eq!((stats.loads, stats.evictions, stats.unloads), (3, 0, 2));
     // An expired model loads again.
@@ -322,8 +322,7 @@ async fn a_load_whose_client_hung_up_is_aborted_as_ollama_does() {
     let body = chat("a");
     let request = post(mock.addr(), "/api/chat", &body);
     assert!(tokio::time::timeout(Duration::from_millis(200), request).await.is_err());
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let stats = mock.stats();
+    let stats = wait_stats(&mock, |s| s.aborted_loads > 0).await;
     assert_eq!((stats.loads, stats.aborted_loads), (1, 1));
     assert!(ps_names(&mock).await.is_empty(), "the model is not loaded");
     // The next request pays the whole load again.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::{Config, Deployment};
 use crate::protocol::openai::Operation;
-use crate::router::affinity::{ChatPrompt, Prefix, PrefixCache, DEFAULT_SLOTS};
+use crate::router::affinity::{ChatPrompt, Prefix, PrefixCache, Shape, DEFAULT_SLOTS};
 use crate::router::DeploymentView;
 use crate::state::{DeploymentIx, Millis};
 
@@ -69,11 +69,12 @@ impl super::Executor {
         if members < 2 && llama_slots.is_none() {
             return None;
         }
-        let slots = llama_slots.unwrap_or(DEFAULT_SLOTS);
+        let shape =
+            Shape { slots: llama_slots.unwrap_or(DEFAULT_SLOTS), keeps: state.kept_prompts(DeploymentIx(d.index)) };
         let id: Arc<str> = Arc::from(d.id.as_str());
         let mut cache = state.prefix_cache();
-        let slot = cache.place(&id, prefix, slots)?;
-        cache.record(&id, slots, slot, prefix, now.0, true);
+        let slot = cache.place(&id, prefix, shape)?;
+        cache.record(&id, shape, slot, prefix, now.0, true);
         drop(cache);
         state.share_prefix(&id, slot, prefix, now);
         let lease = Lease { cache: state.prefix_index().clone(), id, slot };

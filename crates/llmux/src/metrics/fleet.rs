@@ -79,12 +79,6 @@ fn status_name(status: HostStatus) -> &'static str {
 const STATUSES: [HostStatus; 5] =
     [HostStatus::Unknown, HostStatus::Up, HostStatus::Degraded, HostStatus::Loading, HostStatus::Down];
 
-/// Unix seconds of an RFC 3339 time as engines write `expires_at` (`2026-12-03T01:02:03.456+01:00`).
-pub(super) fn unix_seconds(rfc3339: &str) -> Option<f64> {
-    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e9)
-}
-
 /// Registers the current fleet gauges of `exec` in `registry` (a registry made for one scrape).
 pub(super) fn register(registry: &mut Registry, exec: &Executor) {
     let config = &exec.config;
@@ -171,13 +165,21 @@ pub(super) fn register(registry: &mut Registry, exec: &Executor) {
             if let Some(bytes) = r.size_vram {
                 resident_vram.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
             }
-            if let Some(at) = r.expires_at.as_deref().and_then(unix_seconds) {
+            if let Some(at) = r.expires_at.as_deref().and_then(crate::state::unix_seconds) {
                 expires.get_or_create(&labels).set(at);
             }
         }
     }
 
+    let reads = Counter::<u64>::default();
+    reads.inc_by(state.remote_reads());
+
     let r = registry;
+    r.register(
+        "llmux_replica_reads",
+        "Reads of the routing state other replicas share through Redis that this replica has taken in",
+        reads,
+    );
     r.register(
         "litellm_deployment_state",
         "LLM Deployment Analytics - The state of the deployment: 0 = healthy, 1 = partial outage, 2 = complete outage",
@@ -235,12 +237,5 @@ mod tests {
         assert_eq!(deployment_state(&DeploymentView { unhealthy: true, ..healthy }, None, 10), 2);
         assert_eq!(deployment_state(&healthy, Some(HostStatus::Degraded), 10), 1);
         assert_eq!(deployment_state(&DeploymentView { probe_failed: true, ..healthy }, None, 10), 1);
-    }
-
-    #[test]
-    fn engine_expiry_times_read_as_unix_seconds() {
-        assert_eq!(unix_seconds("1970-01-01T00:01:00Z"), Some(60.0));
-        assert_eq!(unix_seconds("1970-01-01T01:01:00.5+01:00"), Some(60.5));
-        assert_eq!(unix_seconds("soon"), None);
     }
 }

@@ -45,7 +45,21 @@ pub struct EngineProfile {
     pub model_format: Option<&'static str>,
     /// A tag the engine adds to a model name given without one (`llama3` is `llama3:latest`).
     pub implied_tag: Option<&'static str>,
+    /// Prompts it keeps beyond what its slots hold and restores into a slot when their conversation returns.
+    pub keeps_prompts: KeptPrompts,
 }
+
+/// What an engine keeps of earlier prompts once a slot has moved on to another conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeptPrompts {
+    /// Prompts remembered per deployment (0: only what the slots hold now).
+    pub prompts: usize,
+    /// Estimated tokens of them all, the oldest forgotten first.
+    pub tokens: u64,
+}
+
+/// Nothing beyond the slots (Ollama's runner, LM Studio, an engine llmux knows nothing about).
+pub const SLOTS_ONLY: KeptPrompts = KeptPrompts { prompts: 0, tokens: 0 };
 
 impl Serialize for EngineProfile {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -63,6 +77,7 @@ pub const OLLAMA: EngineProfile = EngineProfile {
     preloads: true,
     model_format: Some("gguf"),
     implied_tag: Some(":latest"),
+    keeps_prompts: SLOTS_ONLY,
 };
 
 /// LM Studio.
@@ -75,6 +90,7 @@ pub const LM_STUDIO: EngineProfile = EngineProfile {
     preloads: false,
     model_format: None,
     implied_tag: None,
+    keeps_prompts: SLOTS_ONLY,
 };
 
 /// llama.cpp's `llama-server`: an OpenAI-compatible host its probe recognises by the `meta` of its models.
@@ -87,6 +103,9 @@ pub const LLAMA_CPP: EngineProfile = EngineProfile {
     preloads: false,
     model_format: Some("gguf"),
     implied_tag: None,
+    // Its host-memory prompt cache (`--cache-ram`, 8 GiB by default): a 30B model's KV cache takes ~100 kB a
+    // token, so the default holds some 80k tokens of such a model; a small model's, many more.
+    keeps_prompts: KeptPrompts { prompts: 32, tokens: 131_072 },
 };
 
 /// Any other engine with an OpenAI-compatible API (vLLM, llamafile, a provider at a custom `api_base`).
@@ -99,6 +118,7 @@ pub const OPENAI_COMPATIBLE: EngineProfile = EngineProfile {
     preloads: false,
     model_format: None,
     implied_tag: None,
+    keeps_prompts: SLOTS_ONLY,
 };
 
 /// Every engine profile.

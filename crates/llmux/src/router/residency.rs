@@ -28,10 +28,10 @@ pub fn eviction(h: &HostState, limits: &HostLimits, model: &str, serving: &dyn F
 }
 
 /// Whether loading `model` on host `h` must evict a loaded model: the host is at `max_loaded_models`, or the
-/// model does not fit in what `memory_budget` leaves. A model of unknown size only counts against
-/// `max_loaded_models`; without declared limits nothing is known to be evicted.
+/// model does not fit in what `memory_budget` (else the budget learned from past evictions) leaves. A model of
+/// unknown size only counts against `max_loaded_models`; without limits nothing is known to be evicted.
 fn would_evict(h: &HostState, limits: &HostLimits, model: &str) -> bool {
-    if limits.memory_budget.is_none() && limits.max_loaded_models.is_none() {
+    if limits.memory_budget.or(h.learned_budget).is_none() && limits.max_loaded_models.is_none() {
         return false;
     }
     let loaded: Vec<_> = h.resident.iter().collect();
@@ -46,12 +46,13 @@ fn would_evict_busy(h: &HostState, limits: &HostLimits, model: &str, serving: &d
 }
 
 /// Whether `model` does not fit next to `kept` on host `h`: they are `max_loaded_models` already, or their sizes
-/// and its own exceed `memory_budget` (where the engine reported them).
+/// and its own exceed `memory_budget` or the budget learned (where the engine reported them).
 fn over_limits(h: &HostState, limits: &HostLimits, kept: &[&Resident], model: &str) -> bool {
     let size_of = |name: &str| h.sizes.iter().find(|(m, _)| same_model(m, name)).map(|(_, s)| *s);
     let full = limits.max_loaded_models.is_some_and(|max| kept.len() >= max as usize);
     let loaded: u64 = kept.iter().filter_map(|r| r.size.or_else(|| size_of(&r.model))).sum();
-    let over = matches!((limits.memory_budget, size_of(model)), (Some(budget), Some(size)) if loaded + size > budget);
+    let budget = limits.memory_budget.or(h.learned_budget);
+    let over = matches!((budget, size_of(model)), (Some(budget), Some(size)) if loaded + size > budget);
     full || over
 }
 
@@ -94,6 +95,24 @@ mod tests {
         assert!(!would_evict_pinned(&loaded(&[("other", 5_000)]), &limits, "big"), "nothing pinned is loaded");
         let full = loaded(&[("keep", 1), ("a", 1), ("b", 1)]);
         assert!(would_evict_pinned(&full, &limits, "small"), "at max_loaded_models");
+    }
+
+    #[test]
+    fn without_declared_limits_the_budget_learned_from_past_evictions_decides() {
+        let none = HostLimits::default();
+        let a = Resident { model: "a".into(), size: Some(6_000), probed: true, ..Resident::default() };
+        let mut h = HostState {
+            resident: vec![a],
+            sizes: [("b".to_owned(), 6_000)].into_iter().collect(),
+            ..HostState::default()
+        };
+        let serving_a = |m: &str| m == "a";
+        assert_eq!(eviction(&h, &none, "b", &serving_a), Eviction::default(), "nothing known");
+        h.learned_budget = Some(10_000);
+        let learned = eviction(&h, &none, "b", &serving_a);
+        assert!(learned.evicts && learned.busy, "6,000 serving + 6,000 > the 10,000 learned");
+        let declared = HostLimits { memory_budget: Some(20_000), ..HostLimits::default() };
+        assert!(!eviction(&h, &declared, "b", &serving_a).evicts, "a declared budget wins");
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn host_list(exec: &crate::executor::Executor) -> Vec<Value> {
                 "probes": if spec.probe_disabled { "disabled" } else if config.general.background_health_checks { "background" } else { "on request (GET /health)" },
                 "available_models": h.available,
                 "resident_models": h.resident,
+                "learned_memory_budget": h.learned_budget,
                 "slots": h.slots,
                 "models": h.models,
                 "placement": crate::health::placement(config, spec, &h.sizes),

@@ -235,6 +235,11 @@ async fn readiness(State(state): State<AppState>, headers: http::HeaderMap) -> R
         "llmux_version": env!("CARGO_PKG_VERSION"),
         "deployments": config.deployments.len(),
     });
+    if let (Some(_), Some(out)) = (state.live.redis(), body.as_object_mut()) {
+        // Routing state shared through Redis; the reads count up while this replica takes in the others'.
+        out.insert("cache".into(), json!("redis"));
+        out.insert("shared_state_reads".into(), json!(executor.state.remote_reads()));
+    }
     if let (true, Some(out)) = (state.live.keys_awaited(), body.as_object_mut()) {
         out.insert("db".into(), json!("unreachable"));
         out.insert("db_kind".into(), json!("postgresql"));

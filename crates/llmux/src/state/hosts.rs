@@ -11,7 +11,7 @@ use super::clock::{smooth, Millis};
 use super::deployments::DeploymentIx;
 use super::State;
 pub use crate::providers::profile::same_model;
-use crate::providers::profile::EngineProfile;
+use crate::providers::profile::{EngineProfile, KeptPrompts};
 
 index_type! {
     /// A host's index in `Config::hosts` (and in the state's host table).
@@ -145,9 +145,43 @@ pub struct HostState {
     /// Models a probe found gone from memory since the one before (evicted or expired), counted.
     #[serde(skip)]
     pub unloads: u64,
+    /// Bytes of models the engine holds at once, learned from what its probes showed where its owner declared
+    /// no `memory_budget`: at least what was loaded together, less than what made it evict a model.
+    #[serde(skip)]
+    pub learned_budget: Option<u64>,
+}
+
+/// Unix seconds of an RFC 3339 time (Ollama's `expires_at`).
+pub fn unix_seconds(rfc3339: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
 
 impl HostState {
+    /// Learns from a probe's `resident` models (at `unix_now` seconds) how much the engine holds at once: a
+    /// model that left before its keep-alive ran out while another arrived was evicted, so the two sets did
+    /// not fit together (the budget is less); what is loaded together fits (it is at least that). Only where
+    /// the engine reported every size; nothing is learned until an eviction is seen.
+    fn learn_budget(&mut self, resident: &[Resident], unix_now: f64) {
+        let before: Vec<&Resident> = self.resident.iter().filter(|r| r.probed).collect();
+        let stays = |r: &Resident| resident.iter().any(|n| same_model(&n.model, &r.model));
+        let evicted = before
+            .iter()
+            .filter(|r| !stays(r))
+            .any(|r| r.expires_at.as_deref().and_then(unix_seconds).is_none_or(|at| at > unix_now + 1.0));
+        let arrived = resident.iter().filter(|n| !before.iter().any(|r| same_model(&r.model, &n.model)));
+        // What is loaded together fits: a budget learned lower than that was wrong (a model unloaded by hand).
+        let together: Option<u64> = resident.iter().map(|r| r.size).sum();
+        if let (Some(fits), Some(b)) = (together, self.learned_budget) {
+            self.learned_budget = Some(b.max(fits));
+        }
+        let sizes: Option<u64> = before.iter().copied().chain(arrived.clone()).map(|r| r.size).sum();
+        if let Some(did_not_fit) = sizes.filter(|_| evicted && arrived.count() > 0) {
+            let most = did_not_fit.saturating_sub(1);
+            self.learned_budget = Some(self.learned_budget.map_or(most, |b| b.min(most)));
+        }
+    }
+
     /// Records `model` as loaded because llmux routed it here (not seen by a probe); false when it already was.
     fn add_resident(&mut self, model: &str) -> bool {
         if model.is_empty() || self.resident.iter().any(|r| same_model(&r.model, model)) {
@@ -332,6 +366,12 @@ impl State {
         h.slots.map(|s| s.total).filter(|&n| n > 0)
     }
 
+    /// What the engine of `deployment` keeps of earlier prompts beyond its slots, as its profile says, once a
+    /// probe recognised the engine.
+    pub fn kept_prompts(&self, deployment: DeploymentIx) -> KeptPrompts {
+        self.host_of(deployment).and_then(|(_, h)| h.engine).map_or(KeptPrompts::default(), |e| e.keeps_prompts)
+    }
+
     /// Whether a probe has looked at `host` (and so, on engines that tell, at what it has loaded).
     pub fn probed(&self, host: Option<HostIx>) -> bool {
         host.and_then(|h| self.host(h)).is_some_and(|h| h.last_probe.is_some())
@@ -422,6 +462,7 @@ impl State {
                 h.slots = outcome.slots;
                 h.models = outcome.models;
                 if let Some(resident) = outcome.resident {
+                    h.learn_budget(&resident, self.to_unix(now) as f64 / 1000.0);
                     let gone =
                         h.resident.iter().filter(|old| !resident.iter().any(|r| same_model(&r.model, &old.model)));
                     h.unloads += gone.count() as u64;
@@ -448,6 +489,45 @@ mod tests {
 
     const H0: HostIx = HostIx(0);
     const D: [DeploymentIx; 3] = [DeploymentIx(0), DeploymentIx(1), DeploymentIx(2)];
+
+    #[test]
+    fn engine_expiry_times_read_as_unix_seconds() {
+        assert_eq!(unix_seconds("1970-01-01T00:01:00Z"), Some(60.0));
+        assert_eq!(unix_seconds("1970-01-01T01:01:00.5+01:00"), Some(60.5));
+        assert_eq!(unix_seconds("soon"), None);
+    }
+
+    #[test]
+    fn a_load_that_evicted_a_model_before_its_keep_alive_ran_out_teaches_the_hosts_budget() {
+        let model = |name: &str, size: u64, expires: &str| Resident {
+            model: name.into(),
+            size: Some(size),
+            expires_at: Some(expires.into()),
+            probed: true,
+            ..Resident::default()
+        };
+        let later = "2999-01-01T00:00:00Z";
+        let mut h = HostState { resident: vec![model("a", 6_000, later)], ..HostState::default() };
+        h.learn_budget(&[model("a", 6_000, later), model("b", 3_000, later)], 1_000.0);
+        assert_eq!(h.learned_budget, None, "loaded together, nothing evicted: nothing known yet");
+        h.resident = vec![model("a", 6_000, later), model("b", 3_000, later)];
+        h.learn_budget(&[model("b", 3_000, later), model("c", 5_000, later)], 1_000.0);
+        assert_eq!(h.learned_budget, Some(13_999), "a, b and c did not fit together");
+        h.resident = vec![model("b", 3_000, later), model("c", 5_000, later)];
+        h.learn_budget(&[model("c", 5_000, later), model("d", 4_000, later)], 1_000.0);
+        assert_eq!(h.learned_budget, Some(11_999), "b, c and d did not fit either");
+        // b left when its keep-alive ran out: that says nothing about room.
+        let mut expired = HostState {
+            resident: vec![model("b", 3_000, "1970-01-01T00:10:00Z"), model("c", 5_000, later)],
+            ..HostState::default()
+        };
+        expired.learn_budget(&[model("c", 5_000, later), model("d", 4_000, later)], 1_000.0);
+        assert_eq!(expired.learned_budget, None);
+        // More loaded together than the budget learned: it was too low (a model unloaded by hand).
+        h.resident = vec![model("c", 5_000, later), model("d", 4_000, later)];
+        h.learn_budget(&[model("c", 5_000, later), model("d", 4_000, later), model("e", 7_000, later)], 1_000.0);
+        assert_eq!(h.learned_budget, Some(16_000));
+    }
 
     #[test]
     fn a_model_counts_as_loading_where_it_was_routed_until_the_attempt_fails() {

@@ -41,7 +41,8 @@ use std::time::Duration;
 pub use clock::Millis;
 pub use deployments::{CooldownCause, DeploymentIx, MinuteCounts, OwnedInFlight, PeerUsage, MIN_LOAD};
 pub use hosts::{
-    same_model, HostIx, HostState, HostStatus, ModelFacts, ProbeOutcome, Resident, SlotUse, UnreachableHook,
+    same_model, unix_seconds, HostIx, HostState, HostStatus, ModelFacts, ProbeOutcome, Resident, SlotUse,
+    UnreachableHook,
 };
 pub use replica::{ChangeSink, Remote, SharedHost, SharedPrefix};
 
@@ -78,6 +79,8 @@ pub struct State {
     /// Which deployment and slot most likely holds which prompt prefix (kept across reloads, shared with other
     /// replicas).
     prefixes: Arc<Mutex<PrefixCache>>,
+    /// Reads of what other replicas shared this replica has taken in (kept across reloads).
+    remote_reads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl State {
@@ -88,12 +91,14 @@ impl State {
             .iter()
             .map(|d| Slot {
                 id: Arc::from(d.id.as_str()),
-                // Requests also wait for a model on a host with declared limits to go idle (it is never evicted
-                // while serving): its end wakes them too.
+                // Requests also wait for a model on a host with limits, declared or learned from what its engine
+                // reports, to go idle (it is never evicted while serving): its end wakes them too.
                 limited: d.max_parallel_requests.is_some()
-                    || d.host
-                        .and_then(|h| config.hosts.get(h))
-                        .is_some_and(|h| h.limits.memory_budget.is_some() || h.limits.max_loaded_models.is_some()),
+                    || d.host.and_then(|h| config.hosts.get(h)).is_some_and(|h| {
+                        h.limits.memory_budget.is_some()
+                            || h.limits.max_loaded_models.is_some()
+                            || h.profile.reports_residency
+                    }),
                 host: d.host.map(HostIx),
                 upstream_model: d.engine().map(|e| e.upstream_model.clone()).unwrap_or_default(),
                 ..Slot::default()
@@ -113,6 +118,7 @@ impl State {
             unreachable_hook: OnceLock::new(),
             wake_ended: tokio::sync::Notify::new(),
             prefixes: Arc::default(),
+            remote_reads: Arc::default(),
         }
     }
 
@@ -127,6 +133,7 @@ impl State {
         }
         old.prefix_cache().retain(|id| config.ids.contains_key(id));
         state.prefixes = old.prefixes.clone();
+        state.remote_reads = old.remote_reads.clone();
         for (slot, d) in state.slots.iter_mut().zip(&config.deployments) {
             if let Some(inner) = old_config.ids.get(&d.id).and_then(|&i| old.inner(DeploymentIx(i))) {
                 *slot.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = inner.clone();

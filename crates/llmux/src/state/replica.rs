@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::Millis;
 use super::deployments::{CooldownCause, PeerUsage};
 use super::hosts::{HostState, HostStatus, Resident};
+use super::DeploymentIx;
 use super::State;
 use crate::router::affinity::{Link, Prefix};
 
@@ -134,6 +135,7 @@ impl State {
     /// missing here has none), host views newer than this replica's, their usage this minute and their
     /// in-flight counts. Ids and origins this config does not have are ignored.
     pub fn apply_remote(&self, remote: &Remote) {
+        self.remote_reads.fetch_add(1, Ordering::Relaxed);
         for slot in &self.slots {
             let mut inner = slot.lock();
             inner.remote_cooldown_until =
@@ -148,11 +150,18 @@ impl State {
         if !remote.prefixes.is_empty() {
             let mut cache = self.prefix_cache();
             for shared in &remote.prefixes {
-                let Some(slot) = self.slots.iter().find(|s| *s.id == *shared.id) else { continue };
+                let Some(i) = self.slots.iter().position(|s| *s.id == *shared.id) else { continue };
+                let (Some(slot), keeps) = (self.slots.get(i), self.kept_prompts(DeploymentIx(i))) else { continue };
                 let prefix = Prefix::from_links(shared.links.clone());
-                cache.learn(&slot.id, shared.slot, &prefix, self.from_unix(shared.at).0);
+                cache.learn(&slot.id, shared.slot, &prefix, self.from_unix(shared.at).0, keeps);
             }
         }
+    }
+
+    /// How many reads of what other replicas shared this replica has taken in: a replica that stops reading
+    /// (Redis unreachable) stops counting.
+    pub fn remote_reads(&self) -> u64 {
+        self.remote_reads.load(Ordering::Relaxed)
     }
 
     /// Tells other replicas that `prefix` was sent to `slot` of deployment `id` at `at`.
