@@ -1,11 +1,12 @@
 //! Anthropic's Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`), served by any engine.
 //!
-//! A request becomes an OpenAI chat request ([`request`]): the system prompt a system message, content blocks
-//! OpenAI parts (images as data URLs or URLs), tool results `tool` messages placed right after the assistant
-//! turn that called them, thinking a reasoning effort. The answer comes back ([`answer`]) as Anthropic's
+//! A request ([`request`]) becomes an OpenAI chat request ([`convert`]): the system prompt a system message,
+//! content blocks OpenAI parts (images as data URLs or URLs), tool results `tool` messages placed right after the
+//! assistant turn that called them, thinking a reasoning effort. The answer comes back ([`answer`]) as Anthropic's
 //! `message`, or as its event stream, always named with the model the client asked for.
 
 mod answer;
+mod convert;
 mod request;
 #[cfg(test)]
 mod tests;

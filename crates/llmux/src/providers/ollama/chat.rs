@@ -6,10 +6,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{
-    arguments_value, content_text, finish_reason, parse_reply, split_think, stop_value, switches, to_body, to_response,
-    tool_names, Reply, ReplyToolCall, RequestKnobs,
-};
+use super::reply::{finish_reason, parse_reply, split_think, valid_utf8, Reply, ReplyToolCall};
+use super::request::{arguments_value, content_text, stop_value, switches, tool_names, RequestKnobs};
+use super::{to_body, to_response};
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{
@@ -177,7 +176,7 @@ pub(super) fn messages(messages: &[ChatMessage]) -> Result<Vec<Message<'_>>, Err
 
 /// `/api/chat` answer → `chat.completion`.
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
-    let body = super::valid_utf8(body);
+    let body = valid_utf8(body);
     let mut reply = parse_reply(&body)?;
     let message = reply.message.take().unwrap_or_default();
     let out = chat_completion(call, message.content, message.thinking, message.tool_calls.unwrap_or_default(), &reply)?;

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{merge_object, to_body, to_response, NOT_OPTIONS, OPTION_KEYS};
+use super::request::{is_sampling, merge_object, NOT_OPTIONS, OPTION_KEYS};
+use super::{to_body, to_response};
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{parse_body, EmbeddingUsage, EmbeddingsRequest};
@@ -46,7 +47,7 @@ pub(super) fn request(call: &Call<'_>, target: &EngineTarget) -> Result<Bytes, E
     for (key, value) in deployment.iter().filter(|(_, v)| !v.is_null()) {
         if key == "options" {
             merge_object(&mut options, value);
-        } else if !NOT_OPTIONS.contains(&key.as_str()) && !super::is_sampling(key) {
+        } else if !NOT_OPTIONS.contains(&key.as_str()) && !is_sampling(key) {
             options.insert(key.clone(), value.clone());
         }
     }

@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::chat::{chat_completion, sampling};
-use super::{content_text, finish_reason, parse_reply, stop_value, switches, to_body, to_response, RequestKnobs};
+use super::reply::{finish_reason, parse_reply, valid_utf8};
+use super::request::{arguments_value, content_text, stop_value, switches, RequestKnobs};
+use super::{to_body, to_response};
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::protocol::openai::{
@@ -197,7 +199,7 @@ pub(super) fn prompt<'a>(messages: &'a [ChatMessage], images: &mut Vec<&'a str>)
                 let call = serde_json::json!({
                     "id": c.id,
                     "type": "function",
-                    "function": {"name": c.function.name, "arguments": super::arguments_value(&c.function.arguments)},
+                    "function": {"name": c.function.name, "arguments": arguments_value(&c.function.arguments)},
                 });
                 push_line(&mut text, &call.to_string());
             }
@@ -228,7 +230,7 @@ fn flush(prompt: &mut String, block: Option<Block>, text: &mut String) {
 
 /// `/api/generate` answer → `chat.completion` or `text_completion`.
 pub(super) fn response(call: &Call<'_>, body: &[u8]) -> Result<Converted, Error> {
-    let body = super::valid_utf8(body);
+    let body = valid_utf8(body);
     let mut reply = parse_reply(&body)?;
     let (load_duration, usage, timings) = (reply.load_duration(), reply.tokens(), reply.timings());
     if call.op != Operation::Completion {

@@ -10,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{map_sampling, merge_object, to_body, NOT_OPTIONS};
+use super::reply::{timings, tokens};
+use super::request::{is_sampling, map_sampling, merge_object, NOT_OPTIONS};
+use super::to_body;
 use crate::config::EngineTarget;
 use crate::error::Error;
 use crate::observe::Tokens;
@@ -34,7 +36,7 @@ pub(super) fn request(body: &[u8], target: &EngineTarget, model: &str) -> Result
             merge_object(&mut defaults, value);
         } else if TOP_LEVEL.contains(&key.as_str()) {
             request.entry(key.clone()).or_insert_with(|| value.clone());
-        } else if !NOT_OPTIONS.contains(&key.as_str()) && !super::is_sampling(key) {
+        } else if !NOT_OPTIONS.contains(&key.as_str()) && !is_sampling(key) {
             defaults.insert(key.clone(), value.clone());
         }
     }
@@ -70,11 +72,11 @@ struct Done {
 
 impl Done {
     fn tokens(&self) -> Option<Tokens> {
-        super::tokens(self.prompt_eval_count, self.eval_count)
+        tokens(self.prompt_eval_count, self.eval_count)
     }
 
     fn timings(&self) -> Option<Timings> {
-        super::timings([self.prompt_eval_count, self.prompt_eval_duration, self.eval_count, self.eval_duration])
+        timings([self.prompt_eval_count, self.prompt_eval_duration, self.eval_count, self.eval_duration])
     }
 }
 

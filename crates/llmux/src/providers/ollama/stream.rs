@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use bytes::BytesMut;
 use serde::Serialize;
 
-use super::{engine_failure, finish_reason, Reply, THINK_CLOSE, THINK_OPEN};
+use super::reply::{engine_failure, finish_reason, valid_utf8, Reply, THINK_CLOSE, THINK_OPEN};
 use crate::error::Error;
 use crate::protocol::openai::{new_id, unix_now, Usage};
 use crate::providers::{push_sse, Call, StreamConverter, SSE_DONE};
@@ -84,7 +84,7 @@ impl NdjsonConverter {
         if line.is_empty() || self.done {
             return Ok(());
         }
-        let line = super::valid_utf8(line);
+        let line = valid_utf8(line);
         let line = line.as_ref();
         let reply: Reply<'_> = serde_json::from_slice(line)
             .map_err(|e| Error::BadUpstreamResponse(format!("Ollama sent a stream line llmux cannot read: {e}")))?;
