@@ -240,7 +240,10 @@ def test_max_parallel_requests(lab: Lab, keyed: Llmux):
         outcomes: list[str] = []
         first = threading.Thread(target=lambda: outcomes.append(chat(keyed, key).object))
         first.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 5
+        while not any(m.stats().get("in_flight") for m in lab.mocks.values()):
+            assert time.monotonic() < deadline, "the first request never reached an engine"
+            time.sleep(0.02)
         with pytest.raises(openai.RateLimitError) as refused:
             chat(keyed, key)
         assert "Limit type: max_parallel_requests." in refused.value.body["message"]

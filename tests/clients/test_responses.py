@@ -264,9 +264,14 @@ def test_replicas_share_stored_responses_through_redis(lab):
         assert "kumquat" in sent[0]["content"]
         assert second.previous_response_id == first.id
         b.client().responses.delete(first.id)
-        time.sleep(0.3)
+        # Replicas write to Redis in the background: wait until the shared copy is gone ...
+        deadline = time.monotonic() + 5
+        exists = ["redis-cli", "-p", str(port), "EXISTS", f"llmux:response:{first.id}"]
+        while subprocess.run(exists, capture_output=True, text=True).stdout.strip() != "0":
+            assert time.monotonic() < deadline, "the deleted response is still in the shared copy"
+            time.sleep(0.02)
+        # ... then a third replica (nothing in its memory) finds it gone.
         with pytest.raises(openai.NotFoundError):
-            # A third replica (nothing in its memory) finds it gone from the shared copy.
             c = start_llmux(config, lab.log_dir, name="llmux-replica-c")
             try:
                 c.client().responses.retrieve(first.id)
