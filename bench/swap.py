@@ -533,7 +533,8 @@ def mixed_report(work):
     w("")
     w("### Where the requests went")
     w("")
-    w("| Host | Hardware | decode / prefill (t/s) | " + " | ".join(f"{p}: agent / voice / notify" for p, _ in got) + " |")
+    w("| Host | Hardware | decode / prefill (t/s) | " + " | ".join(f"{p}: agent / voice / notify (engine)" for p, _ in got)
+      + " |")
     w("|---|---|---|" + "---|" * len(got))
     served = {}
     for p, _ in got:
@@ -550,13 +551,28 @@ def mixed_report(work):
         hw = HARDWARE[spec["hardware"]]
         name = f"{h}{' (added)' if spec.get('added') else ''}"
         cells = [f"{served[p].get((h, 'agent'), 0)} / {served[p].get((h, 'voice'), 0)} / {served[p].get((h, 'notify'), 0)}"
-                 for p, _ in got]
+                 f" ({stats[p][h].get('requests', {}).get('/api/chat', 0)})" for p, _ in got]
         w(f"| {name} | {spec['hardware']} | {hw['decode']:g} / {hw['prefill']:g} | " + " | ".join(cells) + " |")
     unknown = {p: sum(v for (h, _), v in served[p].items() if h == "?") for p, _ in got}
-    if any(unknown.values()):
-        w("")
-        w("Answers without `x-llmux-deployment` (a stream that opened with a comment while its model loaded): "
-          + ", ".join(f"{p} {n}" for p, n in unknown.items()) + ".")
+    w("")
+    w("Counted from `x-llmux-deployment`; *(engine)*: chat requests the host's engine received (`/mock/stats`), which")
+    w("also counts the answers without that header"
+      + (" (" + ", ".join(f"{p} {n}" for p, n in unknown.items()) + ")" if any(unknown.values()) else "")
+      + ": streams that opened with keep-alive comments because")
+    w("their first token was slow to come (a cold model, or a long prompt on a slow host).")
+    w("")
+    slow = {p: sum(1 for r in reqs[p] if r["ok"] and r["client"] in agents and r["total_ms"] * s / 1000 > 40) for p, _ in got}
+    a = {p: times(p, agents) for p, _ in got}
+    v = {p: times(p, ("voice",)) for p, _ in got}
+    if "lb" in a and "speed" in a:
+        w(f"Speed-aware vs least-busy: agent turns p50 {sec(pct(a['lb'], .5))} → {sec(pct(a['speed'], .5))}, "
+          f"p95 {sec(pct(a['lb'], .95))} → {sec(pct(a['speed'], .95))}.")
+    if "speed" in v and "prio" in v:
+        w(f"Voice priority: voice commands p95 {sec(pct(v['speed'], .95))} → {sec(pct(v['prio'], .95))}.")
+    w("Agent turns that took over 40 s: " + ", ".join(f"{p} {n}" for p, n in slow.items()) + " — turns read by")
+    w("the slowest host (kiwi, 43 prompt tokens/s) when every other host was busy: with one slot per host a full")
+    w("deployment is passed over before speeds are compared, so a turn is never held back for a fast host while a")
+    w("slow one is free.")
     w("")
     return out
 
@@ -609,7 +625,7 @@ def cmd_report(args):
     w(f"Simulated time runs {s:g}× faster than the home lab's; all times below are converted back to real time")
     w(f"(a run covers {round(lab['duration_real_s'] / 60, 1):g} real minutes).")
     w("")
-    w("| Policy | Requests | Failed | Model loads | Evictions | p50 TTFT | p95 TTFT | p50 total | p95 total |")
+    w("| Policy | Requests | Failed | Model loads | Evictions (of a serving model) | p50 TTFT | p95 TTFT | p50 total | p95 total |")
     w("|---|---|---|---|---|---|---|---|---|")
     for p, name in policies:
         if p not in res:
@@ -617,7 +633,8 @@ def cmd_report(args):
         o = res[p]["overall"]
         loads = sum(stats[p][h].get("loads", 0) for h in HOSTS)
         ev = sum(stats[p][h].get("evictions", 0) for h in HOSTS)
-        w(f"| {name} | {o['requests']} | {o['failed']} | {loads} | {ev} | {fmt_s(o['ttft_ms']['p50'], s)} | "
+        busy = sum(stats[p][h].get("evicted_busy", 0) for h in HOSTS)
+        w(f"| {name} | {o['requests']} | {o['failed']} | {loads} | {ev} ({busy}) | {fmt_s(o['ttft_ms']['p50'], s)} | "
           f"{fmt_s(o['ttft_ms']['p95'], s)} | {fmt_s(o['total_ms']['p50'], s)} | {fmt_s(o['total_ms']['p95'], s)} |")
     if len(res) == 2:
         lb = sum(stats["blind"][h].get("loads", 0) for h in HOSTS)
@@ -630,7 +647,8 @@ def cmd_report(args):
     w("")
     w("TTFT: streamed chat requests only, request sent → first SSE event with generated text. Total: every")
     w("successful request (embeddings included), sent → last byte. Loads and evictions: the mocks' counters")
-    w("(`/mock/stats`), summed over the four hosts; the first load of each model counts too.")
+    w("(`/mock/stats`), summed over the four hosts; the first load of each model counts too. *Of a serving model*:")
+    w("evictions of a model that was still serving when the load that pushed it out was asked for (`evicted_busy`).")
     w("")
     w("### Per client")
     w("")
