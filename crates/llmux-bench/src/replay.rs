@@ -2,7 +2,8 @@
 //! concurrency), and measures for every request its time to first token and total time. Used by `bench/swap`.
 //!
 //! The schedule is JSON lines: `{"at": SECONDS_FROM_START, "client": "voice", "path": "/v1/chat/completions",
-//! "body": {...}}`. Time to first token is, for a streamed (SSE) answer, the time from sending the request to
+//! "body": {...}}`, optionally with `"timeout": SECONDS`: that request's client hangs up after so long (a client
+//! with a short time limit, such as a voice assistant; it fails as `client hung up`), instead of `--timeout`. Time to first token is, for a streamed (SSE) answer, the time from sending the request to
 //! the first event carrying generated text (`delta.content`, `delta.reasoning_content`, `delta.tool_calls` or a
 //! completion's `text`); SSE comments and role-only chunks do not count. Non-streamed requests have no time to
 //! first token, only a total time. A request fails on a transport error, a time-out, a status other than 200, or
@@ -60,6 +61,8 @@ struct Item {
     uri: Uri,
     body: Bytes,
     stream: bool,
+    /// The client's own time limit, seconds.
+    timeout: Option<f64>,
 }
 
 /// What one request gave.
@@ -168,6 +171,7 @@ fn read_schedule(path: &PathBuf) -> anyhow::Result<Vec<Item>> {
             uri: path_str.parse().with_context(|| format!("bad path {path_str}"))?,
             body: Bytes::from(body.to_string()),
             stream: body["stream"].as_bool().unwrap_or(false),
+            timeout: v["timeout"].as_f64().filter(|t| t.is_finite() && *t > 0.0),
         });
     }
     items.sort_by(|a, b| a.at.total_cmp(&b.at));
@@ -206,6 +210,10 @@ async fn one(
             }
         },
     };
+    let (timeout, hangs_up) = match item.timeout {
+        Some(t) => (Duration::from_secs_f64(t), true),
+        None => (timeout, false),
+    };
     let mut req = Request::new(Full::new(item.body.clone()));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = item.uri.clone();
@@ -227,6 +235,7 @@ async fn one(
         anyhow::Ok(sse.error)
     };
     match tokio::time::timeout(timeout, work).await {
+        Err(_) if hangs_up => rec.error = Some("client hung up".to_owned()),
         Err(_) => rec.error = Some("timed out".to_owned()),
         Ok(Err(e)) => rec.error = Some(format!("{e:#}")),
         Ok(Ok(stream_error)) => {
@@ -363,6 +372,21 @@ mod tests {
         assert!(s.error.is_some());
         let mut s = Sse::default();
         assert!(s.feed(b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_request_may_carry_its_clients_time_limit() {
+        let path = std::env::temp_dir().join(format!("llmux-bench-schedule-{}.jsonl", std::process::id()));
+        let lines = [
+            r#"{"at": 2, "client": "notify", "body": {"model": "m", "stream": true}, "timeout": 1.5}"#,
+            r#"{"at": 1, "client": "agent", "path": "/v1/chat/completions", "body": {"model": "m"}}"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let items = read_schedule(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(items.iter().map(|i| i.client.as_str()).collect::<Vec<_>>(), ["agent", "notify"]);
+        assert_eq!((items[0].timeout, items[0].stream), (None, false));
+        assert_eq!((items[1].timeout, items[1].stream), (Some(1.5), true));
     }
 
     #[test]

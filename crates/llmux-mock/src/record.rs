@@ -78,6 +78,10 @@ pub struct MockStats {
     /// Idle models evicted to make room for a load.
     #[serde(default)]
     pub evictions: u64,
+    /// Of `evictions`, those of a model that was still serving requests when the load that evicted it was asked
+    /// for: the load waited for it to finish (Ollama never unloads a model in use) and then pushed it out.
+    #[serde(default)]
+    pub evicted_busy: u64,
     /// Models unloaded because their keep-alive ran out, or asked with `keep_alive: 0`.
     #[serde(default)]
     pub unloads: u64,

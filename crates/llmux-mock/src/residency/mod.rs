@@ -21,7 +21,8 @@
 //!   does: the model is not loaded, and the next request for it loads it again.
 //! - Probes (`/api/tags`, `/api/ps`, `/api/show`, `/v1/models`, `/health`, ...) never load anything.
 //!
-//! Loads, evictions and unloads are counted in [`MockStats`](crate::MockStats).
+//! Loads, evictions (and which of them pushed out a model that was serving when the load was asked for) and
+//! unloads are counted in [`MockStats`](crate::MockStats).
 //!
 //! The knobs and the values they are written in (sizes, `keep_alive`) are in [`config`]; this module holds the
 //! simulation itself.
@@ -82,6 +83,8 @@ struct Entry {
     session: KeepAlive,
     /// Requests using it now (the one loading it included).
     refs: u32,
+    /// When its last request finished (meaningful while `refs` is 0): a load asked for before then waited for it.
+    idle_since: Instant,
 }
 
 /// The residency state of one server.
@@ -137,6 +140,7 @@ impl State {
                         expires_at: rc.keep_alive.expiry(now),
                         session: rc.keep_alive,
                         refs: 0,
+                        idle_since: now,
                     });
                 }
             }
@@ -246,6 +250,7 @@ impl Drop for Lease {
                     lock(&app.stats).aborted_loads += 1;
                     st.freed.send_modify(|g| *g += 1);
                 } else if e.refs == 0 {
+                    e.idle_since = now;
                     if e.session.is_zero() {
                         st.entries.remove(i);
                         lock(&app.stats).unloads += 1;
@@ -288,7 +293,7 @@ pub(crate) async fn admit(app: &App, cfg: &MockConfig, want: Option<Want>) -> Op
     // The name to report: the served list's spelling, else the request's.
     let name = cfg.models.iter().find(|m| canonical_model(m) == key).cloned().unwrap_or_else(|| want.model.clone());
     loop {
-        match try_take(app, &key, &name, want.keep_alive) {
+        match try_take(app, &key, &name, want.keep_alive, started) {
             Step::Off => return None,
             Step::Held(mut lease, ready_at) => {
                 tokio::time::sleep_until(ready_at).await;
@@ -305,9 +310,9 @@ pub(crate) async fn admit(app: &App, cfg: &MockConfig, want: Option<Want>) -> Op
     }
 }
 
-/// One attempt to take `key`: already there (loaded or loading), loaded now after evicting idle models, or
-/// blocked by busy ones.
-fn try_take(app: &App, key: &str, name: &str, keep_alive: Option<KeepAlive>) -> Step {
+/// One attempt to take `key` for a request that arrived at `asked`: already there (loaded or loading), loaded
+/// now after evicting idle models, or blocked by busy ones.
+fn try_take(app: &App, key: &str, name: &str, keep_alive: Option<KeepAlive>, asked: Instant) -> Step {
     app.update(|cfg| {
         let Some(rc) = cfg.residency.clone() else { return Step::Off };
         let mut st = lock(&app.residency);
@@ -349,6 +354,7 @@ fn try_take(app: &App, key: &str, name: &str, keep_alive: Option<KeepAlive>) -> 
             return Step::Wait(st.freed.subscribe());
         }
         // Either it fits now, or it is larger than the budget with nothing else loaded.
+        let busy_victims = victims.iter().filter(|&&i| st.entries[i].idle_since > asked).count() as u64;
         for &i in victims.iter().rev() {
             st.entries.remove(i);
         }
@@ -363,11 +369,13 @@ fn try_take(app: &App, key: &str, name: &str, keep_alive: Option<KeepAlive>) -> 
             expires_at: session.expiry(ready_at),
             session,
             refs: 1,
+            idle_since: ready_at,
         });
         {
             let mut stats = lock(&app.stats);
             stats.loads += 1;
             stats.evictions += victims.len() as u64;
+            stats.evicted_busy += busy_victims;
             *stats.model_loads.entry(name.to_owned()).or_default() += 1;
         }
         st.write_back(cfg);

@@ -142,7 +142,7 @@ async fn lru_eviction_under_the_budget() {
     timed_chat(&mock, &chat("c")).await; // evicts b, the least recently used
     wait_ps(&mock, &["a", "c"]).await;
     let stats = mock.stats();
-    assert_eq!((stats.loads, stats.evictions), (3, 1));
+    assert_eq!((stats.loads, stats.evictions, stats.evicted_busy), (3, 1, 0), "the victim was idle");
     assert_eq!(mock.config().loaded, ["a", "c"], "the loaded knob follows the simulation");
 
     // A model needing all the memory evicts everything; one larger than the budget still loads, alone.
@@ -181,7 +181,8 @@ async fn a_model_in_use_is_not_evicted() {
     assert!(b_took >= Duration::from_millis(200), "b was loaded while a was busy: {b_took:?}");
     assert!(t.elapsed() >= Duration::from_millis(300));
     wait_ps(&mock, &["b"]).await;
-    assert_eq!(mock.stats().evictions, 1);
+    let stats = mock.stats();
+    assert_eq!((stats.evictions, stats.evicted_busy), (1, 1), "a was serving when b was asked for");
 }
 
 #[tokio::test]
