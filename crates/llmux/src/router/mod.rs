@@ -388,31 +388,33 @@ pub fn pick(
         }
     }
 
-    // Prompt cache and speed, within what residency left: the candidate expected to finish first when every
-    // candidate's speeds are known (its cached prefix counts as prompt it need not read); else the one holding
-    // the longest prefix of the prompt unless it is much busier than the least busy (SGLang's load guard).
+    // Prompt cache and speed, within what residency left. First speed, once some candidate's rates are known:
+    // candidates expected to take much longer than the quickest are passed over (a cached prefix counts as
+    // prompt not to read; one that has not answered yet is assumed as fast as the others, so it is tried and
+    // learned rather than passed over for ever). Then, among those left, the one holding the longest prefix of
+    // the prompt, unless it is much busier than the least busy (SGLang's load guard).
     if config.router.residency_routing && pool.len() > 1 {
-        let expected = |c: &Candidate<'_>| speed::expected_seconds(&c.view, ask);
+        let assumed = speed::assumed_rates(pool.iter().map(|c| &c.view));
+        let expected = |c: &Candidate<'_>| speed::expected_seconds(&assumed.fill(c.view), ask);
         if pool.iter().all(|c| expected(c).is_some()) {
             let best = pool.iter().filter_map(expected).fold(f64::INFINITY, f64::min);
             drop_where(&mut pool, &|c| {
                 let e = expected(c).unwrap_or(f64::INFINITY);
                 (e > best * speed::SPEED_MARGIN).then(|| Skip::Slower((e * 1000.0).round() as u64))
             });
-        } else {
-            let most = pool.iter().map(|c| c.view.cached).max().unwrap_or(0);
-            let least_busy = pool.iter().map(|c| c.view.in_flight).min().unwrap_or(0);
-            let holder_busy = pool.iter().filter(|c| c.view.cached == most).map(|c| c.view.in_flight).min();
-            if most >= MIN_CACHED_TOKENS && holder_busy.is_some_and(|b| b <= least_busy + BALANCE_THRESHOLD) {
-                drop_where(&mut pool, &|c| (c.view.cached < most).then_some(Skip::PrefixElsewhere));
-            } else if most >= MIN_CACHED_TOKENS {
-                // The holder is swamped: the load goes where the queue is short, as SGLang does.
-                let over = |c: &Candidate<'_>| c.view.in_flight > least_busy + BALANCE_THRESHOLD;
-                drop_where(&mut pool, &|c| over(c).then_some(Skip::Overloaded));
-            } else if most < MIN_CACHED_TOKENS && pool.iter().any(|c| c.view.cache_room) {
-                // A new conversation goes where it evicts no other one's prefix.
-                drop_where(&mut pool, &|c| (!c.view.cache_room).then_some(Skip::CacheFull));
-            }
+        }
+        let most = pool.iter().map(|c| c.view.cached).max().unwrap_or(0);
+        let least_busy = pool.iter().map(|c| c.view.in_flight).min().unwrap_or(0);
+        let holder_busy = pool.iter().filter(|c| c.view.cached == most).map(|c| c.view.in_flight).min();
+        if most >= MIN_CACHED_TOKENS && holder_busy.is_some_and(|b| b <= least_busy + BALANCE_THRESHOLD) {
+            drop_where(&mut pool, &|c| (c.view.cached < most).then_some(Skip::PrefixElsewhere));
+        } else if most >= MIN_CACHED_TOKENS {
+            // The holder is swamped: the load goes where the queue is short, as SGLang does.
+            let over = |c: &Candidate<'_>| c.view.in_flight > least_busy + BALANCE_THRESHOLD;
+            drop_where(&mut pool, &|c| over(c).then_some(Skip::Overloaded));
+        } else if pool.iter().any(|c| c.view.cache_room) {
+            // A new conversation goes where it evicts no other one's prefix.
+            drop_where(&mut pool, &|c| (!c.view.cache_room).then_some(Skip::CacheFull));
         }
     }
 

@@ -55,6 +55,38 @@ impl Speeds {
     }
 }
 
+/// Rates assumed for a candidate that has not shown its own: the mean of those the others showed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Assumed {
+    prefill: Option<f64>,
+    decode: Option<f64>,
+}
+
+impl Assumed {
+    /// `view` with the assumed rates where it has none of its own.
+    pub fn fill(&self, mut view: DeploymentView) -> DeploymentView {
+        view.prefill_rate = view.prefill_rate.or(self.prefill);
+        view.decode_rate = view.decode_rate.or(self.decode);
+        view
+    }
+}
+
+/// The rates to assume for candidates that have not shown theirs, from the `views` of those that have (a
+/// decode rate no candidate has shown yet, because answers were too short to tell, is assumed alike for all:
+/// it then weighs the same everywhere).
+pub fn assumed_rates<'a>(views: impl Iterator<Item = &'a DeploymentView> + Clone) -> Assumed {
+    let mean = |rates: &mut dyn Iterator<Item = f64>| {
+        let (sum, n) = rates.fold((0.0, 0u32), |(sum, n), r| (sum + r, n + 1));
+        (n > 0).then(|| sum / f64::from(n))
+    };
+    let prefill = mean(&mut views.clone().filter_map(|v| v.prefill_rate));
+    let decode = mean(&mut views.filter_map(|v| v.decode_rate)).or(prefill.map(|_| UNKNOWN_DECODE_RATE));
+    Assumed { prefill, decode }
+}
+
+/// Decode rate assumed for every candidate while none has shown one.
+const UNKNOWN_DECODE_RATE: f64 = 20.0;
+
 /// Seconds the request `ask` is expected to take on a candidate: the queue ahead of it (requests in flight
 /// times how long one holds the deployment), loading the model if it is not loaded, reading the part of the
 /// prompt its cache does not hold, and writing the answer. `None` while its rates are not known.
@@ -84,6 +116,24 @@ mod tests {
         s.learn(&Timings { prompt_n: 1_000, prompt_ms: 1_000.0, predicted_n: 100, predicted_ms: 2_500.0 });
         let prefill = s.prefill.unwrap();
         assert!(prefill > 500.0 && prefill < 1_000.0, "smoothed: {prefill}");
+    }
+
+    #[test]
+    fn a_candidate_without_rates_of_its_own_is_assumed_as_fast_as_the_others() {
+        let known = |prefill, decode| DeploymentView {
+            prefill_rate: Some(prefill),
+            decode_rate: decode,
+            ..DeploymentView::default()
+        };
+        let views = [known(100.0, Some(10.0)), known(300.0, Some(30.0)), DeploymentView::default()];
+        let filled = assumed_rates(views.iter()).fill(views[2]);
+        assert_eq!((filled.prefill_rate, filled.decode_rate), (Some(200.0), Some(20.0)));
+        assert_eq!(assumed_rates(views.iter()).fill(views[0]).prefill_rate, Some(100.0), "its own rates stay");
+        let short_answers = [known(100.0, None), DeploymentView::default()];
+        let filled = assumed_rates(short_answers.iter()).fill(short_answers[1]);
+        assert_eq!((filled.prefill_rate, filled.decode_rate), (Some(100.0), Some(UNKNOWN_DECODE_RATE)));
+        let none = [DeploymentView::default(); 2];
+        assert_eq!(assumed_rates(none.iter()), Assumed::default(), "nothing shown: nothing assumed");
     }
 
     #[test]
