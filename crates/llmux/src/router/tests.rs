@@ -632,6 +632,13 @@ fn with_speeds_known_the_candidate_expected_to_finish_first_wins() {
     // Queued work counts: the holder busy with two long requests loses to an idle quick GPU.
     let queued = DeploymentView { in_flight: 2, service: Some(30.0), ..holder };
     assert_eq!(picks(&c, &ask, &[quick, p40, queued]), vec![0]);
-    // One candidate with unknown speeds: no estimate is compared (the cache rule decides).
-    assert_eq!(picks(&c, &ask, &[quick, DeploymentView::default(), holder]), vec![2]);
+    // A candidate that has not answered yet is assumed as fast as the others: it wins over a holder with a long
+    // queue (rather than never being tried), and loses to an idle one.
+    let unmeasured = DeploymentView::default();
+    assert_eq!(picks(&c, &ask, &[unmeasured, p40, holder]), vec![2]);
+    let swamped = DeploymentView { in_flight: 3, service: Some(40.0), ..holder };
+    assert_eq!(picks(&c, &ask, &[unmeasured, p40, swamped]), vec![0]);
+    // Among candidates the estimate cannot tell apart, the one holding the prefix wins.
+    let close = DeploymentView { cached: 2_000, ..quick };
+    assert_eq!(picks(&c, &ask, &[quick, close, quick]), vec![1]);
 }
